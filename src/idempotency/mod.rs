@@ -1,0 +1,1 @@
+//! Idempotency-Key deduplication (in progress).

@@ -1,0 +1,58 @@
+//! # steadfast
+//!
+//! [`tower`] middleware that keeps HTTP services standing when things go wrong.
+//!
+//! Every layer shares one vocabulary for failure ([`classify`]), one error format
+//! ([`problem`], RFC 9457 `application/problem+json`) and one notion of time left
+//! ([`Deadline`]):
+//!
+//! | module | what it does |
+//! | --- | --- |
+//! | [`classify`] | sorts every failure (an error or a response) into an [`ErrorClass`] and reads `Retry-After` |
+//! | [`problem`] | the RFC 9457 problem type every layer answers with |
+//! | [`error_handler`] | turns every error, panic and bare error response into problem+json |
+//! | [`retry`] | retry with exponential backoff, jitter, a budget and `Retry-After` |
+//! | [`idempotency`] | `Idempotency-Key` deduplication with memory and Redis stores |
+//! | [`timeout`] | per-route timeouts that drop the work, with a readable [`Deadline`] |
+//! | [`audit`] | structured, redacted audit events that are never silently lost |
+//!
+//! Everything works on plain `tower` and `hyper`; the default `axum` feature adds
+//! `IntoResponse` for [`Problem`] and route matching on axum's `MatchedPath`.
+//!
+//! ```
+//! use steadfast::error_handler::ErrorHandlerLayer;
+//! use tower::{ServiceBuilder, service_fn};
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(ErrorHandlerLayer::new())
+//!     .service(service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, std::io::Error>(Response::new(Full::new(Bytes::from("hello"))))
+//!     }));
+//! # let _ = svc;
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod audit;
+pub mod body;
+pub mod classify;
+mod deadline;
+mod error;
+pub mod error_handler;
+pub mod idempotency;
+pub mod problem;
+pub mod retry;
+pub mod timeout;
+
+pub use body::ResponseBody;
+pub use classify::{Classification, ErrorClass};
+pub use deadline::Deadline;
+pub use error::Error;
+pub use problem::Problem;
+
+/// The boxed error type tower services use at their boundaries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
