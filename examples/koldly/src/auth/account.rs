@@ -1,0 +1,189 @@
+//! Signup, login, the current user and the sign-in configuration.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{extract::AuthUser, normalize_email, password::check_policy};
+use crate::{
+    audit::AuthEvent,
+    db::users::{self, NewUser, User},
+    error::{ApiError, ApiResult, types},
+    request_meta::RequestMeta,
+    state::AppState,
+};
+use steadfast::Problem;
+
+/// `POST /api/auth/signup`.
+#[derive(Debug, Deserialize)]
+pub struct SignupRequest {
+    email: String,
+    password: String,
+    name: String,
+}
+
+/// A session: the token and its user.
+#[derive(Debug, Serialize)]
+pub struct Session {
+    /// The JWT.
+    pub token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    user: User,
+}
+
+pub(crate) fn session(state: &AppState, user: User) -> Session {
+    Session {
+        token: state.jwt.issue(&user.id, state.now()),
+        token_type: "Bearer",
+        expires_in: state.config.jwt_ttl.as_secs(),
+        user,
+    }
+}
+
+fn email_taken() -> ApiError {
+    ApiError(
+        Problem::new(StatusCode::CONFLICT)
+            .with_type(types::EMAIL_TAKEN)
+            .with_title("Email already registered")
+            .with_detail(
+                "An account with this email address exists. Log in or reset the password.",
+            ),
+    )
+}
+
+/// Creates an account; 201 with a session.
+pub async fn signup(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Json(req): Json<SignupRequest>,
+) -> ApiResult<(StatusCode, Json<Session>)> {
+    let email = normalize_email(&req.email)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::validation("name must be 1 to 100 characters"));
+    }
+    check_policy(&req.password)?;
+    if users::find_by_email(&state.db.pool, &email)
+        .await?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let hash = state.passwords.hash(req.password).await?;
+    let new = NewUser {
+        email: &email,
+        name,
+        password_hash: Some(&hash),
+        google_id: None,
+        email_verified: false,
+    };
+    let user = match users::insert(&state.db.pool, new, state.now()).await {
+        Ok(user) => user,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .audit
+        .record(
+            AuthEvent::Signup,
+            state.now(),
+            &meta,
+            Some(&user.id),
+            Some(&email),
+            None,
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(session(&state, user))))
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+/// Exchanges email and password for a session. Every failure is the same 401.
+pub async fn login(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Json<Session>> {
+    if let Err(retry_after) = state.login_limiter.check(meta.ip) {
+        state
+            .audit
+            .record(
+                AuthEvent::RateLimited,
+                state.now(),
+                &meta,
+                None,
+                Some(&req.email),
+                Some("login"),
+            )
+            .await;
+        return Err(ApiError::rate_limited(retry_after));
+    }
+    let email = req.email.trim().to_lowercase();
+    let user = if email.len() <= 254 && req.password.len() <= super::password::MAX_PASSWORD_LEN {
+        users::find_by_email(&state.db.pool, &email).await?
+    } else {
+        None
+    };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let password = if req.password.len() <= super::password::MAX_PASSWORD_LEN {
+        req.password
+    } else {
+        String::new()
+    };
+    if state.passwords.verify(password, hash).await {
+        let user = user.expect("a verified password has a user");
+        state
+            .audit
+            .record(
+                AuthEvent::LoginSuccess,
+                state.now(),
+                &meta,
+                Some(&user.id),
+                Some(&email),
+                None,
+            )
+            .await;
+        return Ok(Json(session(&state, user)));
+    }
+    let reason = match &user {
+        None => "unknown account",
+        Some(u) if u.password_hash.is_none() => "account has no password (OAuth)",
+        Some(_) => "wrong password",
+    };
+    state
+        .audit
+        .record(
+            AuthEvent::LoginFailure,
+            state.now(),
+            &meta,
+            user.as_ref().map(|u| u.id.as_str()),
+            Some(&email),
+            Some(reason),
+        )
+        .await;
+    Err(ApiError::unauthorized(
+        "The email or password is incorrect.",
+    ))
+}
+
+/// The current user.
+pub async fn me(AuthUser(user): AuthUser) -> Json<Value> {
+    Json(json!({ "user": user }))
+}
+
+/// Which sign-in methods this server offers.
+pub async fn config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "password": true,
+        "google": state.config.google.is_some(),
+        "email_verification": true,
+        "password_reset": true,
+        "mail_provider": if state.config.postmark.is_some() { "postmark" } else { "outbox" },
+    }))
+}

@@ -1,0 +1,116 @@
+//! Accounts: signup, login, sessions (JWT), password reset, email verification
+//! and Sign in with Google.
+
+pub mod account;
+pub mod extract;
+pub mod jwt;
+pub mod oauth;
+pub mod password;
+pub mod rate_limit;
+pub mod reset;
+pub mod verify;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{error::ApiError, state::AppState};
+
+/// The account routes under `/api/auth`.
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/signup", post(account::signup))
+        .route("/login", post(account::login))
+        .route("/me", get(account::me))
+        .route("/config", get(account::config))
+        .route("/forgot-password", post(reset::forgot_password))
+        .route("/reset-password/verify/{token}", get(reset::verify_token))
+        .route("/reset-password", post(reset::reset_password))
+        .route("/send-verification", post(verify::send_verification))
+        .route("/verify-email", post(verify::verify_email))
+}
+
+/// The browser routes of Sign in with Google under `/auth`.
+pub fn oauth_routes() -> Router<AppState> {
+    Router::new()
+        .route("/google", get(oauth::start))
+        .route("/google/callback", get(oauth::callback))
+}
+
+/// A URL-safe token of 32 random bytes from the OS-seeded CSPRNG.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The SHA-256 of a token, hex: what the database stores.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A plausible email address, trimmed and lowercased.
+pub fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::validation("email must be a valid email address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_eq!(token_hash(&a), token_hash(&a));
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@x.com",
+            "ann@",
+            "ann@com",
+            "a b@x.com",
+            "ann@x.com@y.com",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}

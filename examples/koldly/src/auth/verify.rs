@@ -1,0 +1,124 @@
+//! Email verification: send a link (replacing older ones), use it once.
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{extract::AuthUser, random_token, token_hash};
+use crate::{
+    audit::AuthEvent,
+    db::{
+        tokens::{self, TokenKind},
+        users,
+    },
+    error::{ApiError, ApiResult},
+    mail::Message,
+    request_meta::RequestMeta,
+    state::AppState,
+};
+
+/// How long a verification link works.
+pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
+
+/// Sends a new verification link to the current user; older links stop working.
+pub async fn send_verification(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<Value>> {
+    if user.email_verified {
+        return Err(ApiError::status(
+            StatusCode::CONFLICT,
+            "This email address is already verified.",
+        ));
+    }
+    let token = random_token();
+    let now = state.now();
+    tokens::issue(
+        &state.db.pool,
+        TokenKind::EmailVerification,
+        &user.id,
+        &token_hash(&token),
+        now + VERIFY_TTL_SECS,
+        now,
+    )
+    .await?;
+    let link = format!("{}/verify-email?token={token}", state.config.public_url);
+    let body = format!(
+        "Hello {},\n\nConfirm the address of your Koldly account by opening this link within 24 hours:\n\n{link}\n",
+        user.name
+    );
+    state
+        .mailer
+        .send(Message {
+            to: &user.email,
+            subject: "Confirm your email address",
+            body: &body,
+            kind: "email_verification",
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "verification mail not delivered");
+            ApiError::status(
+                StatusCode::BAD_GATEWAY,
+                "The verification mail could not be sent. Try again shortly.",
+            )
+        })?;
+    state
+        .audit
+        .record(
+            AuthEvent::VerificationSent,
+            now,
+            &meta,
+            Some(&user.id),
+            Some(&user.email),
+            None,
+        )
+        .await;
+    Ok(Json(json!({ "message": "A verification link was sent." })))
+}
+
+/// `POST /api/auth/verify-email`.
+#[derive(Debug, Deserialize)]
+pub struct VerifyRequest {
+    token: String,
+}
+
+/// Marks the address verified with a token; the token works once.
+pub async fn verify_email(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    Json(req): Json<VerifyRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.token.len() > 128 {
+        return Err(ApiError::invalid_token());
+    }
+    let now = state.now();
+    let mut tx = state.db.pool.begin().await?;
+    let Some(user_id) = tokens::consume(
+        &mut *tx,
+        TokenKind::EmailVerification,
+        &token_hash(&req.token),
+        now,
+    )
+    .await?
+    else {
+        return Err(ApiError::invalid_token());
+    };
+    users::mark_verified(&mut *tx, &user_id, now).await?;
+    tx.commit().await?;
+    state
+        .audit
+        .record(
+            AuthEvent::EmailVerified,
+            now,
+            &meta,
+            Some(&user_id),
+            None,
+            None,
+        )
+        .await;
+    Ok(Json(
+        json!({ "message": "Your email address is verified.", "email_verified": true }),
+    ))
+}

@@ -1,0 +1,108 @@
+//! The database: one pool (SQLite or PostgreSQL through `sqlx::Any`), embedded
+//! migrations for both, and one repository module per aggregate. SQL lives here
+//! and nowhere else; handlers call these functions.
+//!
+//! Every query is written once in the dialect both engines accept (`$1`
+//! placeholders, `RETURNING`, `lower()`), with portable types: ids are text
+//! UUIDs, timestamps `i64` unix seconds, flags `0`/`1` integers.
+
+pub mod audit_log;
+pub mod outbox;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::{
+    AnyPool, Executor,
+    any::{AnyPoolOptions, install_default_drivers},
+    migrate::Migrator,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database engine behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The connection pool and its engine.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// The pool every repository function takes.
+    pub pool: AnyPool,
+    /// Which engine it talks to.
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if needed) and applies the migrations.
+    ///
+    /// Pool: connect timeout 10 s, 2 to 10 connections. SQLite connections run
+    /// with `foreign_keys=ON`, WAL and a 5 s busy timeout; PostgreSQL TLS follows
+    /// the URL's `sslmode` (rustls, webpki roots).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            let url = if url.contains("mode=") || url.contains(":memory:") {
+                url.to_owned()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(sqlx::Error::Configuration(
+                "DATABASE_URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        let mut options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .min_connections(2)
+            .max_connections(10);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        let db = Self { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies the embedded migrations of this engine.
+    pub async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs `SELECT 1`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A fresh text UUID (v7: time-ordered, so ids sort by creation).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

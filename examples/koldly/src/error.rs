@@ -1,0 +1,118 @@
+//! How failures become answers: every handler error is an RFC 9457 problem.
+//!
+//! Handlers return `Result<_, ApiError>`. Client mistakes carry a precise
+//! status and detail; database and other internal failures are logged here with
+//! their cause and answered with a generic 500 (or 503 when the pool is
+//! exhausted), so no internal text reaches a client.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use steadfast::Problem;
+
+/// Problem type URIs koldly uses.
+pub mod types {
+    /// The request's content is invalid.
+    pub const VALIDATION: &str = "https://koldly.dev/problems/validation";
+    /// The email address is taken.
+    pub const EMAIL_TAKEN: &str = "https://koldly.dev/problems/email-taken";
+    /// Bad credentials or token.
+    pub const UNAUTHORIZED: &str = "https://koldly.dev/problems/unauthorized";
+    /// A single-use token is unknown, used or expired.
+    pub const INVALID_TOKEN: &str = "https://koldly.dev/problems/invalid-token";
+    /// Too many attempts.
+    pub const RATE_LIMITED: &str = "https://koldly.dev/problems/rate-limited";
+}
+
+/// A handler failure: a problem to answer with.
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// 422 with a detail naming the field and the rule.
+    pub fn validation(detail: impl Into<String>) -> Self {
+        Self(
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                .with_type(types::VALIDATION)
+                .with_title("Invalid request content")
+                .with_detail(detail.into()),
+        )
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer`; one detail for every cause.
+    pub fn unauthorized(detail: &'static str) -> Self {
+        Self(
+            Problem::new(StatusCode::UNAUTHORIZED)
+                .with_type(types::UNAUTHORIZED)
+                .with_detail(detail)
+                .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")),
+        )
+    }
+
+    /// 400 for an unknown, used or expired single-use token.
+    pub fn invalid_token() -> Self {
+        Self(
+            Problem::new(StatusCode::BAD_REQUEST)
+                .with_type(types::INVALID_TOKEN)
+                .with_title("Invalid or expired token")
+                .with_detail(
+                    "This link is invalid, was already used, or has expired. Request a new one.",
+                ),
+        )
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        Self(
+            Problem::new(StatusCode::TOO_MANY_REQUESTS)
+                .with_type(types::RATE_LIMITED)
+                .with_detail("Too many attempts from this address; wait before trying again.")
+                .with_retry_after(retry_after),
+        )
+    }
+
+    /// A problem with a status and detail.
+    pub fn status(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self(Problem::new(status).with_detail(detail.into()))
+    }
+
+    /// 500: logs `err` and answers without naming it.
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self(Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(
+            "The server failed to handle the request. The failure was logged under this request's id.",
+        ))
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        Self(problem)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut => {
+                tracing::error!(error = %err, "database pool exhausted");
+                Self(
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_detail("The database is busy. Try again shortly.")
+                        .with_retry_after(Duration::from_secs(1)),
+                )
+            }
+            err => Self::internal("database error", err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}

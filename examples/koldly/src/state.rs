@@ -1,0 +1,55 @@
+//! The state every handler shares.
+
+use std::{ops::Deref, sync::Arc, time::Instant};
+
+use crate::{
+    audit::AuthAudit,
+    auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    config::Config,
+    db::Db,
+    http_client::HttpClient,
+    mail::Mailer,
+};
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// The configuration it started with.
+    pub config: Config,
+    /// The database.
+    pub db: Db,
+    /// Session tokens.
+    pub jwt: JwtKeys,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Login attempts per IP.
+    pub login_limiter: RateLimiter,
+    /// Forgot-password requests per IP.
+    pub forgot_limiter: RateLimiter,
+    /// Outgoing HTTP (OAuth provider).
+    pub http: HttpClient,
+    /// Authentication events to the log and `audit_log`.
+    pub audit: AuthAudit,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The current time in unix seconds, from the configured clock.
+    pub fn now(&self) -> i64 {
+        self.config.clock.now()
+    }
+}
