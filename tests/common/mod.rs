@@ -119,7 +119,9 @@ pub fn service_url(var: &str) -> Option<String> {
             panic!("{var} is not set but STEADFAST_REQUIRE_SERVICES=1 requires it")
         }
         _ => {
-            eprintln!("skipping: {var} is not set (set it, or STEADFAST_REQUIRE_SERVICES=1 to require it)");
+            eprintln!(
+                "skipping: {var} is not set (set it, or STEADFAST_REQUIRE_SERVICES=1 to require it)"
+            );
             None
         }
     }
