@@ -73,7 +73,10 @@ impl Deadline {
 
     /// Runs `future` until the deadline; `Err` (a tokio `Elapsed`, classified as a
     /// timeout) when the deadline comes first.
-    pub async fn run<F: Future>(&self, future: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    pub async fn run<F: Future>(
+        &self,
+        future: F,
+    ) -> Result<F::Output, tokio::time::error::Elapsed> {
         tokio::time::timeout_at(self.at, future).await
     }
 

@@ -154,7 +154,9 @@ impl Problem {
     /// The JSON document.
     pub fn to_bytes(&self) -> Bytes {
         // Serialising strings, numbers and JSON values into a Vec cannot fail.
-        serde_json::to_vec(self).map(Bytes::from).unwrap_or_default()
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .unwrap_or_default()
     }
 
     /// The response: this problem's status and headers, `Content-Type:
@@ -164,10 +166,7 @@ impl Problem {
         *res.status_mut() = self.status();
         let headers = res.headers_mut();
         headers.clone_from(&self.headers);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_JSON),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         res
     }
 }
@@ -262,7 +261,10 @@ mod tests {
             HeaderValue::from_static("Application/Problem+JSON; charset=utf-8"),
         );
         assert!(is_problem_json(&h));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         assert!(!is_problem_json(&h));
     }
 }

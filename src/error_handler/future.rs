@@ -33,10 +33,11 @@ enum State<F> {
         #[pin]
         future: F,
     },
+    /// Reading a 4xx text body for the detail. Boxed: only error responses get here,
+    /// and it keeps the common states small.
     ReadingDetail {
-        #[pin]
-        collect: Collect<Limited<InnerBody>>,
-        parts: Option<http::response::Parts>,
+        collect: Pin<Box<Collect<Limited<InnerBody>>>>,
+        parts: Option<Box<http::response::Parts>>,
     },
     Failed {
         error: Option<BoxError>,
@@ -84,7 +85,9 @@ where
                 StateProj::Calling { future } => {
                     let res = match ready!(future.poll(cx)) {
                         Ok(res) => res,
-                        Err(err) => return Poll::Ready(Ok(rewrite::from_error(err.into(), this.context))),
+                        Err(err) => {
+                            return Poll::Ready(Ok(rewrite::from_error(err.into(), this.context)));
+                        }
                     };
                     if let Some(PanicMessage(message)) = res.extensions().get::<PanicMessage>() {
                         let message = message.clone();
@@ -92,24 +95,31 @@ where
                         return Poll::Ready(Ok(rewrite::from_panic(&message, this.context, parts)));
                     }
                     match rewrite::verdict(&res, this.config) {
-                        Verdict::PassThrough => return Poll::Ready(Ok(res.map(ResponseBody::Inner))),
+                        Verdict::PassThrough => {
+                            return Poll::Ready(Ok(res.map(ResponseBody::Inner)));
+                        }
                         Verdict::Rewrite => {
                             let (parts, _) = res.into_parts();
-                            return Poll::Ready(Ok(rewrite::from_response(parts, None, this.context)));
+                            return Poll::Ready(Ok(rewrite::from_response(
+                                parts,
+                                None,
+                                this.context,
+                            )));
                         }
                         Verdict::ReadDetail => {
                             let (parts, body) = res.into_parts();
-                            let collect = Limited::new(body, this.config.max_detail_bytes).collect();
+                            let collect =
+                                Limited::new(body, this.config.max_detail_bytes).collect();
                             this.state.set(State::ReadingDetail {
-                                collect,
-                                parts: Some(parts),
+                                collect: Box::pin(collect),
+                                parts: Some(Box::new(parts)),
                             });
                         }
                     }
                 }
                 StateProj::ReadingDetail { collect, parts } => {
-                    let body = ready!(collect.poll(cx));
-                    let parts = parts.take().expect("polled after completion");
+                    let body = ready!(collect.as_mut().poll(cx));
+                    let parts = *parts.take().expect("polled after completion");
                     let bytes = body.ok().map(|collected| collected.to_bytes());
                     let text = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok());
                     return Poll::Ready(Ok(rewrite::from_response(parts, text, this.context)));

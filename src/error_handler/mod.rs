@@ -29,7 +29,7 @@
 //!   untouched and unbuffered.
 //!
 //! Every problem the layer writes carries the request id (tower-http's
-//! [`RequestId`](tower_http::request_id::RequestId) extension, or the
+//! [`RequestId`] extension, or the
 //! `x-request-id` header) as the `request_id` extension member, and its
 //! [`Classification`](crate::Classification) in the response extensions for
 //! outer layers (audit). Each failure is logged once through `tracing` with the
@@ -66,8 +66,8 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body::Body;
-use tower_http::body::UnsyncBoxBody;
 use tower::{Layer, Service};
+use tower_http::body::UnsyncBoxBody;
 use tower_http::{
     catch_panic::{CatchPanic, ResponseForPanic},
     request_id::RequestId,
@@ -169,7 +169,8 @@ where
 {
     type Response = Response<ErrorHandlerBody>;
     type Error = Infallible;
-    type Future = ResponseFuture<tower_http::catch_panic::ResponseFuture<S::Future, PanicToProblem>>;
+    type Future =
+        ResponseFuture<tower_http::catch_panic::ResponseFuture<S::Future, PanicToProblem>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_some() {

@@ -36,7 +36,9 @@ pub(crate) fn default_detail(status: StatusCode) -> &'static str {
         415 => "The request's Content-Type is not supported here.",
         422 => "The request is well-formed but its content is invalid.",
         429 => "Too many requests; wait before trying again.",
-        500 => "The server failed to handle the request. The failure was logged under this request's id.",
+        500 => {
+            "The server failed to handle the request. The failure was logged under this request's id."
+        }
         502 => "An upstream service failed or could not be reached. Try again shortly.",
         503 => "The service is temporarily unavailable. Try again later.",
         504 => "The server did not finish the request in time.",
@@ -167,7 +169,13 @@ pub(crate) fn from_response<B>(
         .map(|t| std::borrow::Cow::Owned(t.to_owned()))
         .unwrap_or(std::borrow::Cow::Borrowed(default_detail(status)));
     let problem = Problem::new(status).with_detail(detail);
-    respond(problem, ctx, classification, parts.headers, parts.extensions)
+    respond(
+        problem,
+        ctx,
+        classification,
+        parts.headers,
+        parts.extensions,
+    )
 }
 
 /// Whether a response should be rewritten, and whether its body should be read
@@ -195,7 +203,12 @@ pub(crate) fn verdict<B: http_body::Body>(res: &Response<B>, config: &Config) ->
     match content_type {
         None if empty => Verdict::Rewrite,
         None => Verdict::Rewrite,
-        Some(ct) if ct.trim_start().to_ascii_lowercase().starts_with("text/plain") => {
+        Some(ct)
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain") =>
+        {
             let small = hint
                 .upper()
                 .is_some_and(|upper| upper <= config.max_detail_bytes as u64);
