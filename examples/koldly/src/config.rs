@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(c.bind_addr.port(), 9000);
         assert_eq!(c.public_url, "https://app.example");
         assert_eq!(
-            c.google.unwrap().redirect_url,
+            c.google.as_ref().unwrap().redirect_url,
             "https://app.example/auth/google/callback"
         );
         assert!(!format!("{c:?}").contains("pw"), "the password is redacted");

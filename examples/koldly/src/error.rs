@@ -27,7 +27,7 @@ pub mod types {
 
 /// A handler failure: a problem to answer with.
 #[derive(Debug)]
-pub struct ApiError(pub Problem);
+pub struct ApiError(pub Box<Problem>);
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -35,7 +35,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// 422 with a detail naming the field and the rule.
     pub fn validation(detail: impl Into<String>) -> Self {
-        Self(
+        Self::from(
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .with_type(types::VALIDATION)
                 .with_title("Invalid request content")
@@ -45,7 +45,7 @@ impl ApiError {
 
     /// 401 with `WWW-Authenticate: Bearer`; one detail for every cause.
     pub fn unauthorized(detail: &'static str) -> Self {
-        Self(
+        Self::from(
             Problem::new(StatusCode::UNAUTHORIZED)
                 .with_type(types::UNAUTHORIZED)
                 .with_detail(detail)
@@ -55,7 +55,7 @@ impl ApiError {
 
     /// 400 for an unknown, used or expired single-use token.
     pub fn invalid_token() -> Self {
-        Self(
+        Self::from(
             Problem::new(StatusCode::BAD_REQUEST)
                 .with_type(types::INVALID_TOKEN)
                 .with_title("Invalid or expired token")
@@ -67,7 +67,7 @@ impl ApiError {
 
     /// 429 with `Retry-After`.
     pub fn rate_limited(retry_after: Duration) -> Self {
-        Self(
+        Self::from(
             Problem::new(StatusCode::TOO_MANY_REQUESTS)
                 .with_type(types::RATE_LIMITED)
                 .with_detail("Too many attempts from this address; wait before trying again.")
@@ -77,13 +77,13 @@ impl ApiError {
 
     /// A problem with a status and detail.
     pub fn status(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self(Problem::new(status).with_detail(detail.into()))
+        Self::from(Problem::new(status).with_detail(detail.into()))
     }
 
     /// 500: logs `err` and answers without naming it.
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "{context}");
-        Self(Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(
+        Self::from(Problem::new(StatusCode::INTERNAL_SERVER_ERROR).with_detail(
             "The server failed to handle the request. The failure was logged under this request's id.",
         ))
     }
@@ -91,7 +91,7 @@ impl ApiError {
 
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> Self {
-        Self(problem)
+        Self(Box::new(problem))
     }
 }
 
@@ -100,7 +100,7 @@ impl From<sqlx::Error> for ApiError {
         match err {
             sqlx::Error::PoolTimedOut => {
                 tracing::error!(error = %err, "database pool exhausted");
-                Self(
+                Self::from(
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE)
                         .with_detail("The database is busy. Try again shortly.")
                         .with_retry_after(Duration::from_secs(1)),
@@ -113,6 +113,6 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.0.into_response()
+        (*self.0).into_response()
     }
 }

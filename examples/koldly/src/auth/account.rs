@@ -42,7 +42,7 @@ pub(crate) fn session(state: &AppState, user: User) -> Session {
 }
 
 fn email_taken() -> ApiError {
-    ApiError(
+    ApiError::from(
         Problem::new(StatusCode::CONFLICT)
             .with_type(types::EMAIL_TAKEN)
             .with_title("Email already registered")

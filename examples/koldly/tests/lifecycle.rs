@@ -1,0 +1,250 @@
+//! Mail through a Postmark-compatible provider, graceful shutdown with a
+//! request in flight, restarts on the same database, and the data model's
+//! foreign keys.
+
+mod support;
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use koldly::config::PostmarkConfig;
+use support::{Backend, TestServer};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Postmark {
+    received: Mutex<Vec<serde_json::Value>>,
+    calls: AtomicUsize,
+    /// When set, each call waits for `release` after announcing itself on `arrived`.
+    hold: Mutex<bool>,
+    arrived: Notify,
+    release: Notify,
+    fail: Mutex<bool>,
+}
+
+async fn email(
+    State(pm): State<Arc<Postmark>>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    pm.calls.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(headers["x-postmark-server-token"], "pm-token");
+    if *pm.hold.lock().unwrap() {
+        pm.arrived.notify_one();
+        pm.release.notified().await;
+    }
+    if *pm.fail.lock().unwrap() {
+        return (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "ErrorCode": 300, "Message": "Invalid email request" })),
+        );
+    }
+    pm.received.lock().unwrap().push(body);
+    (
+        axum::http::StatusCode::OK,
+        Json(serde_json::json!({ "ErrorCode": 0, "MessageID": "m-1" })),
+    )
+}
+
+async fn start_with_postmark(backend: Backend) -> (TestServer, Arc<Postmark>) {
+    let pm = Arc::new(Postmark::default());
+    let addr = support::common::serve(
+        Router::new()
+            .route("/email", post(email))
+            .with_state(pm.clone()),
+    )
+    .await;
+    let server = TestServer::start(backend, |c| {
+        c.postmark = Some(PostmarkConfig {
+            token: "pm-token".into(),
+            url: format!("http://{addr}"),
+        });
+        c.mail_from = "Koldly <hello@koldly.test>".into();
+        c.forgot_password_limit.max = 100;
+    })
+    .await;
+    (server, pm)
+}
+
+async fn mail_goes_through_the_provider(backend: Backend) {
+    let (server, pm) = start_with_postmark(backend).await;
+    server.signup("jack@example.com", "jack password 1").await;
+    let res = server
+        .post(
+            "/api/auth/forgot-password",
+            r#"{"email":"jack@example.com"}"#,
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    {
+        let received = pm.received.lock().unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0]["To"], "jack@example.com");
+        assert_eq!(received[0]["From"], "Koldly <hello@koldly.test>");
+        assert!(
+            received[0]["TextBody"]
+                .as_str()
+                .unwrap()
+                .contains("/reset-password?token=")
+        );
+    }
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "jack@example.com")
+        .await
+        .unwrap();
+    assert_eq!(outbox[0].status, "sent");
+
+    // The provider refuses: the request still answers 200 (no account
+    // enumeration) and the message stays in the outbox as failed.
+    *pm.fail.lock().unwrap() = true;
+    let res = server
+        .post(
+            "/api/auth/forgot-password",
+            r#"{"email":"jack@example.com"}"#,
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "jack@example.com")
+        .await
+        .unwrap();
+    assert_eq!(outbox[0].status, "failed");
+    assert_eq!(pm.calls.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
+async fn shutdown_finishes_in_flight_requests(backend: Backend) {
+    let (mut server, pm) = start_with_postmark(backend).await;
+    server.signup("kim@example.com", "kim password 1").await;
+    *pm.hold.lock().unwrap() = true;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move {
+        support::send_json(
+            addr,
+            "POST",
+            "/api/auth/forgot-password",
+            r#"{"email":"kim@example.com"}"#,
+        )
+        .await
+    });
+    pm.arrived.notified().await; // the request is inside the handler
+    server.signal_shutdown();
+    // New connections are refused once the server stopped accepting.
+    let mut refused = false;
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener closed after the signal");
+    pm.release.notify_one();
+    let res = in_flight.await.unwrap();
+    assert_eq!(res.status, 200, "the in-flight request finished");
+    server.wait().await;
+    assert!(
+        server.pool().is_closed(),
+        "the pool is closed after serve returns"
+    );
+}
+
+async fn restart_keeps_data_and_migrations_apply_once(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    server.signup("lea@example.com", "lea password 1").await;
+    let url = server.handles.state.config.database_url.clone();
+    // A second app on the same database: migrations are already applied.
+    let mut config = koldly::Config::development(url);
+    config.argon2 = koldly::config::Argon2Params::TESTING;
+    let (_router, again) = koldly::build_app(config).await.expect("restarts");
+    let user = koldly::db::users::find_by_email(&again.db().pool, "LEA@example.com")
+        .await
+        .unwrap();
+    assert_eq!(user.unwrap().email, "lea@example.com");
+    let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&again.db().pool)
+        .await
+        .unwrap();
+    assert_eq!(migrations, 1);
+    again.close().await;
+    server.stop().await;
+}
+
+async fn data_model_foreign_keys(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let (_, user) = server.signup("max@example.com", "max password 1").await;
+    let pool = server.pool();
+    let exec = |sql: &'static str| sqlx::query(sql);
+    exec("INSERT INTO icp_templates (id, user_id, name, created_at, updated_at) VALUES ('icp1', $1, 'SaaS CTOs', 0, 0)")
+        .bind(&user).execute(pool).await.unwrap();
+    exec("INSERT INTO campaigns (id, user_id, icp_template_id, name, created_at, updated_at) VALUES ('c1', $1, 'icp1', 'Q1', 0, 0)")
+        .bind(&user).execute(pool).await.unwrap();
+    exec("INSERT INTO prospects (id, campaign_id, user_id, email, created_at, updated_at) VALUES ('p1', 'c1', $1, 'p@x.com', 0, 0)")
+        .bind(&user).execute(pool).await.unwrap();
+    exec("INSERT INTO generated_emails (id, prospect_id, campaign_id, subject, body, created_at, updated_at) VALUES ('g1', 'p1', 'c1', 's', 'b', 0, 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO email_sequences (id, campaign_id, name, created_at, updated_at) VALUES ('s1', 'c1', 'seq', 0, 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO email_sequence_steps (id, sequence_id, step_number, subject_template, body_template, created_at) VALUES ('st1', 's1', 1, 's', 'b', 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO campaign_sending_context (campaign_id, from_name, from_email, updated_at) VALUES ('c1', 'Max', 'max@example.com', 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO campaign_sending_queue (id, campaign_id, prospect_id, generated_email_id, sequence_step_id, scheduled_for, created_at, updated_at) VALUES ('q1', 'c1', 'p1', 'g1', 'st1', 0, 0, 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO prospect_replies (id, prospect_id, campaign_id, queue_id, from_email, body, received_at, created_at) VALUES ('r1', 'p1', 'c1', 'q1', 'p@x.com', 'yes', 0, 0)")
+        .execute(pool).await.unwrap();
+    exec("INSERT INTO prospect_reply_inbox (id, reply_id, user_id, category, received_at, created_at) VALUES ('i1', 'r1', $1, 'interested', 0, 0)")
+        .bind(&user).execute(pool).await.unwrap();
+    exec("INSERT INTO analytics_events (id, user_id, campaign_id, event_type, occurred_at) VALUES ('a1', $1, 'c1', 'email_sent', 0)")
+        .bind(&user).execute(pool).await.unwrap();
+
+    // Foreign keys are enforced, and so are the CHECK constraints.
+    assert!(exec("INSERT INTO campaigns (id, user_id, name, created_at, updated_at) VALUES ('c2', 'ghost', 'x', 0, 0)")
+        .execute(pool).await.is_err());
+    assert!(exec("INSERT INTO campaigns (id, user_id, name, status, created_at, updated_at) VALUES ('c3', $1, 'x', 'bogus', 0, 0)")
+        .bind(&user).execute(pool).await.is_err());
+    // The same prospect twice in a campaign (any case) is refused.
+    assert!(exec("INSERT INTO prospects (id, campaign_id, user_id, email, created_at, updated_at) VALUES ('p2', 'c1', $1, 'P@X.com', 0, 0)")
+        .bind(&user).execute(pool).await.is_err());
+
+    // Deleting the account removes everything it owns, but not its audit trail.
+    exec("DELETE FROM users WHERE id = $1")
+        .bind(&user)
+        .execute(pool)
+        .await
+        .unwrap();
+    for table in [
+        "icp_templates",
+        "campaigns",
+        "prospects",
+        "generated_emails",
+        "email_sequences",
+        "email_sequence_steps",
+        "campaign_sending_context",
+        "campaign_sending_queue",
+        "prospect_replies",
+        "prospect_reply_inbox",
+        "analytics_events",
+    ] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} rows cascade");
+    }
+    let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(audit, 1);
+    server.stop().await;
+}
+
+on_both!(
+    mail_goes_through_the_provider,
+    shutdown_finishes_in_flight_requests,
+    restart_keeps_data_and_migrations_apply_once,
+    data_model_foreign_keys,
+);
