@@ -35,25 +35,26 @@ pub enum AuthEvent {
 }
 
 impl AuthEvent {
-    /// The event name in logs and `audit_log.event`.
-    pub fn name(self) -> &'static str {
+    /// The action name (OWASP logging vocabulary, dotted) in logs and `audit_log.action`.
+    pub fn action(self) -> &'static str {
         match self {
-            Self::Signup => "auth.signup",
-            Self::LoginSuccess => "auth.login.success",
-            Self::LoginFailure => "auth.login.failure",
-            Self::RateLimited => "auth.rate_limited",
-            Self::PasswordResetRequested => "auth.password_reset.requested",
-            Self::PasswordResetCompleted => "auth.password_reset.completed",
-            Self::VerificationSent => "auth.email_verification.sent",
-            Self::EmailVerified => "auth.email_verification.completed",
-            Self::OAuthLogin => "auth.oauth.login",
-            Self::OAuthFailure => "auth.oauth.failure",
+            Self::Signup => "authn.signup",
+            Self::LoginSuccess => "authn.login.success",
+            Self::LoginFailure => "authn.login.fail",
+            Self::RateLimited => "authn.throttled",
+            Self::PasswordResetRequested => "authn.password.reset.request",
+            Self::PasswordResetCompleted => "authn.password.change",
+            Self::VerificationSent => "authn.email.verification.request",
+            Self::EmailVerified => "authn.email.verified",
+            Self::OAuthLogin => "authn.oauth.login.success",
+            Self::OAuthFailure => "authn.oauth.login.fail",
         }
     }
 
     fn outcome(self) -> &'static str {
         match self {
-            Self::LoginFailure | Self::RateLimited | Self::OAuthFailure => "failure",
+            Self::LoginFailure | Self::OAuthFailure => "failure",
+            Self::RateLimited => "denied",
             _ => "success",
         }
     }
@@ -84,27 +85,34 @@ impl AuthAudit {
     ) {
         let record = AuditRecord {
             occurred_at: now,
-            event: event.name().to_owned(),
+            action: event.action().to_owned(),
             outcome: event.outcome().to_owned(),
-            user_id: user_id.map(str::to_owned),
-            email: email.map(str::to_lowercase),
+            actor: user_id.map(str::to_owned),
             client_ip: Some(meta.ip.to_string()),
+            user_agent: meta.user_agent.clone(),
             request_id: meta.request_id.clone(),
-            detail: detail.map(str::to_owned),
+            method: Some(meta.method.to_string()),
+            route: Some(meta.route.clone()),
+            target_type: email.map(|_| "email".to_owned()),
+            target_id: email.map(str::to_lowercase),
+            reason: detail.map(str::to_owned),
+            extra: "{}".to_owned(),
+            ..AuditRecord::default()
         };
         tracing::info!(
             target: "koldly::audit",
-            event = record.event,
+            action = record.action,
             outcome = record.outcome,
-            user_id = record.user_id.as_deref().unwrap_or(""),
-            email = record.email.as_deref().unwrap_or(""),
+            actor = record.actor.as_deref().unwrap_or(""),
+            target = record.target_id.as_deref().unwrap_or(""),
             client_ip = record.client_ip.as_deref().unwrap_or(""),
             request_id = record.request_id.as_deref().unwrap_or(""),
-            detail = record.detail.as_deref().unwrap_or(""),
+            reason = record.reason.as_deref().unwrap_or(""),
             "audit"
         );
-        if let Err(err) = audit_log::insert(&self.db.pool, &record).await {
-            tracing::error!(target: "koldly::audit", error = %err, event = record.event, "audit record not stored");
+        if let Err(err) = audit_log::insert_all(&self.db.pool, std::slice::from_ref(&record)).await
+        {
+            tracing::error!(target: "koldly::audit", error = %err, action = record.action, "audit record not stored");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath};
 use http::request::Parts;
 
 /// The client's IP and the request id, for rate limits and audit records.
@@ -17,6 +17,12 @@ pub struct RequestMeta {
     pub ip: IpAddr,
     /// The `x-request-id` the stack assigned.
     pub request_id: Option<String>,
+    /// The client's `User-Agent` (at most 256 bytes).
+    pub user_agent: Option<String>,
+    /// The request method.
+    pub method: http::Method,
+    /// The matched route pattern, never the raw path.
+    pub route: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
@@ -33,6 +39,22 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Self { ip, request_id })
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            ip,
+            request_id,
+            user_agent,
+            method: parts.method.clone(),
+            route,
+        })
     }
 }

@@ -73,16 +73,19 @@ async fn signup_login_and_me(backend: Backend) {
     assert_eq!(
         server.audit_events().await,
         [
-            "auth.signup",
-            "auth.login.success",
-            "auth.login.failure",
-            "auth.login.failure"
+            "authn.signup",
+            "authn.login.success",
+            "authn.login.fail",
+            "authn.login.fail"
         ]
     );
     let trail = koldly::db::audit_log::recent(server.pool(), 1)
         .await
         .unwrap();
     assert_eq!(trail[0].outcome, "failure");
+    assert_eq!(trail[0].target_id.as_deref(), Some("nobody@example.com"));
+    assert_eq!(trail[0].route.as_deref(), Some("/api/auth/login"));
+    assert_eq!(trail[0].reason.as_deref(), Some("unknown account"));
     assert_eq!(trail[0].client_ip.as_deref(), Some("127.0.0.1"));
     assert!(
         trail[0]

@@ -351,11 +351,17 @@ async fn google_sign_in(backend: Backend) {
 
     let events = server.audit_events().await;
     assert_eq!(
-        events.iter().filter(|e| *e == "auth.oauth.login").count(),
+        events
+            .iter()
+            .filter(|e| *e == "authn.oauth.login.success")
+            .count(),
         3
     );
     assert_eq!(
-        events.iter().filter(|e| *e == "auth.oauth.failure").count(),
+        events
+            .iter()
+            .filter(|e| *e == "authn.oauth.login.fail")
+            .count(),
         7
     );
     server.stop().await;

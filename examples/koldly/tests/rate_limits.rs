@@ -71,12 +71,9 @@ async fn login_and_forgot_password_limits(backend: Backend) {
     assert_eq!(res.status, 200);
 
     let events = server.audit_events().await;
+    assert_eq!(events.iter().filter(|e| *e == "authn.throttled").count(), 2);
     assert_eq!(
-        events.iter().filter(|e| *e == "auth.rate_limited").count(),
-        2
-    );
-    assert_eq!(
-        events.iter().filter(|e| *e == "auth.login.failure").count(),
+        events.iter().filter(|e| *e == "authn.login.fail").count(),
         5
     );
     server.stop().await;

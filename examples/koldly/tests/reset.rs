@@ -143,14 +143,14 @@ async fn reset_flow(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "auth.password_reset.requested")
+            .filter(|e| *e == "authn.password.reset.request")
             .count(),
         5
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "auth.password_reset.completed")
+            .filter(|e| *e == "authn.password.change")
             .count(),
         2
     );
@@ -206,7 +206,7 @@ async fn concurrent_resets_of_one_token(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "auth.password_reset.completed")
+            .filter(|e| *e == "authn.password.change")
             .count(),
         5
     );

@@ -88,14 +88,14 @@ async fn verification_flow(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "auth.email_verification.sent")
+            .filter(|e| *e == "authn.email.verification.request")
             .count(),
         3
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "auth.email_verification.completed")
+            .filter(|e| *e == "authn.email.verified")
             .count(),
         1
     );

@@ -202,20 +202,28 @@ CREATE TABLE analytics_events (
 CREATE INDEX analytics_events_user_time ON analytics_events (user_id, occurred_at);
 CREATE INDEX analytics_events_campaign_type ON analytics_events (campaign_id, event_type, occurred_at);
 
--- The audit trail outlives the accounts it mentions: no foreign key on user_id.
+-- The audit trail outlives the accounts it mentions: no foreign key on actor.
+-- One row per audit event (the fields of steadfast's AuditEvent).
 CREATE TABLE audit_log (
     id TEXT PRIMARY KEY NOT NULL,
     occurred_at INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    user_id TEXT,
-    email TEXT,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'denied', 'error')),
+    actor TEXT,
     client_ip TEXT,
+    user_agent TEXT,
     request_id TEXT,
-    detail TEXT
+    method TEXT,
+    route TEXT,
+    status INTEGER,
+    latency_ms REAL,
+    target_type TEXT,
+    target_id TEXT,
+    reason TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX audit_log_user_time ON audit_log (user_id, occurred_at);
-CREATE INDEX audit_log_event_time ON audit_log (event, occurred_at);
+CREATE INDEX audit_log_actor_time ON audit_log (actor, occurred_at);
+CREATE INDEX audit_log_action_time ON audit_log (action, occurred_at);
 
 CREATE TABLE mail_outbox (
     id TEXT PRIMARY KEY NOT NULL,

@@ -254,7 +254,7 @@ impl TestServer {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.event)
+            .map(|r| r.action)
             .collect();
         events.reverse();
         events
