@@ -639,6 +639,22 @@ async fn the_error_handler_passes_the_answer_through() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_error_handler_adds_the_request_id_to_the_answer() {
+    let app = seed_app(RouteTimeoutLayer::new(seed_table())).layer(ErrorHandlerLayer::new());
+    let mut req = request(Method::GET, "/api/campaigns");
+    req.headers_mut()
+        .insert("x-request-id", http::HeaderValue::from_static("req-7"));
+    let mut call = start(&app, req).await;
+    let res = assert_fires_at(&mut call, secs(15)).await.unwrap();
+    let problem = reply(res).await.assert_problem(504);
+    assert_eq!(problem["request_id"], "req-7");
+    assert_eq!(
+        problem["detail"],
+        "The server did not finish the request in time."
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn works_on_plain_tower_and_passes_errors_through() {
     let layer = RouteTimeoutLayer::new(seed_table());
     let svc = layer.layer(service_fn(|req: Request<()>| async move {

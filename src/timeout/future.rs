@@ -135,7 +135,8 @@ fn timed_out<B>(
         class = ErrorClass::Timeout.as_str(),
         "request timed out; its work was cancelled"
     );
-    let mut res: Response<ResponseBody<B>> = Problem::new(status).with_detail(DETAIL).to_response();
+    let mut res: Response<ResponseBody<B>> =
+        Problem::new(status).with_detail(DETAIL).to_layer_response();
     res.extensions_mut()
         .insert(Classification::new(ErrorClass::Timeout).with_status(status));
     res
