@@ -178,7 +178,7 @@ pub(crate) struct LayerProblem(pub(crate) Problem);
 
 impl Problem {
     /// [`Problem::to_response`], marked as written by a steadfast layer.
-    pub(crate) fn to_layer_response<B: From<Bytes>>(self) -> Response<B> {
+    pub(crate) fn into_layer_response<B: From<Bytes>>(self) -> Response<B> {
         let mut res = self.to_response();
         res.extensions_mut().insert(LayerProblem(self));
         res

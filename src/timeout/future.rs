@@ -136,7 +136,7 @@ fn timed_out<B>(
         "request timed out; its work was cancelled"
     );
     let mut res: Response<ResponseBody<B>> =
-        Problem::new(status).with_detail(DETAIL).to_layer_response();
+        Problem::new(status).with_detail(DETAIL).into_layer_response();
     res.extensions_mut()
         .insert(Classification::new(ErrorClass::Timeout).with_status(status));
     res
