@@ -135,8 +135,9 @@ fn timed_out<B>(
         class = ErrorClass::Timeout.as_str(),
         "request timed out; its work was cancelled"
     );
-    let mut res: Response<ResponseBody<B>> =
-        Problem::new(status).with_detail(DETAIL).into_layer_response();
+    let mut res: Response<ResponseBody<B>> = Problem::new(status)
+        .with_detail(DETAIL)
+        .into_layer_response();
     res.extensions_mut()
         .insert(Classification::new(ErrorClass::Timeout).with_status(status));
     res
