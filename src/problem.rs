@@ -171,6 +171,20 @@ impl Problem {
     }
 }
 
+/// Marks a problem response written by a steadfast layer (not by a handler), so
+/// the error handler may complete it with the request id.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerProblem(pub(crate) Problem);
+
+impl Problem {
+    /// [`Problem::to_response`], marked as written by a steadfast layer.
+    pub(crate) fn into_layer_response<B: From<Bytes>>(self) -> Response<B> {
+        let mut res = self.to_response();
+        res.extensions_mut().insert(LayerProblem(self));
+        res
+    }
+}
+
 /// Whether headers say the body is a problem document.
 pub fn is_problem_json(headers: &HeaderMap) -> bool {
     headers

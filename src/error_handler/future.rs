@@ -94,9 +94,16 @@ where
                         let (parts, _) = res.into_parts();
                         return Poll::Ready(Ok(rewrite::from_panic(&message, this.context, parts)));
                     }
-                    match rewrite::verdict(&res, this.config) {
+                    match rewrite::verdict(&res, this.config, this.context) {
                         Verdict::PassThrough => {
                             return Poll::Ready(Ok(res.map(ResponseBody::Inner)));
+                        }
+                        Verdict::CompleteLayerProblem => {
+                            let (parts, _) = res.into_parts();
+                            return Poll::Ready(Ok(rewrite::from_layer_problem(
+                                parts,
+                                this.context,
+                            )));
                         }
                         Verdict::Rewrite => {
                             let (parts, _) = res.into_parts();

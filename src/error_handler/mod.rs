@@ -26,7 +26,9 @@
 //!   client's own input; a 5xx body never reaches the client. Responses with
 //!   another content type (a handler's own JSON, HTML) are left alone.
 //! - A handler's own problem+json and every successful response pass through
-//!   untouched and unbuffered.
+//!   untouched and unbuffered. Problems written by steadfast's own layers inside
+//!   this one (a route timeout, a bad idempotency key) are rendered again with the
+//!   request id added, and not logged twice.
 //!
 //! Every problem the layer writes carries the request id (tower-http's
 //! [`RequestId`] extension, or the

@@ -75,7 +75,9 @@ pub(crate) fn respond<B>(
         }
     }
     *res.headers_mut() = headers;
-    extensions.insert(classification);
+    if extensions.get::<Classification>().is_none() {
+        extensions.insert(classification);
+    }
     *res.extensions_mut() = extensions;
     res
 }
@@ -178,20 +180,58 @@ pub(crate) fn from_response<B>(
     )
 }
 
+/// A problem another steadfast layer wrote (a timeout, a bad idempotency key):
+/// rendered again with the request id, and not logged again.
+pub(crate) fn from_layer_problem<B>(
+    mut parts: http::response::Parts,
+    ctx: &RequestContext,
+) -> Response<ResponseBody<B>> {
+    let problem = parts
+        .extensions
+        .remove::<crate::problem::LayerProblem>()
+        .map(|p| p.0)
+        .unwrap_or_else(|| Problem::new(parts.status));
+    let class = classify_status(parts.status).unwrap_or(ErrorClass::Internal);
+    let classification = Classification::new(class).with_status(parts.status);
+    respond(
+        problem,
+        ctx,
+        classification,
+        parts.headers,
+        parts.extensions,
+    )
+}
+
 /// Whether a response should be rewritten, and whether its body should be read
 /// for the detail.
 pub(crate) enum Verdict {
     PassThrough,
+    CompleteLayerProblem,
     Rewrite,
     ReadDetail,
 }
 
-pub(crate) fn verdict<B: http_body::Body>(res: &Response<B>, config: &Config) -> Verdict {
+pub(crate) fn verdict<B: http_body::Body>(
+    res: &Response<B>,
+    config: &Config,
+    ctx: &RequestContext,
+) -> Verdict {
     let status = res.status();
-    if !config.rewrite_error_responses
-        || !(status.is_client_error() || status.is_server_error())
-        || crate::problem::is_problem_json(res.headers())
-    {
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Verdict::PassThrough;
+    }
+    if crate::problem::is_problem_json(res.headers()) {
+        let ours = res
+            .extensions()
+            .get::<crate::problem::LayerProblem>()
+            .is_some();
+        return if ours && ctx.request_id.is_some() {
+            Verdict::CompleteLayerProblem
+        } else {
+            Verdict::PassThrough
+        };
+    }
+    if !config.rewrite_error_responses {
         return Verdict::PassThrough;
     }
     let hint = res.body().size_hint();

@@ -1,0 +1,60 @@
+//! Per-route timeouts beside tower's `Timeout` and tower-http's `TimeoutLayer`, on the
+//! success path (the answer comes at once; the timer never fires).
+
+mod support;
+
+use std::{hint::black_box, time::Duration};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast::timeout::{RouteTimeoutLayer, TimeoutTable};
+use tower::{Layer, service_fn};
+
+/// A table of `rules` prefixes, the request's own rule last added.
+fn table(rules: usize) -> TimeoutTable {
+    let mut table = TimeoutTable::new(Duration::from_secs(15));
+    for i in 1..rules {
+        let prefix: &'static str = Box::leak(format!("/api/area{i}/").into_boxed_str());
+        table = table.prefix(prefix, Duration::from_secs(10 + i as u64));
+    }
+    table.route("/api/campaigns/{id}/status", Duration::from_secs(12))
+}
+
+const PATH: &str = "/api/campaigns/42/status";
+
+fn success_path(c: &mut Criterion) {
+    let rt = support::runtime();
+    let mut group = c.benchmark_group("timeout/success");
+    let bare = service_fn(support::ok);
+    group.bench_function("bare", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut bare.clone(), support::get(PATH)).await)
+        })
+    });
+    let tower_timeout =
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(15)).layer(service_fn(support::ok));
+    group.bench_function("tower::timeout::Timeout", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut tower_timeout.clone(), support::get(PATH)).await)
+        })
+    });
+    #[allow(deprecated)]
+    let tower_http_timeout = tower_http::timeout::TimeoutLayer::new(Duration::from_secs(15))
+        .layer(service_fn(support::ok));
+    group.bench_function("tower_http::timeout::Timeout", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut tower_http_timeout.clone(), support::get(PATH)).await)
+        })
+    });
+    for rules in [1, 50] {
+        let svc = RouteTimeoutLayer::new(table(rules)).layer(service_fn(support::ok));
+        group.bench_function(format!("steadfast::RouteTimeout/{rules} rules"), |b| {
+            b.to_async(&rt).iter(|| async {
+                black_box(support::call(&mut svc.clone(), support::get(PATH)).await)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, success_path);
+criterion_main!(benches);

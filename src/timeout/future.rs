@@ -1,0 +1,148 @@
+//! The response future: the inner future raced against one `Sleep`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::{Response, StatusCode};
+use pin_project::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::{Classification, ErrorClass, Problem, ResponseBody};
+
+/// The `detail` of the timeout answer: what happened, naming no internals.
+const DETAIL: &str = "The server did not finish the request in time.";
+
+/// The response future of [`RouteTimeout`](super::RouteTimeout).
+///
+/// When the deadline passes first, the inner future is dropped at once — the
+/// handler's work stops at its next `.await` — and the future answers with the
+/// configured timeout problem.
+#[pin_project]
+pub struct ResponseFuture<F> {
+    #[pin]
+    state: State<F>,
+}
+
+#[pin_project(project = StateProj)]
+enum State<F> {
+    Limited {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: Sleep,
+        started: Instant,
+        route: &'static str,
+        status: StatusCode,
+    },
+    Unlimited {
+        #[pin]
+        future: F,
+    },
+    /// The deadline passed and the inner future was dropped.
+    Expired,
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn limited(
+        future: F,
+        sleep: Sleep,
+        started: Instant,
+        route: &'static str,
+        status: StatusCode,
+    ) -> Self {
+        Self {
+            state: State::Limited {
+                future,
+                sleep,
+                started,
+                route,
+                status,
+            },
+        }
+    }
+
+    pub(super) fn unlimited(future: F) -> Self {
+        Self {
+            state: State::Unlimited { future },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("ResponseFuture");
+        match &self.state {
+            State::Limited { sleep, route, .. } => {
+                d.field("route", route).field("deadline", &sleep.deadline())
+            }
+            State::Unlimited { .. } => d.field("deadline", &None::<Instant>),
+            State::Expired => d.field("expired", &true),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let (started, route, status, deadline) = match this.state.as_mut().project() {
+            StateProj::Unlimited { future } => {
+                return future.poll(cx).map_ok(|res| res.map(ResponseBody::Inner));
+            }
+            StateProj::Limited {
+                future,
+                mut sleep,
+                started,
+                route,
+                status,
+            } => {
+                if let Poll::Ready(result) = future.poll(cx) {
+                    return Poll::Ready(result.map(|res| res.map(ResponseBody::Inner)));
+                }
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                (*started, *route, *status, sleep.deadline())
+            }
+            StateProj::Expired => panic!("ResponseFuture polled after completion"),
+        };
+        // Drop the inner future now, before answering: the work stops here.
+        this.state.set(State::Expired);
+        Poll::Ready(Ok(timed_out(started, deadline, route, status)))
+    }
+}
+
+/// Logs the timeout once and builds the answer.
+fn timed_out<B>(
+    started: Instant,
+    deadline: Instant,
+    route: &'static str,
+    status: StatusCode,
+) -> Response<ResponseBody<B>> {
+    tracing::warn!(
+        route,
+        limit_ms = millis(deadline.saturating_duration_since(started)),
+        elapsed_ms = millis(started.elapsed()),
+        status = status.as_u16(),
+        class = ErrorClass::Timeout.as_str(),
+        "request timed out; its work was cancelled"
+    );
+    let mut res: Response<ResponseBody<B>> = Problem::new(status)
+        .with_detail(DETAIL)
+        .into_layer_response();
+    res.extensions_mut()
+        .insert(Classification::new(ErrorClass::Timeout).with_status(status));
+    res
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
