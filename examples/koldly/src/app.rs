@@ -5,20 +5,29 @@
 //!    client sent one) and `PropagateRequestId` (echoed on the response);
 //! 2. tracing with latency — tower-http `TraceLayer`, one span per request
 //!    carrying the request id;
-//! 3. audit — steadfast's audit layer (not landed yet; authentication events
-//!    are written by the handlers to the log and `audit_log` meanwhile);
+//! 3. audit — steadfast's `AuditLayer` on the account routes
+//!    ([`audit::AUDITED_ROUTES`]); handlers enrich the event, the `Auditor`
+//!    writes it to the log and `audit_log` in the background;
 //! 4. error handler — steadfast's `ErrorHandlerLayer`: every error, panic and
 //!    bare error response becomes problem+json;
-//! 5. per-route timeouts — steadfast's timeout layer (not landed yet);
+//! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
+//!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
 //! 6. idempotency — steadfast's idempotency layer (not landed yet);
 //! 7. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default);
 //! 8. the router.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use http::Request;
-use steadfast::error_handler::ErrorHandlerLayer;
+use steadfast::{
+    audit::Auditor,
+    error_handler::ErrorHandlerLayer,
+    timeout::{RouteTimeoutLayer, TimeoutTable},
+};
 use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
@@ -29,7 +38,7 @@ use tower_http::{
 use tracing::Level;
 
 use crate::{
-    audit::AuthAudit,
+    audit,
     auth::{self, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     config::Config,
     db::Db,
@@ -43,6 +52,8 @@ use crate::{
 pub struct AppHandles {
     /// The shared state (configuration, database, mailer...).
     pub state: AppState,
+    /// The audit writer: flushed and stopped at shutdown.
+    pub auditor: Auditor,
 }
 
 impl AppHandles {
@@ -51,8 +62,9 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// Closes the pool after the server stopped.
+    /// After the server stopped: writes every queued audit event, then closes the pool.
     pub async fn close(&self) {
+        self.auditor.shutdown().await;
         self.state.db.pool.close().await;
     }
 }
@@ -95,17 +107,17 @@ pub async fn build_app(config: Config) -> Result<(Router, AppHandles), StartErro
         login_limiter: RateLimiter::new(config.login_limit, config.clock.clone()),
         forgot_limiter: RateLimiter::new(config.forgot_password_limit, config.clock.clone()),
         http,
-        audit: AuthAudit::new(db.clone()),
         started: Instant::now(),
         db,
         config,
     }));
-    let router = router(state.clone());
-    Ok((router, AppHandles { state }))
+    let auditor = audit::auditor(state.db.clone());
+    let router = router(state.clone(), auditor.clone());
+    Ok((router, AppHandles { state, auditor }))
 }
 
 /// The routes and the stack.
-fn router(state: AppState) -> Router {
+fn router(state: AppState, auditor: Auditor) -> Router {
     let body_limit = state.config.body_limit;
     let routes = Router::new()
         .route("/health", get(health::health))
@@ -129,7 +141,48 @@ fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
                 .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Millis)),
         )
+        .layer(audit::layer(auditor))
         .layer(ErrorHandlerLayer::new())
+        .layer(RouteTimeoutLayer::new(timeouts()))
         .layer(RequestBodyLimitLayer::new(body_limit));
     routes.layer(stack)
+}
+
+/// Per-route time limits: authentication 12 s (it may call the OAuth
+/// provider), analytics 30 s, everything else 15 s.
+pub fn timeouts() -> TimeoutTable {
+    TimeoutTable::new(Duration::from_secs(15))
+        .prefix("/api/auth/", Duration::from_secs(12))
+        .prefix("/auth/", Duration::from_secs(12))
+        .prefix("/api/analytics/", Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+    use steadfast::timeout::Limit;
+
+    #[test]
+    fn route_timeouts() {
+        let layer = RouteTimeoutLayer::new(timeouts());
+        let limit = |path| layer.limit_for(&Method::POST, path);
+        assert_eq!(
+            limit("/api/auth/login"),
+            Limit::After(Duration::from_secs(12))
+        );
+        assert_eq!(
+            limit("/auth/google/callback"),
+            Limit::After(Duration::from_secs(12))
+        );
+        assert_eq!(
+            limit("/api/analytics/overview"),
+            Limit::After(Duration::from_secs(30))
+        );
+        assert_eq!(
+            limit("/api/campaigns"),
+            Limit::After(Duration::from_secs(15))
+        );
+        assert_eq!(limit("/health"), Limit::After(Duration::from_secs(15)));
+    }
 }

@@ -1,13 +1,118 @@
-//! OWASP authentication events: each one goes to the log (target
-//! `koldly::audit`) and to the `audit_log` table.
+//! Audit: OWASP authentication events, recorded by steadfast's
+//! [`AuditLayer`] on the account routes, enriched by the handlers through the
+//! [`AuditContext`], and written by the [`Auditor`]'s background writer to the
+//! log (target `audit`) and the `audit_log` table ([`DbSink`]).
 
-use crate::{
-    db::{
-        Db,
-        audit_log::{self, AuditRecord},
+use std::time::UNIX_EPOCH;
+
+use http::Method;
+use steadfast::{
+    BoxError,
+    audit::{
+        AuditContext, AuditEvent, AuditLayer, Auditor, Outcome, Sink, TracingSink, TrustedProxies,
     },
-    request_meta::RequestMeta,
 };
+
+use crate::db::{
+    Db,
+    audit_log::{self, AuditRecord},
+};
+
+/// The audited routes and the action each records unless its handler says
+/// more precisely what happened.
+pub const AUDITED_ROUTES: &[(Method, &str, &str)] = &[
+    (Method::POST, "/api/auth/signup", "authn.signup"),
+    (Method::POST, "/api/auth/login", "authn.login"),
+    (
+        Method::POST,
+        "/api/auth/forgot-password",
+        "authn.password.reset.request",
+    ),
+    (
+        Method::POST,
+        "/api/auth/reset-password",
+        "authn.password.change",
+    ),
+    (
+        Method::POST,
+        "/api/auth/send-verification",
+        "authn.email.verification.request",
+    ),
+    (
+        Method::POST,
+        "/api/auth/verify-email",
+        "authn.email.verified",
+    ),
+    (Method::GET, "/auth/google/callback", "authn.oauth.login"),
+];
+
+/// The audit layer for koldly's routes. The client IP is the socket peer: no
+/// proxy is trusted.
+pub fn layer(auditor: Auditor) -> AuditLayer {
+    AUDITED_ROUTES
+        .iter()
+        .fold(
+            AuditLayer::new(auditor),
+            |layer, (method, route, action)| layer.route(method.clone(), route, *action),
+        )
+        .trusted_proxies(TrustedProxies::none())
+}
+
+/// The auditor: a bounded queue and a background writer to [`DbSink`].
+pub fn auditor(db: Db) -> Auditor {
+    Auditor::builder().build(DbSink::new(db))
+}
+
+/// Writes each event to the log, then to `audit_log` (one transaction per batch).
+pub struct DbSink {
+    db: Db,
+    log: TracingSink,
+}
+
+impl DbSink {
+    /// A sink writing to `db`.
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            log: TracingSink::new(),
+        }
+    }
+}
+
+impl Sink for DbSink {
+    async fn write(&mut self, events: &[AuditEvent]) -> Result<(), BoxError> {
+        // The log first: if the database keeps failing, the log still has it.
+        self.log.write(events).await?;
+        let records: Vec<AuditRecord> = events.iter().map(record_of).collect();
+        audit_log::insert_all(&self.db.pool, &records).await?;
+        Ok(())
+    }
+}
+
+/// One `audit_log` row for an event.
+pub fn record_of(event: &AuditEvent) -> AuditRecord {
+    AuditRecord {
+        occurred_at: event
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        action: event.action.to_string(),
+        outcome: event.outcome.as_str().to_owned(),
+        actor: event.actor.clone(),
+        client_ip: event.client_ip.map(|ip| ip.to_string()),
+        user_agent: event.user_agent.clone(),
+        request_id: event.request_id.clone(),
+        method: event.method.as_ref().map(|m| m.to_string()),
+        route: event.route.clone(),
+        status: event.status.map(|s| i64::from(s.as_u16())),
+        latency_ms: event.latency.map(|l| l.as_secs_f64() * 1000.0),
+        target_type: event.target.as_ref().map(|t| t.kind.to_string()),
+        target_id: event.target.as_ref().map(|t| t.id.clone()),
+        reason: event.reason.clone(),
+        extra: serde_json::Value::Object(event.extra.clone()).to_string(),
+    }
+}
 
 /// The authentication events koldly records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +140,7 @@ pub enum AuthEvent {
 }
 
 impl AuthEvent {
-    /// The action name (OWASP logging vocabulary, dotted) in logs and `audit_log.action`.
+    /// The action name (OWASP logging vocabulary, dotted).
     pub fn action(self) -> &'static str {
         match self {
             Self::Signup => "authn.signup",
@@ -51,68 +156,50 @@ impl AuthEvent {
         }
     }
 
-    fn outcome(self) -> &'static str {
+    fn outcome(self) -> Outcome {
         match self {
-            Self::LoginFailure | Self::OAuthFailure => "failure",
-            Self::RateLimited => "denied",
-            _ => "success",
+            Self::LoginFailure | Self::OAuthFailure => Outcome::Failure,
+            Self::RateLimited => Outcome::Denied,
+            _ => Outcome::Success,
         }
     }
 }
 
-/// Writes authentication events.
-#[derive(Debug, Clone)]
-pub struct AuthAudit {
-    db: Db,
-}
-
-impl AuthAudit {
-    /// Events go to `db`'s `audit_log`.
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    /// Records one event; a failed write is logged as an error with the event,
-    /// so the record survives in the log at least.
-    pub async fn record(
-        &self,
-        event: AuthEvent,
-        now: i64,
-        meta: &RequestMeta,
-        user_id: Option<&str>,
-        email: Option<&str>,
-        detail: Option<&str>,
-    ) {
-        let record = AuditRecord {
-            occurred_at: now,
-            action: event.action().to_owned(),
-            outcome: event.outcome().to_owned(),
-            actor: user_id.map(str::to_owned),
-            client_ip: Some(meta.ip.to_string()),
-            user_agent: meta.user_agent.clone(),
-            request_id: meta.request_id.clone(),
-            method: Some(meta.method.to_string()),
-            route: Some(meta.route.clone()),
-            target_type: email.map(|_| "email".to_owned()),
-            target_id: email.map(str::to_lowercase),
-            reason: detail.map(str::to_owned),
-            extra: "{}".to_owned(),
-            ..AuditRecord::default()
-        };
-        tracing::info!(
-            target: "koldly::audit",
-            action = record.action,
-            outcome = record.outcome,
-            actor = record.actor.as_deref().unwrap_or(""),
-            target = record.target_id.as_deref().unwrap_or(""),
-            client_ip = record.client_ip.as_deref().unwrap_or(""),
-            request_id = record.request_id.as_deref().unwrap_or(""),
-            reason = record.reason.as_deref().unwrap_or(""),
-            "audit"
-        );
-        if let Err(err) = audit_log::insert_all(&self.db.pool, std::slice::from_ref(&record)).await
-        {
-            tracing::error!(target: "koldly::audit", error = %err, action = record.action, "audit record not stored");
+/// Says on the request's audit event what happened: the action, the outcome,
+/// the actor (the authenticated user), the account acted upon (`user` id, or
+/// the `email` a request named when no account matched) and why. Never a
+/// password or token.
+pub fn note(
+    audit: &Option<AuditContext>,
+    event: AuthEvent,
+    user_id: Option<&str>,
+    email: Option<&str>,
+    reason: Option<&str>,
+) {
+    let Some(audit) = audit else { return };
+    audit.set_action(event.action());
+    audit.set_outcome(event.outcome());
+    let authenticated = !matches!(
+        event,
+        AuthEvent::LoginFailure
+            | AuthEvent::RateLimited
+            | AuthEvent::OAuthFailure
+            | AuthEvent::PasswordResetRequested
+    );
+    match (user_id, email) {
+        (Some(id), _) => {
+            if authenticated {
+                audit.set_actor(id);
+            }
+            audit.set_target("user", id);
         }
+        (None, Some(email)) => audit.set_target("email", email.to_lowercase()),
+        (None, None) => {}
+    }
+    if let Some(email) = email {
+        audit.insert_extra("email", email.to_lowercase());
+    }
+    if let Some(reason) = reason {
+        audit.set_reason(reason);
     }
 }

@@ -3,7 +3,6 @@
 use std::{ops::Deref, sync::Arc, time::Instant};
 
 use crate::{
-    audit::AuthAudit,
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     config::Config,
     db::Db,
@@ -33,8 +32,6 @@ pub struct Inner {
     pub forgot_limiter: RateLimiter,
     /// Outgoing HTTP (OAuth provider).
     pub http: HttpClient,
-    /// Authentication events to the log and `audit_log`.
-    pub audit: AuthAudit,
     /// When the server started.
     pub started: Instant,
 }

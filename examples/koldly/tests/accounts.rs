@@ -73,10 +73,11 @@ async fn signup_login_and_me(backend: Backend) {
     assert_eq!(
         server.audit_events().await,
         [
-            "authn.signup",
-            "authn.login.success",
-            "authn.login.fail",
-            "authn.login.fail"
+            "authn.signup/success",
+            "authn.signup/failure",
+            "authn.login.success/success",
+            "authn.login.fail/failure",
+            "authn.login.fail/failure"
         ]
     );
     let trail = koldly::db::audit_log::recent(server.pool(), 1)
@@ -85,6 +86,10 @@ async fn signup_login_and_me(backend: Backend) {
     assert_eq!(trail[0].outcome, "failure");
     assert_eq!(trail[0].target_id.as_deref(), Some("nobody@example.com"));
     assert_eq!(trail[0].route.as_deref(), Some("/api/auth/login"));
+    assert_eq!(trail[0].method.as_deref(), Some("POST"));
+    assert_eq!(trail[0].status, Some(401));
+    assert!(trail[0].actor.is_none(), "a failed login has no actor");
+    assert!(!trail[0].extra.contains("password"), "{}", trail[0].extra);
     assert_eq!(trail[0].reason.as_deref(), Some("unknown account"));
     assert_eq!(trail[0].client_ip.as_deref(), Some("127.0.0.1"));
     assert!(

@@ -149,6 +149,45 @@ async fn shutdown_finishes_in_flight_requests(backend: Backend) {
         server.pool().is_closed(),
         "the pool is closed after serve returns"
     );
+    let auditor = &server.handles.auditor;
+    assert!(auditor.is_shut_down());
+    assert_eq!(
+        auditor.written(),
+        2,
+        "signup and the in-flight request's event were flushed"
+    );
+    assert_eq!(auditor.dropped(), 0);
+}
+
+async fn slow_requests_time_out_with_504(backend: Backend) {
+    let (server, pm) = start_with_postmark(backend).await;
+    server.signup("nina@example.com", "nina password 1").await;
+    *pm.hold.lock().unwrap() = true;
+    // The client asks for a deadline shorter than the route's 12 s.
+    let res = support::send(
+        ::http::Request::post(format!("http://{}/api/auth/forgot-password", server.addr))
+            .header("content-type", "application/json")
+            .header("request-timeout-ms", "300")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"email":"nina@example.com"}"#,
+            )))
+            .unwrap(),
+    )
+    .await;
+    let problem = res.assert_problem(504);
+    assert!(problem["request_id"].is_string(), "{problem}");
+    assert_eq!(
+        pm.calls.load(Ordering::SeqCst),
+        1,
+        "the provider was called once"
+    );
+    pm.release.notify_one();
+    let events = server.audit_events().await;
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("authn.password.reset.request/error")
+    );
+    server.stop().await;
 }
 
 async fn restart_keeps_data_and_migrations_apply_once(backend: Backend) {
@@ -234,6 +273,7 @@ async fn data_model_foreign_keys(backend: Backend) {
             .unwrap();
         assert_eq!(n, 0, "{table} rows cascade");
     }
+    server.flush_audit().await;
     let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
         .fetch_one(pool)
         .await
@@ -245,6 +285,7 @@ async fn data_model_foreign_keys(backend: Backend) {
 on_both!(
     mail_goes_through_the_provider,
     shutdown_finishes_in_flight_requests,
+    slow_requests_time_out_with_504,
     restart_keeps_data_and_migrations_apply_once,
     data_model_foreign_keys,
 );

@@ -353,14 +353,14 @@ async fn google_sign_in(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.oauth.login.success")
+            .filter(|e| *e == "authn.oauth.login.success/success")
             .count(),
         3
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.oauth.login.fail")
+            .filter(|e| *e == "authn.oauth.login.fail/failure")
             .count(),
         7
     );

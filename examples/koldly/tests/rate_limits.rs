@@ -71,9 +71,18 @@ async fn login_and_forgot_password_limits(backend: Backend) {
     assert_eq!(res.status, 200);
 
     let events = server.audit_events().await;
-    assert_eq!(events.iter().filter(|e| *e == "authn.throttled").count(), 2);
     assert_eq!(
-        events.iter().filter(|e| *e == "authn.login.fail").count(),
+        events
+            .iter()
+            .filter(|e| *e == "authn.throttled/denied")
+            .count(),
+        2
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "authn.login.fail/failure")
+            .count(),
         5
     );
     server.stop().await;

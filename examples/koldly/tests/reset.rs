@@ -143,14 +143,14 @@ async fn reset_flow(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.password.reset.request")
+            .filter(|e| *e == "authn.password.reset.request/success")
             .count(),
         5
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.password.change")
+            .filter(|e| *e == "authn.password.change/success")
             .count(),
         2
     );
@@ -206,7 +206,7 @@ async fn concurrent_resets_of_one_token(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.password.change")
+            .filter(|e| *e == "authn.password.change/success")
             .count(),
         5
     );

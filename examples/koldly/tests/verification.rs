@@ -88,14 +88,14 @@ async fn verification_flow(backend: Backend) {
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.email.verification.request")
+            .filter(|e| *e == "authn.email.verification.request/success")
             .count(),
         3
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "authn.email.verified")
+            .filter(|e| *e == "authn.email.verified/success")
             .count(),
         1
     );

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{extract::AuthUser, normalize_email, password::check_policy};
+use steadfast::audit::AuditContext;
+
 use crate::{
-    audit::AuthEvent,
+    audit::{self, AuthEvent},
     db::users::{self, NewUser, User},
     error::{ApiError, ApiResult, types},
     request_meta::RequestMeta,
@@ -55,7 +57,7 @@ fn email_taken() -> ApiError {
 /// Creates an account; 201 with a session.
 pub async fn signup(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    audit: Option<AuditContext>,
     Json(req): Json<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<Session>)> {
     let email = normalize_email(&req.email)?;
@@ -83,17 +85,13 @@ pub async fn signup(
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     };
-    state
-        .audit
-        .record(
-            AuthEvent::Signup,
-            state.now(),
-            &meta,
-            Some(&user.id),
-            Some(&email),
-            None,
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::Signup,
+        Some(&user.id),
+        Some(&email),
+        None,
+    );
     Ok((StatusCode::CREATED, Json(session(&state, user))))
 }
 
@@ -108,20 +106,17 @@ pub struct LoginRequest {
 pub async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
+    audit: Option<AuditContext>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<Session>> {
     if let Err(retry_after) = state.login_limiter.check(meta.ip) {
-        state
-            .audit
-            .record(
-                AuthEvent::RateLimited,
-                state.now(),
-                &meta,
-                None,
-                Some(&req.email),
-                Some("login"),
-            )
-            .await;
+        audit::note(
+            &audit,
+            AuthEvent::RateLimited,
+            None,
+            Some(&req.email),
+            Some("login"),
+        );
         return Err(ApiError::rate_limited(retry_after));
     }
     let email = req.email.trim().to_lowercase();
@@ -138,17 +133,13 @@ pub async fn login(
     };
     if state.passwords.verify(password, hash).await {
         let user = user.expect("a verified password has a user");
-        state
-            .audit
-            .record(
-                AuthEvent::LoginSuccess,
-                state.now(),
-                &meta,
-                Some(&user.id),
-                Some(&email),
-                None,
-            )
-            .await;
+        audit::note(
+            &audit,
+            AuthEvent::LoginSuccess,
+            Some(&user.id),
+            Some(&email),
+            None,
+        );
         return Ok(Json(session(&state, user)));
     }
     let reason = match &user {
@@ -156,17 +147,13 @@ pub async fn login(
         Some(u) if u.password_hash.is_none() => "account has no password (OAuth)",
         Some(_) => "wrong password",
     };
-    state
-        .audit
-        .record(
-            AuthEvent::LoginFailure,
-            state.now(),
-            &meta,
-            user.as_ref().map(|u| u.id.as_str()),
-            Some(&email),
-            Some(reason),
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::LoginFailure,
+        user.as_ref().map(|u| u.id.as_str()),
+        Some(&email),
+        Some(reason),
+    );
     Err(ApiError::unauthorized(
         "The email or password is incorrect.",
     ))

@@ -27,13 +27,14 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{account::session, random_token};
+use steadfast::audit::AuditContext;
+
 use crate::{
-    audit::AuthEvent,
+    audit::{self, AuthEvent},
     config::GoogleConfig,
     db::users::{self, NewUser, User},
     error::{ApiError, ApiResult},
     http_client,
-    request_meta::RequestMeta,
     state::AppState,
 };
 
@@ -159,41 +160,26 @@ fn bad_flow(detail: &'static str) -> ApiError {
 /// with the session token in the URL fragment.
 pub async fn callback(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    audit: Option<AuditContext>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> ApiResult<Response> {
     let google = google(&state)?.clone();
     let result = finish(&state, &google, &headers, query).await;
-    let now = state.now();
     let user = match result {
         Ok(user) => user,
         Err((err, reason)) => {
-            state
-                .audit
-                .record(
-                    AuthEvent::OAuthFailure,
-                    now,
-                    &meta,
-                    None,
-                    None,
-                    Some(&reason),
-                )
-                .await;
+            audit::note(&audit, AuthEvent::OAuthFailure, None, None, Some(&reason));
             return Err(err);
         }
     };
-    state
-        .audit
-        .record(
-            AuthEvent::OAuthLogin,
-            now,
-            &meta,
-            Some(&user.id),
-            Some(&user.email),
-            Some("google"),
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::OAuthLogin,
+        Some(&user.id),
+        Some(&user.email),
+        Some("google"),
+    );
     let token = session(&state, user).token;
     let mut res = Redirect::to(&format!(
         "{}/auth/callback#token={token}",

@@ -8,8 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{normalize_email, password::check_policy, random_token, token_hash};
+use steadfast::audit::AuditContext;
+
 use crate::{
-    audit::AuthEvent,
+    audit::{self, AuthEvent},
     db::{
         tokens::{self, TokenKind},
         users,
@@ -35,37 +37,30 @@ const FORGOT_REPLY: &str = "If an account exists for this address, a reset link 
 pub async fn forgot_password(
     State(state): State<AppState>,
     meta: RequestMeta,
+    audit: Option<AuditContext>,
     Json(req): Json<ForgotRequest>,
 ) -> ApiResult<Json<Value>> {
     if let Err(retry_after) = state.forgot_limiter.check(meta.ip) {
-        state
-            .audit
-            .record(
-                AuthEvent::RateLimited,
-                state.now(),
-                &meta,
-                None,
-                Some(&req.email),
-                Some("forgot-password"),
-            )
-            .await;
+        audit::note(
+            &audit,
+            AuthEvent::RateLimited,
+            None,
+            Some(&req.email),
+            Some("forgot-password"),
+        );
         return Err(ApiError::rate_limited(retry_after));
     }
     let email = normalize_email(&req.email)?;
     let user = users::find_by_email(&state.db.pool, &email).await?;
     let reply = Json(json!({ "message": FORGOT_REPLY }));
     let Some(user) = user else {
-        state
-            .audit
-            .record(
-                AuthEvent::PasswordResetRequested,
-                state.now(),
-                &meta,
-                None,
-                Some(&email),
-                Some("unknown account"),
-            )
-            .await;
+        audit::note(
+            &audit,
+            AuthEvent::PasswordResetRequested,
+            None,
+            Some(&email),
+            Some("unknown account"),
+        );
         return Ok(reply);
     };
     let token = random_token();
@@ -99,17 +94,13 @@ pub async fn forgot_password(
         .as_ref()
         .err()
         .map(|e| format!("mail not delivered: {e}"));
-    state
-        .audit
-        .record(
-            AuthEvent::PasswordResetRequested,
-            now,
-            &meta,
-            Some(&user.id),
-            Some(&email),
-            detail.as_deref(),
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::PasswordResetRequested,
+        Some(&user.id),
+        Some(&email),
+        detail.as_deref(),
+    );
     Ok(reply)
 }
 
@@ -144,7 +135,7 @@ pub struct ResetRequest {
 /// Sets a new password with a reset token; the token works once.
 pub async fn reset_password(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    audit: Option<AuditContext>,
     Json(req): Json<ResetRequest>,
 ) -> ApiResult<Json<Value>> {
     check_policy(&req.password)?;
@@ -167,17 +158,13 @@ pub async fn reset_password(
     users::set_password(&mut *tx, &user_id, &hash, now).await?;
     tokens::revoke_all(&mut *tx, TokenKind::PasswordReset, &user_id, now).await?;
     tx.commit().await?;
-    state
-        .audit
-        .record(
-            AuthEvent::PasswordResetCompleted,
-            now,
-            &meta,
-            Some(&user_id),
-            None,
-            None,
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::PasswordResetCompleted,
+        Some(&user_id),
+        None,
+        None,
+    );
     Ok(Json(
         json!({ "message": "Your password was changed. Log in with the new one." }),
     ))

@@ -5,15 +5,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{extract::AuthUser, random_token, token_hash};
+use steadfast::audit::AuditContext;
+
 use crate::{
-    audit::AuthEvent,
+    audit::{self, AuthEvent},
     db::{
         tokens::{self, TokenKind},
         users,
     },
     error::{ApiError, ApiResult},
     mail::Message,
-    request_meta::RequestMeta,
     state::AppState,
 };
 
@@ -23,7 +24,7 @@ pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
 /// Sends a new verification link to the current user; older links stop working.
 pub async fn send_verification(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    audit: Option<AuditContext>,
     AuthUser(user): AuthUser,
 ) -> ApiResult<Json<Value>> {
     if user.email_verified {
@@ -64,17 +65,13 @@ pub async fn send_verification(
                 "The verification mail could not be sent. Try again shortly.",
             )
         })?;
-    state
-        .audit
-        .record(
-            AuthEvent::VerificationSent,
-            now,
-            &meta,
-            Some(&user.id),
-            Some(&user.email),
-            None,
-        )
-        .await;
+    audit::note(
+        &audit,
+        AuthEvent::VerificationSent,
+        Some(&user.id),
+        Some(&user.email),
+        None,
+    );
     Ok(Json(json!({ "message": "A verification link was sent." })))
 }
 
@@ -87,7 +84,7 @@ pub struct VerifyRequest {
 /// Marks the address verified with a token; the token works once.
 pub async fn verify_email(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    audit: Option<AuditContext>,
     Json(req): Json<VerifyRequest>,
 ) -> ApiResult<Json<Value>> {
     if req.token.len() > 128 {
@@ -107,17 +104,7 @@ pub async fn verify_email(
     };
     users::mark_verified(&mut *tx, &user_id, now).await?;
     tx.commit().await?;
-    state
-        .audit
-        .record(
-            AuthEvent::EmailVerified,
-            now,
-            &meta,
-            Some(&user_id),
-            None,
-            None,
-        )
-        .await;
+    audit::note(&audit, AuthEvent::EmailVerified, Some(&user_id), None, None);
     Ok(Json(
         json!({ "message": "Your email address is verified.", "email_verified": true }),
     ))

@@ -248,13 +248,19 @@ impl TestServer {
         (token, of_kind.len())
     }
 
-    /// The audit events recorded so far, oldest first.
+    /// Writes the queued audit events.
+    pub async fn flush_audit(&self) {
+        self.handles.auditor.flush().await;
+    }
+
+    /// The audit events recorded so far as `action/outcome`, oldest first.
     pub async fn audit_events(&self) -> Vec<String> {
+        self.flush_audit().await;
         let mut events: Vec<String> = koldly::db::audit_log::recent(self.pool(), 1000)
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.action)
+            .map(|r| format!("{}/{}", r.action, r.outcome))
             .collect();
         events.reverse();
         events
