@@ -1,0 +1,297 @@
+//! [`IdempotencyLayer`] and its builder.
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use http::{HeaderName, Method, StatusCode, request::Parts};
+use tower::Layer;
+
+use super::{
+    Idempotency,
+    fingerprint::FingerprintSpec,
+    scope::{GlobalScope, Scope, ScopeFn},
+    store::Store,
+};
+
+/// What the layer does when its store fails (down, slow, corrupt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreFailure {
+    /// Answer 503 problem+json with `Retry-After`; the handler does not run. The
+    /// default: without the store, the layer cannot promise exactly-once.
+    #[default]
+    FailClosed,
+    /// Run the handler without deduplication, and store nothing: availability
+    /// over exactly-once, for handlers whose effects are harmless to repeat or
+    /// that are idempotent by themselves.
+    FailOpen,
+}
+
+/// The statuses stored by default: everything below 500 except 408, 409 and 429
+/// (and 1xx). A validation error (400, 422) replays as itself, as Stripe does; a
+/// transient failure (408, 409, 429, any 5xx) is not stored, so a retry runs again.
+pub fn default_store_if(status: StatusCode) -> bool {
+    !status.is_informational()
+        && !status.is_server_error()
+        && !matches!(status.as_u16(), 408 | 409 | 429)
+}
+
+/// The default documentation the problems' `type` URIs point to (with an anchor
+/// per problem).
+pub const DEFAULT_DOCUMENTATION: &str =
+    "https://docs.rs/steadfast/latest/steadfast/idempotency/index.html";
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) methods: Vec<Method>,
+    pub(crate) required: bool,
+    pub(crate) wait: Option<Duration>,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) max_request_bytes: usize,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) fingerprint: FingerprintSpec,
+    pub(crate) store_if: fn(StatusCode) -> bool,
+    pub(crate) on_store_failure: OnStoreFailure,
+    pub(crate) store_timeout: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) documentation: Cow<'static, str>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            methods: vec![Method::POST, Method::PATCH],
+            required: false,
+            wait: None,
+            lock_ttl: Duration::from_secs(60),
+            retention: Duration::from_secs(24 * 60 * 60),
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 1024 * 1024,
+            fingerprint: FingerprintSpec::default(),
+            store_if: default_store_if,
+            on_store_failure: OnStoreFailure::FailClosed,
+            store_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_secs(1),
+            documentation: Cow::Borrowed(DEFAULT_DOCUMENTATION),
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn applies_to(&self, method: &Method) -> bool {
+        self.methods.iter().any(|m| m == method)
+    }
+}
+
+/// What every clone of the layer and its services shares.
+pub(crate) struct Shared<St, Sc> {
+    pub(crate) store: St,
+    pub(crate) scope: Sc,
+    pub(crate) config: Config,
+}
+
+/// Applies [`Idempotency`] to a service. See the [module docs](super).
+pub struct IdempotencyLayer<St, Sc = GlobalScope> {
+    shared: Arc<Shared<St, Sc>>,
+}
+
+impl<St, Sc> Clone for IdempotencyLayer<St, Sc> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<St, Sc> std::fmt::Debug for IdempotencyLayer<St, Sc> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> IdempotencyLayer<St, GlobalScope> {
+    /// The layer with its defaults over `store`. Set a [scope](IdempotencyLayerBuilder::scope)
+    /// with [`builder`](Self::builder) for anything with more than one client.
+    pub fn new(store: St) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A builder over `store`, with every default.
+    pub fn builder(store: St) -> IdempotencyLayerBuilder<St, GlobalScope> {
+        IdempotencyLayerBuilder {
+            store,
+            scope: GlobalScope,
+            config: Config::default(),
+        }
+    }
+}
+
+impl<St, Sc> IdempotencyLayer<St, Sc> {
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.shared.store
+    }
+}
+
+impl<S, St, Sc> Layer<S> for IdempotencyLayer<St, Sc> {
+    type Service = Idempotency<S, St, Sc>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency::new(inner, self.shared.clone())
+    }
+}
+
+/// Configures an [`IdempotencyLayer`].
+pub struct IdempotencyLayerBuilder<St, Sc> {
+    store: St,
+    scope: Sc,
+    config: Config,
+}
+
+impl<St, Sc> std::fmt::Debug for IdempotencyLayerBuilder<St, Sc> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyLayerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store, Sc: Scope> IdempotencyLayerBuilder<St, Sc> {
+    /// Scopes keys by what `scope` returns for a request — the authenticated
+    /// principal, an API key, a tenant. **Set this in production**: without it, one
+    /// scope is shared by every client, and two clients sending the same key
+    /// would be answered each other's responses.
+    ///
+    /// `None` means the request has no identity: a keyed request is then answered
+    /// 400 and never reaches the store.
+    pub fn scope<F>(self, scope: F) -> IdempotencyLayerBuilder<St, ScopeFn<F>>
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.scope_with(ScopeFn(scope))
+    }
+
+    /// Scopes keys with a [`Scope`] implementation.
+    pub fn scope_with<S2: Scope>(self, scope: S2) -> IdempotencyLayerBuilder<St, S2> {
+        IdempotencyLayerBuilder {
+            store: self.store,
+            scope,
+            config: self.config,
+        }
+    }
+
+    /// The methods deduplicated (default `POST` and `PATCH`); others pass through
+    /// untouched, without a store access or an allocation.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.config.methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Whether a request without an `Idempotency-Key` is answered 400 (default
+    /// false: it passes through, without deduplication).
+    pub fn required(mut self, required: bool) -> Self {
+        self.config.required = required;
+        self
+    }
+
+    /// Makes a duplicate that arrives while the first request is in flight wait
+    /// up to `max` for it, and replay its response (or run, if the first released
+    /// its claim), instead of being answered 409 at once (the default, as the
+    /// draft describes).
+    pub fn wait(mut self, max: Duration) -> Self {
+        self.config.wait = Some(max);
+        self
+    }
+
+    /// How long a claim holds at most (default 60 s). After it, another request
+    /// may take the key over — the claim of a process that died. Set it above
+    /// the longest time the handler may take.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lock_ttl = ttl;
+        self
+    }
+
+    /// How long a completed response is kept for replay (default 24 h).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// The largest request body buffered to fingerprint it (default 1 MiB); a
+    /// larger keyed request is answered 413.
+    pub fn max_request_bytes(mut self, max: usize) -> Self {
+        self.config.max_request_bytes = max;
+        self
+    }
+
+    /// The largest response body stored (default 1 MiB). A larger response still
+    /// reaches its client whole, but is not stored: its duplicates are answered
+    /// 409 ("response not stored") and never run the handler again.
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.config.max_response_bytes = max;
+        self
+    }
+
+    /// Adds a request header to the fingerprint (none by default), so that the
+    /// same key with another value of it is answered 422.
+    pub fn fingerprint_header(mut self, name: HeaderName) -> Self {
+        self.config.fingerprint.headers.push(name);
+        self
+    }
+
+    /// Whether JSON bodies are canonicalised before fingerprinting (default true):
+    /// whitespace and the order of object members then do not make a request
+    /// different.
+    pub fn canonical_json(mut self, canonical: bool) -> Self {
+        self.config.fingerprint.canonical_json = canonical;
+        self
+    }
+
+    /// Which response statuses are stored and replayed (default
+    /// [`default_store_if`]). For any other status the claim is released, so a
+    /// retry runs the handler again.
+    pub fn store_if(mut self, predicate: fn(StatusCode) -> bool) -> Self {
+        self.config.store_if = predicate;
+        self
+    }
+
+    /// What to do when the store fails (default [`OnStoreFailure::FailClosed`]).
+    pub fn on_store_failure(mut self, policy: OnStoreFailure) -> Self {
+        self.config.on_store_failure = policy;
+        self
+    }
+
+    /// The longest the layer waits for one store call (default 1 s); a slower
+    /// store counts as failed.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_timeout = timeout;
+        self
+    }
+
+    /// The `Retry-After` of 409 (in flight) and 503 (store failed) answers
+    /// (default 1 s).
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.config.retry_after = delay;
+        self
+    }
+
+    /// The page documenting this endpoint's idempotency behaviour; the problems'
+    /// `type` URIs are it plus an anchor (`#key-reused`, ...). Defaults to
+    /// [`DEFAULT_DOCUMENTATION`], this module's docs.
+    pub fn documentation(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
+        self.config.documentation = uri.into();
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> IdempotencyLayer<St, Sc> {
+        IdempotencyLayer {
+            shared: Arc::new(Shared {
+                store: self.store,
+                scope: self.scope,
+                config: self.config,
+            }),
+        }
+    }
+}

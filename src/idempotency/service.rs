@@ -1,0 +1,116 @@
+//! [`Idempotency`]: the service.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::Body;
+use tower::Service;
+
+use super::{
+    IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
+    layer::Shared,
+    problems,
+    scope::{GlobalScope, Scope},
+    store::{EntryKey, Store},
+};
+use crate::BoxError;
+
+/// Deduplicates requests by their `Idempotency-Key`. See the [module docs](super).
+///
+/// The inner service must be `Clone` (the keyed path runs in its own future),
+/// take a request body buildable from [`Bytes`] (the buffered body is handed on;
+/// axum's `Body` is), and answer with an `Unpin` body (axum's is) so a response
+/// can be buffered for the store and still be streamed on when it is too large.
+pub struct Idempotency<S, St, Sc = GlobalScope> {
+    inner: S,
+    shared: Arc<Shared<St, Sc>>,
+}
+
+impl<S, St, Sc> Idempotency<S, St, Sc> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<St, Sc>>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S: Clone, St, Sc> Clone for Idempotency<S, St, Sc> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, St, Sc> std::fmt::Debug for Idempotency<S, St, Sc> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, Sc, ReqBody, ResBody> Service<Request<ReqBody>> for Idempotency<S, St, Sc>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    St: Store,
+    Sc: Scope,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    type Response = Response<IdempotencyBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &self.shared.config;
+        if !config.applies_to(req.method()) {
+            return ResponseFuture::inner(self.inner.call(req));
+        }
+        let key = match IdempotencyKey::from_headers(req.headers()) {
+            Ok(Some(key)) => key,
+            Ok(None) if config.required => {
+                return ResponseFuture::ready(problems::missing_key(config));
+            }
+            Ok(None) => return ResponseFuture::inner(self.inner.call(req)),
+            Err(err) => return ResponseFuture::ready(problems::invalid_key(config, err)),
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > config.max_request_bytes as u64) {
+            return ResponseFuture::ready(problems::request_too_large(config));
+        }
+        let (parts, body) = req.into_parts();
+        let Some(scope) = self.shared.scope.scope(&parts) else {
+            return ResponseFuture::ready(problems::unscoped(config));
+        };
+        let entry = EntryKey::new(&scope, &key);
+        // The keyed path runs later, in its own future: it takes the service that
+        // poll_ready made ready and leaves a clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::keyed(Box::pin(flow::keyed(
+            self.shared.clone(),
+            inner,
+            parts,
+            body,
+            entry,
+        )))
+    }
+}
