@@ -12,9 +12,15 @@
 //!    bare error response becomes problem+json;
 //! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
 //!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
-//! 6. idempotency — steadfast's idempotency layer (not landed yet);
+//! 6. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
+//!    and send-verification only, keys scoped by client identity
+//!    ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set (shared by
+//!    instances), else in memory;
 //! 7. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default);
 //! 8. the router.
+//!
+//! Layers 1–5 wrap every route (`Router::layer` applies them after routing, so
+//! they see the matched route); 6–7 wrap each route group, inside them.
 
 use std::{
     sync::Arc,
@@ -23,9 +29,11 @@ use std::{
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
 use http::Request;
+use http::request::Parts;
 use steadfast::{
     audit::Auditor,
     error_handler::ErrorHandlerLayer,
+    idempotency::{IdempotencyLayer, MemoryStore, RedisStore, Store},
     timeout::{RouteTimeoutLayer, TimeoutTable},
 };
 use tower::ServiceBuilder;
@@ -112,17 +120,61 @@ pub async fn build_app(config: Config) -> Result<(Router, AppHandles), StartErro
         config,
     }));
     let auditor = audit::auditor(state.db.clone());
-    let router = router(state.clone(), auditor.clone());
+    let router = match &state.config.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                StartError(format!("REDIS_URL {}: {e}", crate::config::redact_url(url)))
+            })?;
+            tracing::info!("idempotency keys are stored in Redis");
+            router(state.clone(), auditor.clone(), RedisStore::new(client))
+        }
+        None => router(state.clone(), auditor.clone(), MemoryStore::new()),
+    };
     Ok((router, AppHandles { state, auditor }))
 }
 
+/// The scope of an idempotency key: the user of a valid bearer token, else the
+/// client IP (signup and forgot-password are anonymous).
+pub fn idempotency_scope(
+    jwt: JwtKeys,
+) -> impl Fn(&Parts) -> Option<String> + Clone + Send + Sync + 'static {
+    move |parts: &Parts| {
+        let bearer = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(claims) = bearer.and_then(|token| jwt.verify(token.trim())) {
+            return Some(format!("user:{}", claims.sub));
+        }
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|ci| format!("ip:{}", ci.0.ip()))
+    }
+}
+
 /// The routes and the stack.
-fn router(state: AppState, auditor: Auditor) -> Router {
+fn router<St: Store>(state: AppState, auditor: Auditor, store: St) -> Router {
     let body_limit = state.config.body_limit;
-    let routes = Router::new()
+    let idempotency = IdempotencyLayer::builder(store)
+        .scope(idempotency_scope(state.jwt.clone()))
+        .max_request_bytes(body_limit)
+        .build();
+    let idempotent = Router::new()
+        .nest("/api/auth", auth::idempotent_api_routes())
+        .layer(
+            ServiceBuilder::new()
+                .layer(idempotency)
+                .layer(RequestBodyLimitLayer::new(body_limit)),
+        );
+    let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes())
+        .layer(RequestBodyLimitLayer::new(body_limit));
+    let routes = idempotent
+        .merge(plain)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     let stack = ServiceBuilder::new()
@@ -143,8 +195,7 @@ fn router(state: AppState, auditor: Auditor) -> Router {
         )
         .layer(audit::layer(auditor))
         .layer(ErrorHandlerLayer::new())
-        .layer(RouteTimeoutLayer::new(timeouts()))
-        .layer(RequestBodyLimitLayer::new(body_limit));
+        .layer(RouteTimeoutLayer::new(timeouts()));
     routes.layer(stack)
 }
 

@@ -20,17 +20,23 @@ use sha2::{Digest, Sha256};
 
 use crate::{error::ApiError, state::AppState};
 
-/// The account routes under `/api/auth`.
-pub fn api_routes() -> Router<AppState> {
+/// The account routes under `/api/auth` whose effects must not happen twice
+/// (an account, a mail): they sit behind the idempotency layer.
+pub fn idempotent_api_routes() -> Router<AppState> {
     Router::new()
         .route("/signup", post(account::signup))
+        .route("/forgot-password", post(reset::forgot_password))
+        .route("/send-verification", post(verify::send_verification))
+}
+
+/// The other account routes under `/api/auth`.
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
         .route("/login", post(account::login))
         .route("/me", get(account::me))
         .route("/config", get(account::config))
-        .route("/forgot-password", post(reset::forgot_password))
         .route("/reset-password/verify/{token}", get(reset::verify_token))
         .route("/reset-password", post(reset::reset_password))
-        .route("/send-verification", post(verify::send_verification))
         .route("/verify-email", post(verify::verify_email))
 }
 

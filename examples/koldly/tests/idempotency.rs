@@ -1,0 +1,145 @@
+//! Idempotency-Key on signup, forgot-password and send-verification: a retried
+//! request takes effect once, keys are scoped by client identity, and with
+//! REDIS_URL the keys are shared by several instances.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::{Backend, Reply, TestServer, send};
+
+async fn keyed(
+    server: &TestServer,
+    path: &str,
+    key: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Reply {
+    let mut req = ::http::Request::post(format!("http://{}{path}", server.addr))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    send(
+        req.body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .unwrap(),
+    )
+    .await
+}
+
+async fn count(server: &TestServer, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(server.pool())
+        .await
+        .unwrap()
+}
+
+async fn retried_requests_take_effect_once(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let body = r#"{"email":"olga@example.com","password":"olga password 1","name":"Olga"}"#;
+    let first = keyed(&server, "/api/auth/signup", "signup-1", None, body).await;
+    assert_eq!(first.status, 201);
+    assert!(!first.headers.contains_key("idempotent-replayed"));
+    let retry = keyed(&server, "/api/auth/signup", "signup-1", None, body).await;
+    assert_eq!(
+        retry.status, 201,
+        "the retry gets the first answer, not a 409"
+    );
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.body, first.body);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM users").await, 1);
+
+    // The same key for another request: refused, nothing runs.
+    let other = r#"{"email":"pia@example.com","password":"pia password 1","name":"Pia"}"#;
+    keyed(&server, "/api/auth/signup", "signup-1", None, other)
+        .await
+        .assert_problem(422);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM users").await, 1);
+    // A malformed key is a 400 problem.
+    keyed(&server, "/api/auth/signup", "", None, other)
+        .await
+        .assert_problem(400);
+
+    // One mail for a retried forgot-password.
+    for _ in 0..2 {
+        let res = keyed(
+            &server,
+            "/api/auth/forgot-password",
+            "forgot-1",
+            None,
+            r#"{"email":"olga@example.com"}"#,
+        )
+        .await;
+        assert_eq!(res.status, 200);
+    }
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'password_reset'"
+        )
+        .await,
+        1
+    );
+
+    // send-verification is scoped by user: one key, two users, two mails; a retry, none.
+    let olga = first.json()["token"].as_str().unwrap().to_owned();
+    let (pia, _) = server.signup("pia@example.com", "pia password 1").await;
+    for token in [&olga, &pia, &olga] {
+        let res = keyed(
+            &server,
+            "/api/auth/send-verification",
+            "verify-1",
+            Some(token),
+            "",
+        )
+        .await;
+        assert_eq!(res.status, 200);
+    }
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'email_verification'"
+        )
+        .await,
+        2
+    );
+
+    // Routes without the layer ignore the header.
+    let login = r#"{"email":"olga@example.com","password":"olga password 1"}"#;
+    let res = keyed(&server, "/api/auth/login", "login-1", None, login).await;
+    assert_eq!(res.status, 200);
+    assert!(!res.headers.contains_key("idempotent-replayed"));
+    server.stop().await;
+}
+
+async fn redis_shares_keys_between_instances(backend: Backend) {
+    let Some(redis) = support::common::service_url("REDIS_URL") else {
+        return;
+    };
+    let a = TestServer::start(backend, |c| c.redis_url = Some(redis.clone())).await;
+    let b = TestServer::start(backend, |c| c.redis_url = Some(redis.clone())).await;
+    let key = format!("koldly-test-{}", uuid::Uuid::new_v4());
+    let body = r#"{"email":"quinn@example.com","password":"quinn password 1","name":"Quinn"}"#;
+    let first = keyed(&a, "/api/auth/signup", &key, None, body).await;
+    assert_eq!(first.status, 201);
+    let retry = keyed(&b, "/api/auth/signup", &key, None, body).await;
+    assert_eq!(retry.status, 201);
+    assert_eq!(
+        retry.headers["idempotent-replayed"], "true",
+        "instance b replays a's answer"
+    );
+    assert_eq!(retry.body, first.body);
+    assert_eq!(
+        count(&b, "SELECT COUNT(*) FROM users").await,
+        0,
+        "b never ran the handler"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+on_both!(
+    retried_requests_take_effect_once,
+    redis_shares_keys_between_instances
+);
