@@ -70,8 +70,14 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// After the server stopped: writes every queued audit event, then closes the pool.
+    /// After the server stopped: finishes background mail deliveries (10 s at
+    /// most), writes every queued audit event, then closes the pool.
     pub async fn close(&self) {
+        if !self.state.mailer.wait_idle(Duration::from_secs(10)).await {
+            tracing::warn!(
+                "background mail deliveries still running at shutdown; they stay in the outbox as pending"
+            );
+        }
         self.auditor.shutdown().await;
         self.state.db.pool.close().await;
     }

@@ -1,12 +1,26 @@
 //! Outgoing mail: a Postmark-compatible HTTP provider when `POSTMARK_TOKEN` is
 //! set, otherwise the `mail_outbox` table and a log line. Every message is
-//! written to the outbox first, so none is lost.
+//! written to the outbox first, so none is lost; its row records whether the
+//! provider took it (`sent`) or not (`failed`).
+//!
+//! [`Mailer::send`] delivers before returning (the caller reports a failure);
+//! [`Mailer::send_later`] stores the message and delivers it in the background,
+//! so a request takes the same time whether or not it sent mail (forgot-password
+//! must not reveal which accounts exist). Background deliveries are tracked:
+//! shutdown waits for them ([`Mailer::wait_idle`]).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use tokio::sync::Notify;
 
 use crate::{
     clock::Clock,
@@ -15,26 +29,32 @@ use crate::{
     http_client::{self, HttpClient},
 };
 
-/// Sends mail.
+/// Sends mail; cheap to clone.
 #[derive(Clone)]
 pub struct Mailer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: Db,
     from: String,
     provider: Option<(PostmarkConfig, HttpClient)>,
     clock: Arc<dyn Clock>,
+    in_flight: AtomicUsize,
+    idle: Notify,
 }
 
 /// One message.
-#[derive(Debug)]
-pub struct Message<'a> {
+#[derive(Debug, Clone)]
+pub struct Message {
     /// Recipient.
-    pub to: &'a str,
+    pub to: String,
     /// Subject.
-    pub subject: &'a str,
+    pub subject: String,
     /// Plain-text body.
-    pub body: &'a str,
+    pub body: String,
     /// `password_reset`, `email_verification`...
-    pub kind: &'a str,
+    pub kind: &'static str,
 }
 
 /// Why a message was not delivered (it stays in the outbox as `failed`).
@@ -56,34 +76,74 @@ impl Mailer {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            db,
-            from,
-            provider,
-            clock,
+            inner: Arc::new(Inner {
+                db,
+                from,
+                provider,
+                clock,
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
         }
     }
 
     /// Stores the message in the outbox, then delivers it through the provider
     /// when one is configured.
-    pub async fn send(&self, msg: Message<'_>) -> Result<(), MailError> {
-        let now = self.clock.now();
-        let status = if self.provider.is_some() {
+    pub async fn send(&self, msg: Message) -> Result<(), MailError> {
+        let id = self.store(&msg).await?;
+        self.deliver(id, &msg).await
+    }
+
+    /// Stores the message in the outbox now and delivers it in the background.
+    pub async fn send_later(&self, msg: Message) -> Result<(), MailError> {
+        let id = self.store(&msg).await?;
+        if self.inner.provider.is_none() {
+            return Ok(());
+        }
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            let _ = mailer.deliver(id, &msg).await;
+            if mailer.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                mailer.inner.idle.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits (at most `limit`) until no background delivery is running; returns
+    /// whether none is.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.inner.idle.notified();
+                if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    async fn store(&self, msg: &Message) -> Result<String, MailError> {
+        let status = if self.inner.provider.is_some() {
             "pending"
         } else {
             "logged"
         };
         let id = outbox::insert(
-            &self.db.pool,
-            msg.to,
-            msg.subject,
-            msg.body,
+            &self.inner.db.pool,
+            &msg.to,
+            &msg.subject,
+            &msg.body,
             msg.kind,
             status,
-            now,
+            self.inner.clock.now(),
         )
         .await
         .map_err(|e| MailError(format!("outbox write failed: {e}")))?;
-        let Some((postmark, client)) = &self.provider else {
+        if self.inner.provider.is_none() {
             tracing::info!(
                 to = msg.to,
                 subject = msg.subject,
@@ -91,29 +151,41 @@ impl Mailer {
                 outbox_id = id,
                 "mail kept in the outbox (no provider configured)"
             );
+        }
+        Ok(id)
+    }
+
+    async fn deliver(&self, id: String, msg: &Message) -> Result<(), MailError> {
+        let Some((postmark, client)) = &self.inner.provider else {
             return Ok(());
         };
-        let result = deliver(client, postmark, &self.from, &msg).await;
-        let now = self.clock.now();
+        let result = post(client, postmark, &self.inner.from, &id, msg).await;
+        let now = self.inner.clock.now();
+        let pool = &self.inner.db.pool;
         match &result {
             Ok(()) => {
                 tracing::info!(to = msg.to, kind = msg.kind, outbox_id = id, "mail sent");
-                let _ = outbox::mark(&self.db.pool, &id, "sent", None, now).await;
+                if let Err(e) = outbox::mark(pool, &id, "sent", None, now).await {
+                    tracing::error!(outbox_id = id, error = %e, "mail sent but not marked in the outbox");
+                }
             }
             Err(err) => {
                 tracing::error!(to = msg.to, kind = msg.kind, outbox_id = id, error = %err, "mail delivery failed");
-                let _ = outbox::mark(&self.db.pool, &id, "failed", Some(&err.0), now).await;
+                if let Err(e) = outbox::mark(pool, &id, "failed", Some(&err.0), now).await {
+                    tracing::error!(outbox_id = id, error = %e, "mail failure not marked in the outbox");
+                }
             }
         }
         result
     }
 }
 
-async fn deliver(
+async fn post(
     client: &HttpClient,
     postmark: &PostmarkConfig,
     from: &str,
-    msg: &Message<'_>,
+    outbox_id: &str,
+    msg: &Message,
 ) -> Result<(), MailError> {
     let body = serde_json::json!({
         "From": from,
@@ -127,6 +199,7 @@ async fn deliver(
         .header("accept", "application/json")
         .header("content-type", "application/json")
         .header("x-postmark-server-token", &postmark.token)
+        .header("idempotency-key", outbox_id)
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| MailError(format!("bad provider request: {e}")))?;
     let (status, body) = http_client::fetch(client, req, Duration::from_secs(10))

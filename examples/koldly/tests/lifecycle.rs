@@ -4,9 +4,12 @@
 
 mod support;
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
@@ -79,6 +82,14 @@ async fn mail_goes_through_the_provider(backend: Backend) {
         )
         .await;
     assert_eq!(res.status, 200);
+    assert!(
+        server
+            .handles
+            .state
+            .mailer
+            .wait_idle(Duration::from_secs(10))
+            .await
+    );
     {
         let received = pm.received.lock().unwrap();
         assert_eq!(received.len(), 1);
@@ -106,6 +117,14 @@ async fn mail_goes_through_the_provider(backend: Backend) {
         )
         .await;
     assert_eq!(res.status, 200);
+    assert!(
+        server
+            .handles
+            .state
+            .mailer
+            .wait_idle(Duration::from_secs(10))
+            .await
+    );
     let outbox = koldly::db::outbox::for_recipient(server.pool(), "jack@example.com")
         .await
         .unwrap();
@@ -116,15 +135,16 @@ async fn mail_goes_through_the_provider(backend: Backend) {
 
 async fn shutdown_finishes_in_flight_requests(backend: Backend) {
     let (mut server, pm) = start_with_postmark(backend).await;
-    server.signup("kim@example.com", "kim password 1").await;
+    let (token, _) = server.signup("kim@example.com", "kim password 1").await;
     *pm.hold.lock().unwrap() = true;
     let addr = server.addr;
+    // send-verification waits for the provider, which holds it.
     let in_flight = tokio::spawn(async move {
-        support::send_json(
-            addr,
-            "POST",
-            "/api/auth/forgot-password",
-            r#"{"email":"kim@example.com"}"#,
+        support::send(
+            ::http::Request::post(format!("http://{addr}/api/auth/send-verification"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(http_body_util::Full::default())
+                .unwrap(),
         )
         .await
     });
@@ -138,7 +158,7 @@ async fn shutdown_finishes_in_flight_requests(backend: Backend) {
             break;
         }
         tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused, "the listener closed after the signal");
     pm.release.notify_one();
@@ -161,16 +181,14 @@ async fn shutdown_finishes_in_flight_requests(backend: Backend) {
 
 async fn slow_requests_time_out_with_504(backend: Backend) {
     let (server, pm) = start_with_postmark(backend).await;
-    server.signup("nina@example.com", "nina password 1").await;
+    let (token, _) = server.signup("nina@example.com", "nina password 1").await;
     *pm.hold.lock().unwrap() = true;
     // The client asks for a deadline shorter than the route's 12 s.
     let res = support::send(
-        ::http::Request::post(format!("http://{}/api/auth/forgot-password", server.addr))
-            .header("content-type", "application/json")
+        ::http::Request::post(format!("http://{}/api/auth/send-verification", server.addr))
+            .header("authorization", format!("Bearer {token}"))
             .header("request-timeout-ms", "300")
-            .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                br#"{"email":"nina@example.com"}"#,
-            )))
+            .body(http_body_util::Full::default())
             .unwrap(),
     )
     .await;
@@ -185,7 +203,7 @@ async fn slow_requests_time_out_with_504(backend: Backend) {
     let events = server.audit_events().await;
     assert_eq!(
         events.last().map(String::as_str),
-        Some("authn.password.reset.request/error")
+        Some("authn.email.verification.request/error")
     );
     server.stop().await;
 }

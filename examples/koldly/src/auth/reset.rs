@@ -83,10 +83,10 @@ pub async fn forgot_password(
     );
     let sent = state
         .mailer
-        .send(Message {
-            to: &user.email,
-            subject: "Reset your Koldly password",
-            body: &body,
+        .send_later(Message {
+            to: user.email.clone(),
+            subject: "Reset your Koldly password".to_owned(),
+            body,
             kind: "password_reset",
         })
         .await;

@@ -52,9 +52,9 @@ pub async fn send_verification(
     state
         .mailer
         .send(Message {
-            to: &user.email,
-            subject: "Confirm your email address",
-            body: &body,
+            to: user.email.clone(),
+            subject: "Confirm your email address".to_owned(),
+            body,
             kind: "email_verification",
         })
         .await
