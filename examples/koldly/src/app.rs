@@ -111,7 +111,10 @@ pub async fn build_app(config: Config) -> Result<(Router, AppHandles), StartErro
     let mailer = Mailer::new(
         db.clone(),
         config.mail_from.clone(),
-        config.postmark.clone().map(|p| (p, http.clone())),
+        config
+            .postmark
+            .clone()
+            .map(|p| (p, http_client::retrying_client())),
         config.clock.clone(),
     );
     let state = AppState(Arc::new(Inner {

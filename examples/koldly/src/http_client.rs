@@ -1,45 +1,89 @@
-//! The outgoing HTTP client: hyper-util's legacy client over hyper-rustls
-//! (ring, webpki roots) for https, plain http for loopback fakes in tests.
+//! Outgoing HTTP: hyper-util's legacy client over hyper-rustls (ring, webpki
+//! roots) for https, plain http for loopback fakes in tests. The mail provider
+//! is called through steadfast's `RetryLayer`.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use steadfast::BoxError;
+use steadfast::{
+    BoxError,
+    retry::{Retry, RetryBody, RetryLayer, RetryPolicy},
+};
+use tower::{Layer, Service, ServiceExt};
 
-/// The client type; cheap to clone (connections are pooled).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The connector: https (TLS 1.2/1.3, Mozilla's roots) or http.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+/// The plain client (the OAuth provider); cheap to clone (connections are pooled).
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// The mail provider's client: retried with backoff, jitter, a budget and
+/// `Retry-After`, within each request's `Deadline`.
+pub type RetryingClient = Retry<Client<Connector, RetryBody<Full<Bytes>>>>;
 
 /// The largest response body read from a provider.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// A client speaking https (TLS 1.2/1.3, Mozilla's roots) and http.
-pub fn new_client() -> HttpClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+fn connector() -> Connector {
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
         .expect("ring supports the default protocol versions")
         .https_or_http()
         .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https)
+        .build()
 }
 
-/// Sends `req` and reads the whole response (at most 1 MiB) within `timeout`.
-pub async fn fetch(
-    client: &HttpClient,
+fn client<B>() -> Client<Connector, B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector())
+}
+
+/// A client speaking https and http.
+pub fn new_client() -> HttpClient {
+    client()
+}
+
+/// A client that retries transient failures (timeouts, connection errors, 429,
+/// 502–504) of idempotent requests and of requests carrying an
+/// `Idempotency-Key`: at most 3 retries, 10 s per attempt, 25 s in all.
+pub fn retrying_client() -> RetryingClient {
+    let policy = RetryPolicy::builder()
+        .max_retries(3)
+        .base_delay(Duration::from_millis(200))
+        .max_delay(Duration::from_secs(2))
+        .attempt_timeout(Duration::from_secs(10))
+        .deadline(Duration::from_secs(25))
+        .build();
+    RetryLayer::new(policy).layer(client())
+}
+
+/// Sends `req` through `service` and reads the whole response (at most 1 MiB)
+/// within `timeout`.
+pub async fn fetch<S>(
+    service: S,
     req: Request<Full<Bytes>>,
     timeout: Duration,
-) -> Result<(StatusCode, Bytes), BoxError> {
+) -> Result<(StatusCode, Bytes), BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>>,
+    S::Error: Into<BoxError>,
+{
     let work = async {
-        let res = client.request(req).await?;
+        let res = service.oneshot(req).await.map_err(Into::into)?;
         let status = res.status();
         let body = Limited::new(res.into_body(), MAX_RESPONSE_BYTES)
             .collect()

@@ -20,13 +20,14 @@ use std::{
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use steadfast::Deadline;
 use tokio::sync::Notify;
 
 use crate::{
     clock::Clock,
     config::PostmarkConfig,
     db::{Db, outbox},
-    http_client::{self, HttpClient},
+    http_client::{self, RetryingClient},
 };
 
 /// Sends mail; cheap to clone.
@@ -38,7 +39,7 @@ pub struct Mailer {
 struct Inner {
     db: Db,
     from: String,
-    provider: Option<(PostmarkConfig, HttpClient)>,
+    provider: Option<(PostmarkConfig, RetryingClient)>,
     clock: Arc<dyn Clock>,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -72,7 +73,7 @@ impl Mailer {
     pub fn new(
         db: Db,
         from: String,
-        provider: Option<(PostmarkConfig, HttpClient)>,
+        provider: Option<(PostmarkConfig, RetryingClient)>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -88,10 +89,10 @@ impl Mailer {
     }
 
     /// Stores the message in the outbox, then delivers it through the provider
-    /// when one is configured.
-    pub async fn send(&self, msg: Message) -> Result<(), MailError> {
+    /// when one is configured; retries stop at `deadline` (the request's).
+    pub async fn send(&self, msg: Message, deadline: Option<Deadline>) -> Result<(), MailError> {
         let id = self.store(&msg).await?;
-        self.deliver(id, &msg).await
+        self.deliver(id, &msg, deadline).await
     }
 
     /// Stores the message in the outbox now and delivers it in the background.
@@ -103,7 +104,7 @@ impl Mailer {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let mailer = self.clone();
         tokio::spawn(async move {
-            let _ = mailer.deliver(id, &msg).await;
+            let _ = mailer.deliver(id, &msg, None).await;
             if mailer.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                 mailer.inner.idle.notify_waiters();
             }
@@ -155,11 +156,16 @@ impl Mailer {
         Ok(id)
     }
 
-    async fn deliver(&self, id: String, msg: &Message) -> Result<(), MailError> {
+    async fn deliver(
+        &self,
+        id: String,
+        msg: &Message,
+        deadline: Option<Deadline>,
+    ) -> Result<(), MailError> {
         let Some((postmark, client)) = &self.inner.provider else {
             return Ok(());
         };
-        let result = post(client, postmark, &self.inner.from, &id, msg).await;
+        let result = post(client, postmark, &self.inner.from, &id, msg, deadline).await;
         let now = self.inner.clock.now();
         let pool = &self.inner.db.pool;
         match &result {
@@ -181,11 +187,12 @@ impl Mailer {
 }
 
 async fn post(
-    client: &HttpClient,
+    client: &RetryingClient,
     postmark: &PostmarkConfig,
     from: &str,
     outbox_id: &str,
     msg: &Message,
+    deadline: Option<Deadline>,
 ) -> Result<(), MailError> {
     let body = serde_json::json!({
         "From": from,
@@ -195,14 +202,18 @@ async fn post(
         "MessageStream": "outbound",
         "Tag": msg.kind,
     });
-    let req = Request::post(format!("{}/email", postmark.url.trim_end_matches('/')))
+    let mut req = Request::post(format!("{}/email", postmark.url.trim_end_matches('/')))
         .header("accept", "application/json")
         .header("content-type", "application/json")
         .header("x-postmark-server-token", &postmark.token)
         .header("idempotency-key", outbox_id)
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|e| MailError(format!("bad provider request: {e}")))?;
-    let (status, body) = http_client::fetch(client, req, Duration::from_secs(10))
+    if let Some(deadline) = deadline {
+        deadline.insert_into(req.extensions_mut());
+    }
+    // The retry layer bounds each attempt and the whole; this is a backstop.
+    let (status, body) = http_client::fetch(client.clone(), req, Duration::from_secs(30))
         .await
         .map_err(|e| MailError(format!("provider unreachable: {e}")))?;
     if status.is_success() {

@@ -26,6 +26,10 @@ struct Postmark {
     arrived: Notify,
     release: Notify,
     fail: Mutex<bool>,
+    /// How many calls to answer 503 before accepting.
+    unavailable: AtomicUsize,
+    /// The Idempotency-Key of every call.
+    keys: Mutex<Vec<String>>,
 }
 
 async fn email(
@@ -35,6 +39,20 @@ async fn email(
 ) -> (axum::http::StatusCode, Json<serde_json::Value>) {
     pm.calls.fetch_add(1, Ordering::SeqCst);
     assert_eq!(headers["x-postmark-server-token"], "pm-token");
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap().to_owned());
+    pm.keys.lock().unwrap().push(key.unwrap_or_default());
+    if pm
+        .unavailable
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ErrorCode": 0, "Message": "try again" })),
+        );
+    }
     if *pm.hold.lock().unwrap() {
         pm.arrived.notify_one();
         pm.release.notified().await;
@@ -130,6 +148,57 @@ async fn mail_goes_through_the_provider(backend: Backend) {
         .unwrap();
     assert_eq!(outbox[0].status, "failed");
     assert_eq!(pm.calls.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
+async fn transient_provider_failures_are_retried(backend: Backend) {
+    let (server, pm) = start_with_postmark(backend).await;
+    server.signup("omar@example.com", "omar password 1").await;
+    pm.unavailable.store(2, Ordering::SeqCst);
+    let res = server
+        .post(
+            "/api/auth/forgot-password",
+            r#"{"email":"omar@example.com"}"#,
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(
+        server
+            .handles
+            .state
+            .mailer
+            .wait_idle(Duration::from_secs(20))
+            .await
+    );
+    assert_eq!(
+        pm.calls.load(Ordering::SeqCst),
+        3,
+        "two 503s, then accepted"
+    );
+    assert_eq!(pm.received.lock().unwrap().len(), 1, "delivered once");
+    let keys = pm.keys.lock().unwrap().clone();
+    assert!(
+        !keys[0].is_empty() && keys.iter().all(|k| *k == keys[0]),
+        "{keys:?}"
+    );
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "omar@example.com")
+        .await
+        .unwrap();
+    assert_eq!(outbox[0].status, "sent");
+    assert_eq!(
+        outbox[0].id, keys[0],
+        "the outbox id is the idempotency key"
+    );
+
+    // send-verification, waiting for the provider: retried within the request.
+    let login = server.login("omar@example.com", "omar password 1").await;
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    pm.unavailable.store(1, Ordering::SeqCst);
+    let res = server
+        .authed("POST", "/api/auth/send-verification", &token, "")
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(pm.calls.load(Ordering::SeqCst), 5);
     server.stop().await;
 }
 
@@ -302,6 +371,7 @@ async fn data_model_foreign_keys(backend: Backend) {
 
 on_both!(
     mail_goes_through_the_provider,
+    transient_provider_failures_are_retried,
     shutdown_finishes_in_flight_requests,
     slow_requests_time_out_with_504,
     restart_keeps_data_and_migrations_apply_once,

@@ -251,7 +251,7 @@ async fn finish(
         .header(header::ACCEPT, "application/json")
         .body(Full::new(Bytes::from(form)))
         .map_err(|e| upstream("bad token request", e.to_string()))?;
-    let (status, body) = http_client::fetch(&state.http, req, PROVIDER_TIMEOUT)
+    let (status, body) = http_client::fetch(state.http.clone(), req, PROVIDER_TIMEOUT)
         .await
         .map_err(|e| upstream("token exchange failed", e.to_string()))?;
     if !status.is_success() {
@@ -270,7 +270,7 @@ async fn finish(
         .header(header::ACCEPT, "application/json")
         .body(Full::default())
         .map_err(|e| upstream("bad userinfo request", e.to_string()))?;
-    let (status, body) = http_client::fetch(&state.http, req, PROVIDER_TIMEOUT)
+    let (status, body) = http_client::fetch(state.http.clone(), req, PROVIDER_TIMEOUT)
         .await
         .map_err(|e| upstream("userinfo failed", e.to_string()))?;
     if !status.is_success() {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{extract::AuthUser, random_token, token_hash};
-use steadfast::audit::AuditContext;
+use steadfast::{Deadline, audit::AuditContext};
 
 use crate::{
     audit::{self, AuthEvent},
@@ -25,6 +25,7 @@ pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
 pub async fn send_verification(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
+    deadline: Option<Deadline>,
     AuthUser(user): AuthUser,
 ) -> ApiResult<Json<Value>> {
     if user.email_verified {
@@ -51,12 +52,15 @@ pub async fn send_verification(
     );
     state
         .mailer
-        .send(Message {
-            to: user.email.clone(),
-            subject: "Confirm your email address".to_owned(),
-            body,
-            kind: "email_verification",
-        })
+        .send(
+            Message {
+                to: user.email.clone(),
+                subject: "Confirm your email address".to_owned(),
+                body,
+                kind: "email_verification",
+            },
+            deadline,
+        )
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "verification mail not delivered");
