@@ -313,6 +313,29 @@ mod tests {
     }
 
     #[test]
+    fn help_lists_every_variable() {
+        for var in [
+            "KOLDLY_ENV",
+            "BIND_ADDR",
+            "DATABASE_URL",
+            "JWT_SECRET",
+            "REDIS_URL",
+            "PUBLIC_URL",
+            "POSTMARK_TOKEN",
+            "POSTMARK_URL",
+            "MAIL_FROM",
+            "GOOGLE_CLIENT_ID",
+            "GOOGLE_CLIENT_SECRET",
+            "GOOGLE_AUTH_URL",
+            "GOOGLE_TOKEN_URL",
+            "GOOGLE_USERINFO_URL",
+            "OAUTH_REDIRECT_URL",
+        ] {
+            assert!(HELP.contains(var), "{var} is documented in --help");
+        }
+    }
+
+    #[test]
     fn production_requires_a_jwt_secret() {
         let err = Config::from_lookup(lookup(&[("KOLDLY_ENV", "production")])).unwrap_err();
         assert!(err.0.contains("JWT_SECRET"), "{err}");

@@ -56,6 +56,14 @@ async fn retried_requests_take_effect_once(backend: Backend) {
         .await
         .assert_problem(422);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM users").await, 1);
+    // An oversized keyed body is refused before anything runs.
+    let big = format!(
+        r#"{{"email":"big@example.com","password":"{}","name":"x"}}"#,
+        "x".repeat(70_000)
+    );
+    keyed(&server, "/api/auth/signup", "signup-big", None, &big)
+        .await
+        .assert_problem(413);
     // A malformed key is a 400 problem.
     keyed(&server, "/api/auth/signup", "", None, other)
         .await
