@@ -99,7 +99,9 @@ async fn load(addr: SocketAddr, path: &'static str, connections: usize, duration
                 let stream = TcpStream::connect(addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
                 tokio::spawn(conn);
                 let mut latencies = Vec::with_capacity(64 * 1024);
                 let mut failures = 0;
@@ -114,7 +116,8 @@ async fn load(addr: SocketAddr, path: &'static str, connections: usize, duration
                             let ok = res.status().is_success();
                             let _ = res.into_body().collect().await;
                             if ok {
-                                latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                                latencies
+                                    .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                             } else {
                                 failures += 1;
                             }
