@@ -45,18 +45,46 @@ enum Kind<B> {
         trailers: Option<Box<HeaderMap>>,
     },
     Stream {
-        first: Option<Bytes>,
-        second: Option<Bytes>,
+        /// What was read before the body proved too big: boxed, as it is rare,
+        /// to keep the pass-through body (and the inner future) small.
+        prefix: Option<Box<Prefix>>,
         #[pin]
         body: B,
     },
+}
+
+/// Up to two chunks sent before the rest of a streamed body.
+#[derive(Debug)]
+struct Prefix {
+    first: Option<Bytes>,
+    second: Option<Bytes>,
+}
+
+impl Prefix {
+    fn take(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.second.take())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.second.is_none()
+    }
+
+    fn len(&self) -> u64 {
+        [&self.first, &self.second]
+            .into_iter()
+            .flatten()
+            .map(|d| d.len() as u64)
+            .sum()
+    }
 }
 
 impl<B> RetryBody<B> {
     /// The original body, streamed through untouched.
     #[inline]
     pub fn new(body: B) -> Self {
-        Self::prefixed(None, None, body)
+        Self {
+            kind: Kind::Stream { prefix: None, body },
+        }
     }
 
     /// A complete body.
@@ -81,10 +109,13 @@ impl<B> RetryBody<B> {
 
     #[inline]
     pub(super) fn prefixed(first: Option<Bytes>, second: Option<Bytes>, body: B) -> Self {
+        let prefix = Prefix {
+            first: first.filter(|d| !d.is_empty()),
+            second: second.filter(|d| !d.is_empty()),
+        };
         Self {
             kind: Kind::Stream {
-                first: first.filter(|d| !d.is_empty()),
-                second: second.filter(|d| !d.is_empty()),
+                prefix: (!prefix.is_empty()).then(|| Box::new(prefix)),
                 body,
             },
         }
@@ -114,13 +145,12 @@ where
                     .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
-            KindProj::Stream {
-                first,
-                second,
-                body,
-            } => match first.take().or_else(|| second.take()) {
-                Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
-                None => body.poll_frame(cx),
+            KindProj::Stream { prefix, body } => match prefix.as_mut().and_then(|p| p.take()) {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => {
+                    *prefix = None;
+                    body.poll_frame(cx)
+                }
             },
         }
     }
@@ -128,11 +158,9 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Replay { data, trailers } => data.is_none() && trailers.is_none(),
-            Kind::Stream {
-                first,
-                second,
-                body,
-            } => first.is_none() && second.is_none() && body.is_end_stream(),
+            Kind::Stream { prefix, body } => {
+                prefix.as_ref().is_none_or(|p| p.is_empty()) && body.is_end_stream()
+            }
         }
     }
 
@@ -141,16 +169,8 @@ where
             Kind::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Stream {
-                first,
-                second,
-                body,
-            } => {
-                let prefix = [first, second]
-                    .into_iter()
-                    .flatten()
-                    .map(|d| d.len() as u64)
-                    .sum::<u64>();
+            Kind::Stream { prefix, body } => {
+                let prefix = prefix.as_ref().map_or(0, |p| p.len());
                 let inner = body.size_hint();
                 let mut hint = SizeHint::new();
                 if let Some(upper) = inner.upper() {
