@@ -187,7 +187,8 @@ where
 #[derive(Debug)]
 pub(super) struct Reading {
     first: Option<Bytes>,
-    more: BytesMut,
+    /// Two chunks or more, copied together (rare: most bodies come in one).
+    more: Option<BytesMut>,
     len: usize,
     limit: usize,
     trailers: Option<Box<HeaderMap>>,
@@ -206,7 +207,7 @@ impl Reading {
     pub(super) fn new(limit: usize) -> Self {
         Self {
             first: None,
-            more: BytesMut::new(),
+            more: None,
             len: 0,
             limit,
             trailers: None,
@@ -252,25 +253,36 @@ impl Reading {
         }
     }
 
+    #[inline]
     fn push(&mut self, chunk: Bytes) {
-        if self.first.is_none() && self.more.is_empty() {
+        if self.first.is_none() && self.more.is_none() {
             // The common case, one chunk: kept as is, no copy.
             self.first = Some(chunk);
             return;
         }
+        self.push_more(chunk);
+    }
+
+    #[cold]
+    fn push_more(&mut self, chunk: Bytes) {
+        let more = self.more.get_or_insert_with(BytesMut::new);
         if let Some(first) = self.first.take() {
-            self.more.reserve(first.len() + chunk.len());
-            self.more.extend_from_slice(&first);
+            more.reserve(first.len() + chunk.len());
+            more.extend_from_slice(&first);
         }
-        self.more.extend_from_slice(&chunk);
+        more.extend_from_slice(&chunk);
     }
 
     /// What was read, as one buffer.
     #[inline]
     pub(super) fn data(&mut self) -> Option<Bytes> {
-        self.first
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        self.more
             .take()
-            .or_else(|| (!self.more.is_empty()).then(|| self.more.split().freeze()))
+            .filter(|more| !more.is_empty())
+            .map(BytesMut::freeze)
     }
 
     /// The trailers read, if any.

@@ -45,7 +45,9 @@ const MAX_BATCH: i64 = 64;
 /// batches (as many as arrive within one slot, up to 64; one at low rates),
 /// each dated by its first deposit (so it expires no later than that one
 /// would, and a batch older than the window is not counted) and moved to the
-/// window when full or when the balance is read. Two racing withdrawals may
+/// window when full or when the balance is read (so, after a sudden drop in
+/// traffic, up to one batch may go uncounted: the error is towards fewer
+/// retries, never more). Two racing withdrawals may
 /// both take the last retry: the bound holds to within the number of threads.
 ///
 /// ```
@@ -185,15 +187,16 @@ impl Inner {
         if before + amount >= batch * amount {
             // A batch should not span more than a slot: grow it while it fills
             // within one, shrink it when it does not (down to one deposit).
-            let age = self.flush(generation);
-            let next = if age == 0 { batch * 2 } else { batch / 2 };
-            self.batch
-                .store(next.clamp(1, MAX_BATCH) as u32, Ordering::Relaxed);
+            if self.flush(generation) == 0 {
+                let next = (batch * 2).min(MAX_BATCH) as u32;
+                self.batch.store(next, Ordering::Relaxed);
+            }
         }
     }
 
     /// Moves the pending deposits to the slot of the oldest of them; a batch
     /// that began before the window is dropped (it is never counted late).
+    /// A batch that spanned a slot boundary halves the next ones.
     fn flush(&self, now: u32) -> u32 {
         if self.pending.load(Ordering::Relaxed) == 0 {
             return 0;
@@ -203,6 +206,10 @@ impl Inner {
         let age = now.wrapping_sub(since);
         if amount > 0 && age < SLOTS as u32 {
             self.add(since, i32::try_from(amount).unwrap_or(i32::MAX));
+        }
+        if age > 0 {
+            let batch = self.batch.load(Ordering::Relaxed);
+            self.batch.store((batch / 2).max(1), Ordering::Relaxed);
         }
         age
     }
@@ -326,6 +333,35 @@ mod tests {
         advance(Duration::from_millis(1100)).await;
         assert!(!budget.withdraw(), "deposits older than the window expired");
         assert_eq!(budget.balance(), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batched_deposits_count_when_read_and_expire_with_their_first() {
+        let budget = RetryBudget::new(secs(1), 0, 1.0);
+        // At a low rate every deposit is dated on its own.
+        budget.deposit();
+        advance(Duration::from_millis(500)).await;
+        budget.deposit();
+        advance(Duration::from_millis(600)).await;
+        assert_eq!(
+            budget.balance(),
+            1.0,
+            "the first expired, the second did not"
+        );
+        advance(Duration::from_millis(500)).await;
+        // Many deposits within one slot: they are batched, and all count.
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.balance(), 100.0);
+        // A batch expires with its first deposit, never later.
+        for _ in 0..3 {
+            budget.deposit();
+        }
+        advance(Duration::from_millis(950)).await;
+        budget.deposit();
+        advance(Duration::from_millis(100)).await;
+        assert_eq!(budget.balance(), 0.0, "never counted past the window");
     }
 
     #[tokio::test(start_paused = true)]
