@@ -231,26 +231,37 @@ impl Reading {
             match ready!(Pin::new(&mut *body).poll_frame(cx)) {
                 None => return Poll::Ready(Ok(Done::Whole)),
                 Some(Err(err)) => return Poll::Ready(Err(err)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(chunk) if chunk.is_empty() => {}
-                    Ok(chunk) => {
-                        self.len = self.len.saturating_add(chunk.len());
-                        if self.len > self.limit {
-                            return Poll::Ready(Ok(Done::TooBig(chunk)));
-                        }
-                        self.push(chunk);
+                Some(Ok(frame)) => {
+                    if let Some(done) = self.accept(frame) {
+                        return Poll::Ready(Ok(done));
                     }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            match &mut self.trailers {
-                                Some(existing) => existing.extend(trailers),
-                                None => self.trailers = Some(Box::new(trailers)),
-                            }
-                        }
-                    }
-                },
+                }
             }
         }
+    }
+
+    /// Keeps one frame; `Some` when it took the body over the limit.
+    #[inline]
+    pub(super) fn accept(&mut self, frame: Frame<Bytes>) -> Option<Done> {
+        match frame.into_data() {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => {
+                self.len = self.len.saturating_add(chunk.len());
+                if self.len > self.limit {
+                    return Some(Done::TooBig(chunk));
+                }
+                self.push(chunk);
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    match &mut self.trailers {
+                        Some(existing) => existing.extend(trailers),
+                        None => self.trailers = Some(Box::new(trailers)),
+                    }
+                }
+            }
+        }
+        None
     }
 
     #[inline]
