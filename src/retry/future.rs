@@ -179,21 +179,25 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+#[inline(always)]
 fn finish<T, E: Into<BoxError>>(
     outcome: Outcome<T, E>,
     deadline: Option<Instant>,
 ) -> Result<T, BoxError> {
     match outcome {
         Outcome::Done(result) => result.map_err(Into::into),
-        Outcome::TimedOut => {
-            let message = if deadline.is_some_and(|d| Instant::now() >= d) {
-                "the retry deadline elapsed during an attempt"
-            } else {
-                "the attempt timed out"
-            };
-            Err(crate::Error::new(ErrorClass::Timeout, message).into())
-        }
+        Outcome::TimedOut => Err(timed_out(deadline)),
     }
+}
+
+#[cold]
+fn timed_out(deadline: Option<Instant>) -> BoxError {
+    let message = if deadline.is_some_and(|d| Instant::now() >= d) {
+        "the retry deadline elapsed during an attempt"
+    } else {
+        "the attempt timed out"
+    };
+    crate::Error::new(ErrorClass::Timeout, message).into()
 }
 
 impl<S, K, Req, C, R> Future for ResponseFuture<S, K, Req, C, R>
