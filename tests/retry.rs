@@ -748,6 +748,35 @@ async fn a_streamed_body_over_the_limit_is_sent_once_and_intact() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_one_chunk_body_is_replayed_identically() {
+    let data = payload(3000);
+    let upstream = Upstream::new([Step::Status(503)], Step::Status(200));
+    let req = Request::put("http://upstream/blob")
+        .body(Full::new(data.clone()))
+        .unwrap();
+    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(upstream.bodies(), vec![data.clone(), data]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_chunk_over_the_limit_without_a_size_hint_is_sent_once_and_intact() {
+    let data = payload(20 * 1024);
+    let upstream = Upstream::always(503);
+    let layer = RetryLayer::new(exact().build()).max_body_bytes(16 * 1024);
+    // One ready chunk, its size unknown until it is read.
+    let req = Request::put("http://upstream/blob")
+        .body(chunked(&data, data.len()))
+        .unwrap();
+    let res = send(&layer, &upstream, req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.count(), 1, "not retried");
+    assert_eq!(upstream.bodies(), vec![data]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_body_known_to_be_over_the_limit_passes_through_untouched() {
     let data = payload(65 * 1024);
     let upstream = Upstream::always(503);

@@ -45,18 +45,46 @@ enum Kind<B> {
         trailers: Option<Box<HeaderMap>>,
     },
     Stream {
-        first: Option<Bytes>,
-        second: Option<Bytes>,
+        /// What was read before the body proved too big: boxed, as it is rare,
+        /// to keep the pass-through body (and the inner future) small.
+        prefix: Option<Box<Prefix>>,
         #[pin]
         body: B,
     },
+}
+
+/// Up to two chunks sent before the rest of a streamed body.
+#[derive(Debug)]
+struct Prefix {
+    first: Option<Bytes>,
+    second: Option<Bytes>,
+}
+
+impl Prefix {
+    fn take(&mut self) -> Option<Bytes> {
+        self.first.take().or_else(|| self.second.take())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.second.is_none()
+    }
+
+    fn len(&self) -> u64 {
+        [&self.first, &self.second]
+            .into_iter()
+            .flatten()
+            .map(|d| d.len() as u64)
+            .sum()
+    }
 }
 
 impl<B> RetryBody<B> {
     /// The original body, streamed through untouched.
     #[inline]
     pub fn new(body: B) -> Self {
-        Self::prefixed(None, None, body)
+        Self {
+            kind: Kind::Stream { prefix: None, body },
+        }
     }
 
     /// A complete body.
@@ -81,10 +109,13 @@ impl<B> RetryBody<B> {
 
     #[inline]
     pub(super) fn prefixed(first: Option<Bytes>, second: Option<Bytes>, body: B) -> Self {
+        let prefix = Prefix {
+            first: first.filter(|d| !d.is_empty()),
+            second: second.filter(|d| !d.is_empty()),
+        };
         Self {
             kind: Kind::Stream {
-                first: first.filter(|d| !d.is_empty()),
-                second: second.filter(|d| !d.is_empty()),
+                prefix: (!prefix.is_empty()).then(|| Box::new(prefix)),
                 body,
             },
         }
@@ -114,13 +145,12 @@ where
                     .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
-            KindProj::Stream {
-                first,
-                second,
-                body,
-            } => match first.take().or_else(|| second.take()) {
-                Some(prefix) => Poll::Ready(Some(Ok(Frame::data(prefix)))),
-                None => body.poll_frame(cx),
+            KindProj::Stream { prefix, body } => match prefix.as_mut().and_then(|p| p.take()) {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => {
+                    *prefix = None;
+                    body.poll_frame(cx)
+                }
             },
         }
     }
@@ -128,11 +158,9 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Replay { data, trailers } => data.is_none() && trailers.is_none(),
-            Kind::Stream {
-                first,
-                second,
-                body,
-            } => first.is_none() && second.is_none() && body.is_end_stream(),
+            Kind::Stream { prefix, body } => {
+                prefix.as_ref().is_none_or(|p| p.is_empty()) && body.is_end_stream()
+            }
         }
     }
 
@@ -141,16 +169,8 @@ where
             Kind::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Stream {
-                first,
-                second,
-                body,
-            } => {
-                let prefix = [first, second]
-                    .into_iter()
-                    .flatten()
-                    .map(|d| d.len() as u64)
-                    .sum::<u64>();
+            Kind::Stream { prefix, body } => {
+                let prefix = prefix.as_ref().map_or(0, |p| p.len());
                 let inner = body.size_hint();
                 let mut hint = SizeHint::new();
                 if let Some(upper) = inner.upper() {
@@ -167,7 +187,8 @@ where
 #[derive(Debug)]
 pub(super) struct Reading {
     first: Option<Bytes>,
-    more: BytesMut,
+    /// Two chunks or more, copied together (rare: most bodies come in one).
+    more: Option<BytesMut>,
     len: usize,
     limit: usize,
     trailers: Option<Box<HeaderMap>>,
@@ -186,7 +207,7 @@ impl Reading {
     pub(super) fn new(limit: usize) -> Self {
         Self {
             first: None,
-            more: BytesMut::new(),
+            more: None,
             len: 0,
             limit,
             trailers: None,
@@ -210,47 +231,69 @@ impl Reading {
             match ready!(Pin::new(&mut *body).poll_frame(cx)) {
                 None => return Poll::Ready(Ok(Done::Whole)),
                 Some(Err(err)) => return Poll::Ready(Err(err)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(chunk) if chunk.is_empty() => {}
-                    Ok(chunk) => {
-                        self.len = self.len.saturating_add(chunk.len());
-                        if self.len > self.limit {
-                            return Poll::Ready(Ok(Done::TooBig(chunk)));
-                        }
-                        self.push(chunk);
+                Some(Ok(frame)) => {
+                    if let Some(done) = self.accept(frame) {
+                        return Poll::Ready(Ok(done));
                     }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            match &mut self.trailers {
-                                Some(existing) => existing.extend(trailers),
-                                None => self.trailers = Some(Box::new(trailers)),
-                            }
-                        }
-                    }
-                },
+                }
             }
         }
     }
 
+    /// Keeps one frame; `Some` when it took the body over the limit.
+    #[inline]
+    pub(super) fn accept(&mut self, frame: Frame<Bytes>) -> Option<Done> {
+        match frame.into_data() {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(chunk) => {
+                self.len = self.len.saturating_add(chunk.len());
+                if self.len > self.limit {
+                    return Some(Done::TooBig(chunk));
+                }
+                self.push(chunk);
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    match &mut self.trailers {
+                        Some(existing) => existing.extend(trailers),
+                        None => self.trailers = Some(Box::new(trailers)),
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    #[inline]
     fn push(&mut self, chunk: Bytes) {
-        if self.first.is_none() && self.more.is_empty() {
+        if self.first.is_none() && self.more.is_none() {
             // The common case, one chunk: kept as is, no copy.
             self.first = Some(chunk);
             return;
         }
+        self.push_more(chunk);
+    }
+
+    #[cold]
+    fn push_more(&mut self, chunk: Bytes) {
+        let more = self.more.get_or_insert_with(BytesMut::new);
         if let Some(first) = self.first.take() {
-            self.more.reserve(first.len() + chunk.len());
-            self.more.extend_from_slice(&first);
+            more.reserve(first.len() + chunk.len());
+            more.extend_from_slice(&first);
         }
-        self.more.extend_from_slice(&chunk);
+        more.extend_from_slice(&chunk);
     }
 
     /// What was read, as one buffer.
     #[inline]
     pub(super) fn data(&mut self) -> Option<Bytes> {
-        self.first
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        self.more
             .take()
-            .or_else(|| (!self.more.is_empty()).then(|| self.more.split().freeze()))
+            .filter(|more| !more.is_empty())
+            .map(BytesMut::freeze)
     }
 
     /// The trailers read, if any.

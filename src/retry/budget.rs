@@ -4,7 +4,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -15,6 +15,9 @@ use tokio::time::Instant;
 const SLOTS: usize = 10;
 /// One retry, in the budget's fixed-point units (so a 20% ratio is 200 per request).
 const UNIT: i64 = 1000;
+/// The most deposits gathered before they are added to the window (one clock
+/// read per batch).
+const MAX_BATCH: i64 = 64;
 
 /// How many retries the layer may make, shared by every request that holds it.
 ///
@@ -37,9 +40,15 @@ const UNIT: i64 = 1000;
 ///
 /// The budget is an `Arc` around atomics: clone it to share it between layers,
 /// services and [`RetryPolicy::run`](super::RetryPolicy::run) calls. Updates are
-/// lock-free (one compare-and-swap) and the clock is tokio's, so
-/// `tokio::time::pause()` drives it in tests. Two racing withdrawals may both
-/// take the last retry: the bound holds to within the number of threads.
+/// lock-free and the clock is tokio's, so `tokio::time::pause()` drives it in
+/// tests. A deposit is one relaxed atomic add: deposits are gathered in
+/// batches (as many as arrive within one slot, up to 64; one at low rates),
+/// each dated by its first deposit (so it expires no later than that one
+/// would, and a batch older than the window is not counted) and moved to the
+/// window when full or when the balance is read (so, after a sudden drop in
+/// traffic, up to one batch may go uncounted: the error is towards fewer
+/// retries, never more). Two racing withdrawals may
+/// both take the last retry: the bound holds to within the number of threads.
 ///
 /// ```
 /// use steadfast::retry::RetryBudget;
@@ -65,6 +74,16 @@ struct Inner {
     slot_nanos: u64,
     /// Each slot packs its generation (high 32 bits) and its balance change (low 32, signed).
     slots: [AtomicU64; SLOTS],
+    /// Deposits not yet in a slot: a request adds to it with one relaxed
+    /// atomic, and it is moved to the window every `BATCH` deposits and before
+    /// the balance is read.
+    pending: AtomicI64,
+    /// The generation of the oldest pending deposit: a batch counts from then,
+    /// so it expires no later than its first deposit would.
+    pending_since: AtomicU32,
+    /// How many deposits make a batch: as many as come within one slot, up
+    /// to `MAX_BATCH`.
+    batch: AtomicU32,
     reserve: i64,
     deposit: i32,
     window: Duration,
@@ -98,6 +117,9 @@ impl RetryBudget {
                 start: Instant::now(),
                 slot_nanos,
                 slots: std::array::from_fn(|_| AtomicU64::new(0)),
+                pending: AtomicI64::new(0),
+                pending_since: AtomicU32::new(0),
+                batch: AtomicU32::new(1),
                 reserve,
                 deposit: (ratio * UNIT as f64).round() as i32,
                 window,
@@ -108,10 +130,19 @@ impl RetryBudget {
     }
 
     /// Records a request: it earns `ratio` of a retry.
+    ///
+    /// One relaxed atomic add; the clock is read once per batch of deposits
+    /// (the first of a batch dates it, so deposits never outlive the window).
+    #[inline]
     pub fn deposit(&self) {
         let inner = &*self.inner;
-        if inner.deposit > 0 {
-            inner.add(inner.generation(), inner.deposit);
+        let amount = i64::from(inner.deposit);
+        if amount > 0 {
+            let before = inner.pending.fetch_add(amount, Ordering::Relaxed);
+            let batch = i64::from(inner.batch.load(Ordering::Relaxed));
+            if before == 0 || before + amount >= batch * amount {
+                inner.deposit_slow(before, amount);
+            }
         }
     }
 
@@ -119,6 +150,7 @@ impl RetryBudget {
     pub fn withdraw(&self) -> bool {
         let inner = &*self.inner;
         let generation = inner.generation();
+        inner.flush(generation);
         if inner.sum(generation) >= UNIT {
             inner.add(generation, -(UNIT as i32));
             true
@@ -130,7 +162,9 @@ impl RetryBudget {
     /// The retries available now.
     pub fn balance(&self) -> f64 {
         let inner = &*self.inner;
-        inner.sum(inner.generation()) as f64 / UNIT as f64
+        let generation = inner.generation();
+        inner.flush(generation);
+        inner.sum(generation) as f64 / UNIT as f64
     }
 
     /// Whether two handles share one budget.
@@ -140,6 +174,46 @@ impl RetryBudget {
 }
 
 impl Inner {
+    /// The first deposit of a batch dates it; the one that fills it moves it
+    /// to the window.
+    #[cold]
+    #[inline(never)]
+    fn deposit_slow(&self, before: i64, amount: i64) {
+        let generation = self.generation();
+        if before == 0 {
+            self.pending_since.store(generation, Ordering::Relaxed);
+        }
+        let batch = i64::from(self.batch.load(Ordering::Relaxed));
+        if before + amount >= batch * amount {
+            // A batch should not span more than a slot: grow it while it fills
+            // within one, shrink it when it does not (down to one deposit).
+            if self.flush(generation) == 0 {
+                let next = (batch * 2).min(MAX_BATCH) as u32;
+                self.batch.store(next, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Moves the pending deposits to the slot of the oldest of them; a batch
+    /// that began before the window is dropped (it is never counted late).
+    /// A batch that spanned a slot boundary halves the next ones.
+    fn flush(&self, now: u32) -> u32 {
+        if self.pending.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let since = self.pending_since.load(Ordering::Relaxed);
+        let amount = self.pending.swap(0, Ordering::AcqRel);
+        let age = now.wrapping_sub(since);
+        if amount > 0 && age < SLOTS as u32 {
+            self.add(since, i32::try_from(amount).unwrap_or(i32::MAX));
+        }
+        if age > 0 {
+            let batch = self.batch.load(Ordering::Relaxed);
+            self.batch.store((batch / 2).max(1), Ordering::Relaxed);
+        }
+        age
+    }
+
     #[inline]
     fn generation(&self) -> u32 {
         let elapsed = Instant::now().saturating_duration_since(self.start);
@@ -259,6 +333,35 @@ mod tests {
         advance(Duration::from_millis(1100)).await;
         assert!(!budget.withdraw(), "deposits older than the window expired");
         assert_eq!(budget.balance(), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batched_deposits_count_when_read_and_expire_with_their_first() {
+        let budget = RetryBudget::new(secs(1), 0, 1.0);
+        // At a low rate every deposit is dated on its own.
+        budget.deposit();
+        advance(Duration::from_millis(500)).await;
+        budget.deposit();
+        advance(Duration::from_millis(600)).await;
+        assert_eq!(
+            budget.balance(),
+            1.0,
+            "the first expired, the second did not"
+        );
+        advance(Duration::from_millis(500)).await;
+        // Many deposits within one slot: they are batched, and all count.
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert_eq!(budget.balance(), 100.0);
+        // A batch expires with its first deposit, never later.
+        for _ in 0..3 {
+            budget.deposit();
+        }
+        advance(Duration::from_millis(950)).await;
+        budget.deposit();
+        advance(Duration::from_millis(100)).await;
+        assert_eq!(budget.balance(), 0.0, "never counted past the window");
     }
 
     #[tokio::test(start_paused = true)]

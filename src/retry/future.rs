@@ -41,9 +41,9 @@ where
 {
     #[pin]
     state: State<K::Prepare, S::Future>,
-    /// The backoff sleep, or the attempt's timeout while calling; one timer, reset.
-    #[pin]
-    timer: Option<Sleep>,
+    /// The backoff sleep, or the attempt's timeout while calling; one timer,
+    /// reset. Boxed, and made only when needed, to keep the future small.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Whether `timer` bounds the attempt in flight.
     timed_attempt: bool,
     /// The service to call again; `None` when the request cannot be retried.
@@ -124,7 +124,7 @@ where
     #[inline(always)]
     pub(super) fn start_calling(&mut self, future: S::Future, service: Option<S>) {
         if let Some(end) = attempt_end(&self.shared.policy, self.deadline) {
-            self.timer = Some(tokio::time::sleep_until(end));
+            self.timer = Some(Box::pin(tokio::time::sleep_until(end)));
             self.timed_attempt = true;
         }
         self.service = service;
@@ -146,7 +146,16 @@ where
 
 /// When an attempt started now must end: the attempt timeout or the overall
 /// deadline, whichever is first.
+#[inline(always)]
 fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
+    if deadline.is_none() && policy.attempt_timeout().is_none() {
+        return None;
+    }
+    attempt_end_slow(policy, deadline)
+}
+
+#[cold]
+fn attempt_end_slow(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
     let by_timeout = policy
         .attempt_timeout()
         .and_then(|timeout| Instant::now().checked_add(timeout));
@@ -156,10 +165,10 @@ fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instan
     }
 }
 
-fn set_timer(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
-    match timer.as_mut().as_pin_mut() {
-        Some(sleep) => sleep.reset(at),
-        None => timer.set(Some(tokio::time::sleep_until(at))),
+fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
+    match timer {
+        Some(sleep) => sleep.as_mut().reset(at),
+        None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
     }
 }
 
@@ -170,21 +179,25 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+#[inline(always)]
 fn finish<T, E: Into<BoxError>>(
     outcome: Outcome<T, E>,
     deadline: Option<Instant>,
 ) -> Result<T, BoxError> {
     match outcome {
         Outcome::Done(result) => result.map_err(Into::into),
-        Outcome::TimedOut => {
-            let message = if deadline.is_some_and(|d| Instant::now() >= d) {
-                "the retry deadline elapsed during an attempt"
-            } else {
-                "the attempt timed out"
-            };
-            Err(crate::Error::new(ErrorClass::Timeout, message).into())
-        }
+        Outcome::TimedOut => Err(timed_out(deadline)),
     }
+}
+
+#[cold]
+fn timed_out(deadline: Option<Instant>) -> BoxError {
+    let message = if deadline.is_some_and(|d| Instant::now() >= d) {
+        "the retry deadline elapsed during an attempt"
+    } else {
+        "the attempt timed out"
+    };
+    crate::Error::new(ErrorClass::Timeout, message).into()
 }
 
 impl<S, K, Req, C, R> Future for ResponseFuture<S, K, Req, C, R>
@@ -222,7 +235,7 @@ where
                     }
                     *this.timed_attempt = false;
                     if let Some(end) = attempt_end(&this.shared.policy, *this.deadline) {
-                        set_timer(this.timer.as_mut(), end);
+                        set_timer(this.timer, end);
                         *this.timed_attempt = true;
                     }
                     this.state.set(State::Calling { future });
@@ -230,9 +243,9 @@ where
                 StateProj::Calling { future } => {
                     let outcome = match future.poll(cx) {
                         Poll::Ready(result) => Outcome::Done(result),
-                        Poll::Pending => match this.timer.as_mut().as_pin_mut() {
+                        Poll::Pending => match this.timer.as_mut() {
                             Some(timer) if *this.timed_attempt => {
-                                ready!(timer.poll(cx));
+                                ready!(timer.as_mut().poll(cx));
                                 Outcome::TimedOut
                             }
                             _ => return Poll::Pending,
@@ -274,15 +287,15 @@ where
                             if event.delay == Duration::ZERO {
                                 this.state.set(State::Readying);
                             } else {
-                                set_timer(this.timer.as_mut(), Instant::now() + event.delay);
+                                set_timer(this.timer, Instant::now() + event.delay);
                                 this.state.set(State::Sleeping);
                             }
                         }
                     }
                 }
                 StateProj::Sleeping => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                        ready!(timer.poll(cx));
+                    if let Some(timer) = this.timer.as_mut() {
+                        ready!(timer.as_mut().poll(cx));
                     }
                     this.state.set(State::Readying);
                 }
@@ -301,7 +314,7 @@ where
                     let request = K::replay(copy, this.retry.retries + 1, &this.shared.http);
                     let future = service.call(request);
                     if let Some(end) = attempt_end(&this.shared.policy, *this.deadline) {
-                        set_timer(this.timer.as_mut(), end);
+                        set_timer(this.timer, end);
                         *this.timed_attempt = true;
                     }
                     this.state.set(State::Calling { future });

@@ -58,8 +58,9 @@
 //! On success the layer allocates what tower's `Retry` allocates: the copy kept
 //! for a retry, a clone of the request head (a small body is kept by reference
 //! to its bytes, never copied when it came in one chunk). It adds one
-//! lock-free budget deposit, one `Arc` increment and, when a retry is possible,
-//! one clone of the inner service. A body that is already whole (`Full`, a
+//! budget deposit (a relaxed atomic add; no clock read), one `Arc` increment
+//! and, when a retry is possible, one clone of the inner service. Timers (a
+//! backoff, an attempt timeout or deadline) are boxed and made only when used. A body that is already whole (`Full`, a
 //! buffered `Incoming`) is read inside `call`, so the first attempt starts
 //! there as it would without the layer; one still arriving is read by the
 //! response future, a named state machine (reading, calling, sleeping,

@@ -2,6 +2,7 @@
 
 use std::{
     future::{Future, Ready},
+    pin::Pin,
     task::{Context, Poll, Waker},
 };
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use http::{
     Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, request::Parts,
 };
-use http_body::Body;
+use http_body::{Body, Frame};
 
 use super::{
     RetryBody, RetryIf,
@@ -229,7 +230,28 @@ where
         // polls it again with its own waker.
         let mut reading = Reading::new(options.max_body_bytes);
         let mut cx = Context::from_waker(Waker::noop());
-        match reading.poll_read(request.body_mut(), &mut cx) {
+        let read = match Pin::new(request.body_mut()).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                // The common case, the whole body in one frame: kept as it is.
+                Ok(chunk)
+                    if chunk.len() <= options.max_body_bytes && request.body().is_end_stream() =>
+                {
+                    let data = Some(chunk).filter(|chunk| !chunk.is_empty());
+                    *copy = Some(HttpCopy::of(&request, data.clone(), None));
+                    return Start::Ready(request.map(|_| RetryBody::replay(data, None)));
+                }
+                Ok(chunk) => reading.accept(Frame::data(chunk)),
+                Err(frame) => reading.accept(frame),
+            }
+            .map_or_else(
+                || reading.poll_read(request.body_mut(), &mut cx),
+                |done| Poll::Ready(Ok(done)),
+            ),
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Err(err)),
+            Poll::Ready(None) => Poll::Ready(Ok(Done::Whole)),
+            Poll::Pending => Poll::Pending,
+        };
+        match read {
             Poll::Ready(Ok(Done::Whole)) => {
                 Start::Ready(first_attempt(request, reading, None, copy))
             }

@@ -1,0 +1,207 @@
+//! Retries beside tower's own `Retry` (with an equivalent policy and its
+//! `TpsBudget`): the success path (the first attempt answers), with an empty
+//! and a small body, and a request that fails once with a 503 and is retried
+//! at once (zero backoff on both sides).
+
+mod support;
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    hint::black_box,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use steadfast::retry::{Jitter, RetryBudget, RetryLayer, RetryPolicy};
+use tower::{
+    Layer, Service,
+    retry::{
+        Policy,
+        budget::{Budget, TpsBudget},
+    },
+    service_fn,
+};
+
+const PATH: &str = "http://upstream/api/campaigns/42/status";
+const SMALL: &[u8] = br#"{"campaign":42,"status":"paused"}"#;
+
+/// A GET with an empty body.
+pub fn empty() -> Request<Full<Bytes>> {
+    support::get(PATH)
+}
+
+/// A PUT with a small body in one chunk.
+pub fn small() -> Request<Full<Bytes>> {
+    Request::put(PATH)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(SMALL)))
+        .unwrap()
+}
+
+/// The bare service for any body (steadfast's inner service sees a `RetryBody`).
+pub async fn ok<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+}
+
+/// A service that answers 503 to every other call, starting with the first:
+/// called twice per request, in sequence, it fails the first attempt and
+/// answers the retry.
+type Answer = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+pub fn flaky<B>()
+-> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future = Answer>
++ Clone {
+    let failed = Arc::new(AtomicBool::new(false));
+    service_fn(move |_req: Request<B>| {
+        let status = if failed.fetch_xor(true, Ordering::Relaxed) {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+        *res.status_mut() = status;
+        ready(Ok(res))
+    })
+}
+
+/// A tower `Policy` doing what steadfast's default does on this path: retry
+/// transient failures (429, 502, 503, 504 and errors) of idempotent requests,
+/// at most `retries` times, within a `TpsBudget`, with no delay.
+#[derive(Clone)]
+pub struct TowerPolicy {
+    budget: Arc<TpsBudget>,
+    retries: u32,
+}
+
+impl TowerPolicy {
+    pub fn new(budget: TpsBudget) -> Self {
+        Self {
+            budget: Arc::new(budget),
+            retries: 3,
+        }
+    }
+}
+
+impl<B: Clone, Res, E> Policy<Request<B>, Response<Res>, E> for TowerPolicy {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut Request<B>,
+        result: &mut Result<Response<Res>, E>,
+    ) -> Option<Ready<()>> {
+        let transient = match result {
+            Ok(res) => matches!(res.status().as_u16(), 429 | 502 | 503 | 504),
+            Err(_) => true,
+        };
+        if !transient {
+            self.budget.deposit();
+            return None;
+        }
+        if self.retries == 0 || !self.budget.withdraw() {
+            return None;
+        }
+        self.retries -= 1;
+        Some(ready(()))
+    }
+
+    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        ) || req.headers().contains_key("idempotency-key");
+        idempotent.then(|| req.clone())
+    }
+}
+
+/// tower's `Retry` with the default budget (20% + 10/s over 10 s).
+pub fn tower_retry<S>(inner: S) -> tower::retry::Retry<TowerPolicy, S> {
+    tower::retry::RetryLayer::new(TowerPolicy::new(TpsBudget::default())).layer(inner)
+}
+
+/// tower's `Retry` with a budget every retry is paid for (ratio 1).
+pub fn tower_retry_always<S>(inner: S) -> tower::retry::Retry<TowerPolicy, S> {
+    let budget = TpsBudget::new(Duration::from_secs(10), 10, 1.0);
+    tower::retry::RetryLayer::new(TowerPolicy::new(budget)).layer(inner)
+}
+
+/// steadfast's `RetryLayer` with the default policy.
+pub fn steadfast_retry() -> RetryLayer {
+    RetryLayer::new(RetryPolicy::default())
+}
+
+/// steadfast's `RetryLayer` with zero backoff and a budget every retry is paid for.
+pub fn steadfast_retry_always() -> RetryLayer {
+    RetryLayer::new(
+        RetryPolicy::builder()
+            .base_delay(Duration::ZERO)
+            .jitter(Jitter::None)
+            .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0))
+            .build(),
+    )
+}
+
+fn success_path(c: &mut Criterion) {
+    let rt = support::runtime();
+    let mut group = c.benchmark_group("retry/success");
+    for (body, request) in [
+        ("empty body", empty as fn() -> _),
+        ("small body", small as fn() -> _),
+    ] {
+        let bare = service_fn(ok);
+        group.bench_function(format!("bare/{body}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(support::call(&mut bare.clone(), request()).await) })
+        });
+        let tower = tower_retry(service_fn(ok));
+        group.bench_function(format!("tower::retry::Retry/{body}"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(support::call(&mut tower.clone(), request()).await) })
+        });
+        let steadfast = steadfast_retry().layer(service_fn(ok));
+        group.bench_function(format!("steadfast::Retry/{body}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                black_box(support::call(&mut steadfast.clone(), request()).await)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn one_retry(c: &mut Criterion) {
+    let rt = support::runtime();
+    let mut group = c.benchmark_group("retry/one retry");
+    let tower = tower_retry_always(flaky());
+    group.bench_function("tower::retry::Retry", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = support::call(&mut tower.clone(), empty()).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            black_box(res)
+        })
+    });
+    let steadfast = steadfast_retry_always().layer(flaky());
+    group.bench_function("steadfast::Retry", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = support::call(&mut steadfast.clone(), empty()).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            black_box(res)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, success_path, one_retry);
+criterion_main!(benches);
