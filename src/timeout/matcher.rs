@@ -192,41 +192,49 @@ impl Node {
     fn walk(
         &self,
         method: &Method,
-        rest: Option<&str>,
-        depth: usize,
-        literals: u64,
+        mut rest: Option<&str>,
+        mut depth: usize,
+        mut literals: u64,
         best: &mut Option<(Rank, Entry)>,
     ) -> bool {
-        let mut consider = |slot: &Slot, whole: bool, wildcard: bool| {
-            consider(slot, method, whole, depth, literals, wildcard, best)
-        };
-        consider(&self.prefix, false, false);
-        let Some(rest) = rest else {
-            return consider(&self.exact, true, false);
-        };
-        if !rest.is_empty() {
-            consider(&self.wildcard, false, true);
-        }
-        if self.literals.is_empty() && self.param.is_none() {
-            return false;
-        }
-        // A byte loop: segments are short, and `/` is ASCII so the split is on a
-        // char boundary.
-        let (segment, next) = match rest.bytes().position(|b| b == b'/') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        if let Some(child) = self.literal(segment) {
-            let bit = 1u64 << (63 - depth);
-            if child.walk(method, next, depth + 1, literals | bit, best) {
-                return true;
+        // A loop down the trie; it recurses only where a literal child and the
+        // `{param}` child both match a segment (the literal is tried first).
+        let mut node = self;
+        loop {
+            consider(&node.prefix, method, false, depth, literals, false, best);
+            let Some(path) = rest else {
+                return consider(&node.exact, method, true, depth, literals, false, best);
+            };
+            if !path.is_empty() {
+                consider(&node.wildcard, method, false, depth, literals, true, best);
             }
-        }
-        match &self.param {
-            Some(param) if !segment.is_empty() => {
-                param.walk(method, next, depth + 1, literals, best)
+            if node.literals.is_empty() && node.param.is_none() {
+                return false;
             }
-            _ => false,
+            let (literal, segment, next) = node.next_segment(path);
+            let param = node.param.as_deref().filter(|_| !segment.is_empty());
+            let next_node = match (literal, param) {
+                (None, None) => return false,
+                (Some(child), param) => {
+                    let bit = 1u64 << (63 - depth);
+                    match param {
+                        None => {
+                            literals |= bit;
+                            child
+                        }
+                        Some(param) => {
+                            if child.walk(method, next, depth + 1, literals | bit, best) {
+                                return true;
+                            }
+                            param
+                        }
+                    }
+                }
+                (None, Some(param)) => param,
+            };
+            node = next_node;
+            rest = next;
+            depth += 1;
         }
     }
 }
@@ -253,21 +261,47 @@ fn consider(
 }
 
 impl Node {
-    /// The literal child for `segment`.
+    /// Splits the next segment off `path` (what follows the last consumed `/`):
+    /// the literal child it names if any, the segment, and what follows its `/`.
     #[inline]
-    fn literal(&self, segment: &str) -> Option<&Node> {
+    fn next_segment<'p>(&self, path: &'p str) -> (Option<&Node>, &'p str, Option<&'p str>) {
+        let split = |len: usize| {
+            // `len` is at the end or at a `/` (ASCII): both are char boundaries.
+            if len == path.len() {
+                (&path[..len], None)
+            } else {
+                (&path[..len], Some(&path[len + 1..]))
+            }
+        };
         if self.literals.len() <= 4 {
-            return self
-                .literals
-                .iter()
-                .find(|(k, _)| **k == *segment)
-                .map(|(_, node)| node);
+            // Few children: compare each against the start of the path, so the
+            // segment's end is only searched for when none matches.
+            let bytes = path.as_bytes();
+            for (literal, child) in &self.literals {
+                let literal = literal.as_bytes();
+                if bytes.starts_with(literal) && bytes.get(literal.len()).is_none_or(|&b| b == b'/')
+                {
+                    let (segment, next) = split(literal.len());
+                    return (Some(child), segment, next);
+                }
+            }
+            let (segment, next) = split(segment_len(bytes));
+            return (None, segment, next);
         }
-        self.literals
+        let (segment, next) = split(segment_len(path.as_bytes()));
+        let child = self
+            .literals
             .binary_search_by(|(k, _)| by_len_then_bytes(k, segment))
             .ok()
-            .map(|i| &self.literals[i].1)
+            .map(|i| &self.literals[i].1);
+        (child, segment, next)
     }
+}
+
+/// The length of the first segment of `path`: up to its first `/`.
+#[inline]
+fn segment_len(path: &[u8]) -> usize {
+    path.iter().position(|&b| b == b'/').unwrap_or(path.len())
 }
 
 /// The order of literal children: by length first, then bytes.

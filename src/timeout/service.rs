@@ -110,6 +110,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         let entry = shared.matcher.lookup(req.method(), route_path(&req));
