@@ -1,6 +1,11 @@
 //! [`AuditLayer`]: which routes are audited, as which action.
 
-use std::{borrow::Cow, collections::HashMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
+};
 
 use http::{Method, Request};
 use tower::Layer;
@@ -26,7 +31,7 @@ pub(crate) struct Config {
     pub(crate) rules: Vec<Rule>,
     /// Rule indexes by pattern: for axum's `MatchedPath`, and for paths equal
     /// to a static pattern.
-    by_pattern: HashMap<Box<str>, Vec<usize>>,
+    by_pattern: HashMap<Box<str>, Vec<usize>, BuildHasherDefault<PathHasher>>,
     /// The rules with `{param}` segments, matched segment by segment.
     dynamic: Vec<usize>,
     pub(crate) proxies: TrustedProxies,
@@ -58,7 +63,7 @@ impl AuditLayer {
             config: Arc::new(Config {
                 auditor,
                 rules: Vec::new(),
-                by_pattern: HashMap::new(),
+                by_pattern: HashMap::default(),
                 dynamic: Vec::new(),
                 proxies: TrustedProxies::none(),
             }),
@@ -104,6 +109,49 @@ impl<S> Layer<S> for AuditLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Audit::new(inner, self.config.clone())
+    }
+}
+
+/// A word-at-a-time multiplicative hash for the route table, several times
+/// cheaper than SipHash on short paths. The table is fixed at configuration and
+/// only looked up per request, so a client choosing paths that collide can at
+/// worst probe the few configured entries: there is no flooding to defend against.
+#[derive(Default)]
+pub(crate) struct PathHasher(u64);
+
+impl PathHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    #[inline(always)]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for PathHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Mix the high bits down: the table uses both ends of the hash.
+        self.0 ^ (self.0 >> 32)
     }
 }
 

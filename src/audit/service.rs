@@ -50,6 +50,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(rule) = self.config.find(&req) else {
             return ResponseFuture::pass_through(self.inner.call(req));

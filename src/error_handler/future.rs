@@ -66,7 +66,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("method", &self.context.method)
-            .field("uri", &self.context.uri)
+            .field("path", &self.context.path())
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +78,7 @@ where
 {
     type Output = Result<Response<ErrorHandlerBody>, Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -89,6 +90,11 @@ where
                             return Poll::Ready(Ok(rewrite::from_error(err.into(), this.context)));
                         }
                     };
+                    // The success path: nothing to look at (a caught panic is a 500).
+                    let status = res.status();
+                    if !(status.is_client_error() || status.is_server_error()) {
+                        return Poll::Ready(Ok(res.map(ResponseBody::Inner)));
+                    }
                     if let Some(PanicMessage(message)) = res.extensions().get::<PanicMessage>() {
                         let message = message.clone();
                         let (parts, _) = res.into_parts();

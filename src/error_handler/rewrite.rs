@@ -88,7 +88,7 @@ pub(crate) fn from_error<B>(err: BoxError, ctx: &RequestContext) -> Response<Res
     let status = status_for(classification.class());
     tracing::error!(
         method = %ctx.method,
-        path = ctx.uri.path(),
+        path = ctx.path(),
         status = status.as_u16(),
         class = classification.class().as_str(),
         request_id = ctx.request_id(),
@@ -117,7 +117,7 @@ pub(crate) fn from_panic<B>(
     let status = StatusCode::INTERNAL_SERVER_ERROR;
     tracing::error!(
         method = %ctx.method,
-        path = ctx.uri.path(),
+        path = ctx.path(),
         status = status.as_u16(),
         class = ErrorClass::Panic.as_str(),
         request_id = ctx.request_id(),
@@ -148,7 +148,7 @@ pub(crate) fn from_response<B>(
     if status.is_server_error() {
         tracing::error!(
             method = %ctx.method,
-            path = ctx.uri.path(),
+            path = ctx.path(),
             status = status.as_u16(),
             class = class.as_str(),
             request_id = ctx.request_id(),
@@ -157,7 +157,7 @@ pub(crate) fn from_response<B>(
     } else {
         tracing::debug!(
             method = %ctx.method,
-            path = ctx.uri.path(),
+            path = ctx.path(),
             status = status.as_u16(),
             class = class.as_str(),
             request_id = ctx.request_id(),

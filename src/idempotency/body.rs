@@ -24,17 +24,31 @@ pub type IdempotencyBody<B> = ResponseBody<PrefixedBody<B>>;
 /// still receives every byte, and the error, in order.
 #[pin_project]
 pub struct PrefixedBody<B: Body> {
-    head: Option<Bytes>,
-    next: Option<Result<Frame<Bytes>, B::Error>>,
-    failed: bool,
+    /// What goes before the rest; `None` on the pass-through path, so the body
+    /// is one pointer larger than the inner one. Boxed: only a response the layer
+    /// tried and failed to store has a prefix.
+    prefix: Option<Box<Prefix<B>>>,
     #[pin]
     rest: B,
 }
 
+/// The frames read from a body before it was handed on.
+struct Prefix<B: Body> {
+    head: Option<Bytes>,
+    next: Option<Result<Frame<Bytes>, B::Error>>,
+    /// The body failed: it is not polled again.
+    failed: bool,
+}
+
 impl<B: Body> std::fmt::Debug for PrefixedBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = self
+            .prefix
+            .as_ref()
+            .and_then(|p| p.head.as_ref())
+            .map(Bytes::len);
         f.debug_struct("PrefixedBody")
-            .field("head", &self.head.as_ref().map(Bytes::len))
+            .field("head", &head)
             .finish_non_exhaustive()
     }
 }
@@ -43,9 +57,7 @@ impl<B: Body> PrefixedBody<B> {
     /// The inner body, untouched.
     pub fn new(body: B) -> Self {
         Self {
-            head: None,
-            next: None,
-            failed: false,
+            prefix: None,
             rest: body,
         }
     }
@@ -57,9 +69,11 @@ impl<B: Body> PrefixedBody<B> {
         body: B,
     ) -> Self {
         Self {
-            head: (!head.is_empty()).then_some(head),
-            next,
-            failed: false,
+            prefix: Some(Box::new(Prefix {
+                head: (!head.is_empty()).then_some(head),
+                next,
+                failed: false,
+            })),
             rest: body,
         }
     }
@@ -72,36 +86,49 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        if let Some(head) = this.head.take() {
-            return Poll::Ready(Some(Ok(Frame::data(head))));
-        }
-        if let Some(next) = this.next.take() {
-            // A body is not polled again after it failed.
-            *this.failed = next.is_err();
-            return Poll::Ready(Some(next));
-        }
-        if *this.failed {
-            return Poll::Ready(None);
+        if let Some(prefix) = this.prefix.as_deref_mut() {
+            if let Some(head) = prefix.head.take() {
+                return Poll::Ready(Some(Ok(Frame::data(head))));
+            }
+            if let Some(next) = prefix.next.take() {
+                // A body is not polled again after it failed.
+                prefix.failed = next.is_err();
+                return Poll::Ready(Some(next));
+            }
+            if prefix.failed {
+                return Poll::Ready(None);
+            }
         }
         this.rest.poll_frame(cx)
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
-        self.head.is_none() && self.next.is_none() && (self.failed || self.rest.is_end_stream())
+        match self.prefix.as_deref() {
+            None => self.rest.is_end_stream(),
+            Some(p) => {
+                p.head.is_none() && p.next.is_none() && (p.failed || self.rest.is_end_stream())
+            }
+        }
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
-        let buffered = self.head.as_ref().map_or(0, Bytes::len) as u64
-            + match &self.next {
+        let Some(p) = self.prefix.as_deref() else {
+            return self.rest.size_hint();
+        };
+        let buffered = p.head.as_ref().map_or(0, Bytes::len) as u64
+            + match &p.next {
                 Some(Ok(frame)) => frame.data_ref().map_or(0, Bytes::len) as u64,
                 _ => 0,
             };
-        if self.failed {
+        if p.failed {
             return SizeHint::with_exact(buffered);
         }
         let rest = self.rest.size_hint();

@@ -85,6 +85,7 @@ where
 {
     type Output = Result<Response<IdempotencyBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => Poll::Ready(ready!(future.poll(cx)).map(pass)),

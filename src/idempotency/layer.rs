@@ -77,6 +77,7 @@ impl Default for Config {
 }
 
 impl Config {
+    #[inline]
     pub(crate) fn applies_to(&self, method: &Method) -> bool {
         self.methods.iter().any(|m| m == method)
     }

@@ -11,7 +11,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::{
-    IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
+    IDEMPOTENCY_KEY, IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
     layer::Shared,
     problems,
     scope::{GlobalScope, Scope},
@@ -75,11 +75,52 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The pass-through path, kept small enough to inline: a method the layer
+        // does not deduplicate, or no key when none is required.
         let config = &self.shared.config;
-        if !config.applies_to(req.method()) {
+        if !config.applies_to(req.method()) || (!config.required && !has_key_header(req.headers()))
+        {
             return ResponseFuture::inner(self.inner.call(req));
         }
+        self.call_keyed(req)
+    }
+}
+
+/// Whether `headers` holds an `Idempotency-Key`. The usual request carries a
+/// dozen headers or fewer, mostly standard ones: comparing names is cheaper than
+/// hashing the key's name for a map lookup.
+#[inline]
+fn has_key_header(headers: &http::HeaderMap) -> bool {
+    static NAME: http::HeaderName = IDEMPOTENCY_KEY;
+    if headers.keys_len() <= 16 {
+        headers.keys().any(|name| *name == NAME)
+    } else {
+        headers.contains_key(&NAME)
+    }
+}
+
+impl<S, St, Sc> Idempotency<S, St, Sc> {
+    /// A request the layer may deduplicate: parse its key and run the keyed path.
+    #[inline(never)]
+    fn call_keyed<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        St: Store,
+        Sc: Scope,
+        ReqBody: Body + From<Bytes> + Send + 'static,
+        ReqBody::Data: Send,
+        ReqBody::Error: Into<BoxError>,
+        ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+        ResBody::Error: Send + 'static,
+    {
+        let config = &self.shared.config;
         let key = match IdempotencyKey::from_headers(req.headers()) {
             Ok(Some(key)) => key,
             Ok(None) if config.required => {

@@ -21,11 +21,14 @@ pub(crate) struct Entry {
 pub(crate) struct Matcher {
     root: Node,
     default: Entry,
+    /// No rules at all: every request gets the default without a walk.
+    only_default: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    /// Literal children, sorted by segment for binary search.
+    /// Literal children, sorted by [`by_len_then_bytes`] for binary search: most
+    /// comparisons end at the length, without looking at the bytes.
     literals: Vec<(Box<str>, Node)>,
     /// The `{param}` child.
     param: Option<Box<Node>>,
@@ -46,7 +49,11 @@ struct Slot {
 
 impl Slot {
     /// The entry for `method` and whether it was method-specific.
+    #[inline]
     fn get(&self, method: &Method) -> Option<(Entry, bool)> {
+        if self.methods.is_empty() {
+            return self.any.map(|e| (e, false));
+        }
         self.methods
             .iter()
             .find(|(m, _)| m == method)
@@ -71,20 +78,28 @@ impl Slot {
     }
 }
 
-/// How specific a match is; the greatest wins. Field order is precedence order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    /// A pattern matching the whole path beats one matching its beginning.
-    whole: bool,
-    /// More segments matched by the rule beat fewer.
-    depth: usize,
-    /// At the first segment where two rules differ, a literal beats a `{param}`
-    /// (bit `63 - i` set when segment `i` was literal).
-    literals: u64,
-    /// A `{*wildcard}` pattern beats a prefix of the same segments.
-    wildcard: bool,
-    /// A method-specific rule beats an any-method rule.
-    method: bool,
+/// How specific a match is; the greatest wins. Packed into one integer whose
+/// fields, from the most significant bits down, are in precedence order:
+///
+/// - bit 127, `whole`: a pattern matching the whole path beats one matching its
+///   beginning;
+/// - bits 66..=72, `depth`: more segments matched by the rule beat fewer (at most
+///   64, since no rule is deeper);
+/// - bits 2..=65, `literals`: at the first segment where two rules differ, a
+///   literal beats a `{param}` (bit `63 - i` of the field set when segment `i`
+///   was literal);
+/// - bit 1, `wildcard`: a `{*wildcard}` pattern beats a prefix of the same segments;
+/// - bit 0, `method`: a method-specific rule beats an any-method rule.
+type Rank = u128;
+
+#[inline(always)]
+fn rank(whole: bool, depth: usize, literals: u64, wildcard: bool, method: bool) -> Rank {
+    debug_assert!(depth <= MAX_SEGMENTS);
+    (u128::from(whole) << 127)
+        | ((depth as u128) << 66)
+        | (u128::from(literals) << 2)
+        | (u128::from(wildcard) << 1)
+        | u128::from(method)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,11 +144,20 @@ impl Matcher {
                 limit: table.default,
                 route: "default",
             },
+            only_default: table.rules.is_empty(),
         })
     }
 
     /// The most specific rule for `method` and `path`, or the default.
+    #[inline]
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Entry {
+        if self.only_default {
+            return self.default;
+        }
+        self.walk(method, path)
+    }
+
+    fn walk(&self, method: &Method, path: &str) -> Entry {
         let rest = path.strip_prefix('/').unwrap_or(path);
         let mut best = None;
         self.root.walk(method, Some(rest), 0, 0, &mut best);
@@ -146,7 +170,10 @@ impl Node {
         match segment {
             Segment::Param => self.param.get_or_insert_with(Default::default),
             Segment::Literal(s) => {
-                let i = match self.literals.binary_search_by(|(k, _)| (**k).cmp(s)) {
+                let i = match self
+                    .literals
+                    .binary_search_by(|(k, _)| by_len_then_bytes(k, s))
+                {
                     Ok(i) => i,
                     Err(i) => {
                         self.literals.insert(i, (s.into(), Node::default()));
@@ -165,55 +192,123 @@ impl Node {
     fn walk(
         &self,
         method: &Method,
-        rest: Option<&str>,
-        depth: usize,
-        literals: u64,
+        mut rest: Option<&str>,
+        mut depth: usize,
+        mut literals: u64,
         best: &mut Option<(Rank, Entry)>,
     ) -> bool {
-        let mut consider = |slot: &Slot, whole: bool, wildcard: bool| {
-            if let Some((entry, method)) = slot.get(method) {
-                let rank = Rank {
-                    whole,
-                    depth,
-                    literals,
-                    wildcard,
-                    method,
-                };
-                if best.is_none_or(|(have, _)| rank > have) {
-                    *best = Some((rank, entry));
+        // A loop down the trie; it recurses only where a literal child and the
+        // `{param}` child both match a segment (the literal is tried first).
+        let mut node = self;
+        loop {
+            consider(&node.prefix, method, false, depth, literals, false, best);
+            let Some(path) = rest else {
+                return consider(&node.exact, method, true, depth, literals, false, best);
+            };
+            if !path.is_empty() {
+                consider(&node.wildcard, method, false, depth, literals, true, best);
+            }
+            if node.literals.is_empty() && node.param.is_none() {
+                return false;
+            }
+            let (literal, segment, next) = node.next_segment(path);
+            let param = node.param.as_deref().filter(|_| !segment.is_empty());
+            let next_node = match (literal, param) {
+                (None, None) => return false,
+                (Some(child), param) => {
+                    let bit = 1u64 << (63 - depth);
+                    match param {
+                        None => {
+                            literals |= bit;
+                            child
+                        }
+                        Some(param) => {
+                            if child.walk(method, next, depth + 1, literals | bit, best) {
+                                return true;
+                            }
+                            param
+                        }
+                    }
                 }
-                true
-            } else {
-                false
-            }
-        };
-        consider(&self.prefix, false, false);
-        let Some(rest) = rest else {
-            return consider(&self.exact, true, false);
-        };
-        if !rest.is_empty() {
-            consider(&self.wildcard, false, true);
-        }
-        let (segment, next) = match rest.split_once('/') {
-            Some((segment, next)) => (segment, Some(next)),
-            None => (rest, None),
-        };
-        if let Ok(i) = self.literals.binary_search_by(|(k, _)| (**k).cmp(segment)) {
-            let bit = 1u64 << (63 - depth);
-            if self.literals[i]
-                .1
-                .walk(method, next, depth + 1, literals | bit, best)
-            {
-                return true;
-            }
-        }
-        match &self.param {
-            Some(param) if !segment.is_empty() => {
-                param.walk(method, next, depth + 1, literals, best)
-            }
-            _ => false,
+                (None, Some(param)) => param,
+            };
+            node = next_node;
+            rest = next;
+            depth += 1;
         }
     }
+}
+
+/// Offers `slot`'s entry for `method`, ranked, to `best`; whether it had one.
+#[inline(always)]
+fn consider(
+    slot: &Slot,
+    method: &Method,
+    whole: bool,
+    depth: usize,
+    literals: u64,
+    wildcard: bool,
+    best: &mut Option<(Rank, Entry)>,
+) -> bool {
+    let Some((entry, method)) = slot.get(method) else {
+        return false;
+    };
+    let rank = rank(whole, depth, literals, wildcard, method);
+    if best.is_none_or(|(have, _)| rank > have) {
+        *best = Some((rank, entry));
+    }
+    true
+}
+
+impl Node {
+    /// Splits the next segment off `path` (what follows the last consumed `/`):
+    /// the literal child it names if any, the segment, and what follows its `/`.
+    #[inline]
+    fn next_segment<'p>(&self, path: &'p str) -> (Option<&Node>, &'p str, Option<&'p str>) {
+        let split = |len: usize| {
+            // `len` is at the end or at a `/` (ASCII): both are char boundaries.
+            if len == path.len() {
+                (&path[..len], None)
+            } else {
+                (&path[..len], Some(&path[len + 1..]))
+            }
+        };
+        if self.literals.len() <= 4 {
+            // Few children: compare each against the start of the path, so the
+            // segment's end is only searched for when none matches.
+            let bytes = path.as_bytes();
+            for (literal, child) in &self.literals {
+                let literal = literal.as_bytes();
+                if bytes.starts_with(literal) && bytes.get(literal.len()).is_none_or(|&b| b == b'/')
+                {
+                    let (segment, next) = split(literal.len());
+                    return (Some(child), segment, next);
+                }
+            }
+            let (segment, next) = split(segment_len(bytes));
+            return (None, segment, next);
+        }
+        let (segment, next) = split(segment_len(path.as_bytes()));
+        let child = self
+            .literals
+            .binary_search_by(|(k, _)| by_len_then_bytes(k, segment))
+            .ok()
+            .map(|i| &self.literals[i].1);
+        (child, segment, next)
+    }
+}
+
+/// The length of the first segment of `path`: up to its first `/`.
+#[inline]
+fn segment_len(path: &[u8]) -> usize {
+    path.iter().position(|&b| b == b'/').unwrap_or(path.len())
+}
+
+/// The order of literal children: by length first, then bytes.
+fn by_len_then_bytes(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// Splits a rule's path into segments and its tail.
