@@ -58,7 +58,10 @@ fn request() -> Request<Body> {
         .body(Body::from(r#"{"sku":"A-1"}"#))
         .unwrap();
     req.extensions_mut()
-        .insert(axum::extract::ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+        .insert(axum::extract::ConnectInfo(SocketAddr::from((
+            [127, 0, 0, 1],
+            40_000,
+        ))));
     req
 }
 
