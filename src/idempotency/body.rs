@@ -1,4 +1,5 @@
-//! [`PrefixedBody`]: the inner body, with the bytes the layer already read put back.
+//! [`IdempotencyBody`]: the body of the layer's responses, and [`PrefixedBody`]:
+//! the inner body, with the bytes the layer already read put back.
 
 use std::{
     pin::Pin,
@@ -9,55 +10,143 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use crate::ResponseBody;
-
-/// The body of [`Idempotency`](super::Idempotency)'s responses: the inner body,
+/// The body of [`Idempotency`](super::Idempotency)'s responses: the inner body
+/// untouched, the inner body with the frames the layer read put back in front,
 /// or a body the layer wrote (a replay, a problem).
-pub type IdempotencyBody<B> = ResponseBody<PrefixedBody<B>>;
+///
+/// A response the layer does not store passes through as [`Inner`](Self::Inner),
+/// with nothing wrapped around the inner body.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body::Body;
+/// use steadfast::idempotency::IdempotencyBody;
+///
+/// let body: IdempotencyBody<http_body_util::Empty<Bytes>> = IdempotencyBody::full(Bytes::from("{}"));
+/// assert_eq!(body.size_hint().exact(), Some(2));
+/// ```
+#[pin_project(project = IdempotencyBodyProj)]
+pub enum IdempotencyBody<B: Body> {
+    /// The inner service's body, passed through.
+    Inner(#[pin] B),
+    /// The inner service's body after the layer tried and failed to store it:
+    /// what it read, then the rest. Boxed: only such a response has it.
+    Prefixed(Pin<Box<PrefixedBody<B>>>),
+    /// A body the layer produced; `None` once it has been read.
+    Full(Option<Bytes>),
+}
+
+impl<B: Body> IdempotencyBody<B> {
+    /// A complete body.
+    pub fn full(bytes: Bytes) -> Self {
+        Self::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+}
+
+impl<B: Body> From<Bytes> for IdempotencyBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        Self::full(bytes)
+    }
+}
+
+impl<B: Body> Default for IdempotencyBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl<B: Body> std::fmt::Debug for IdempotencyBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inner(_) => f.write_str("IdempotencyBody::Inner(..)"),
+            Self::Prefixed(body) => f
+                .debug_tuple("IdempotencyBody::Prefixed")
+                .field(body)
+                .finish(),
+            Self::Full(data) => f
+                .debug_tuple("IdempotencyBody::Full")
+                .field(&data.as_ref().map(Bytes::len))
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for IdempotencyBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            IdempotencyBodyProj::Inner(body) => body.poll_frame(cx),
+            IdempotencyBodyProj::Prefixed(body) => body.as_mut().poll_frame(cx),
+            IdempotencyBodyProj::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Inner(body) => body.is_end_stream(),
+            Self::Prefixed(body) => body.is_end_stream(),
+            Self::Full(data) => data.is_none(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Inner(body) => body.size_hint(),
+            Self::Prefixed(body) => body.size_hint(),
+            Self::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
 
 /// The inner service's response body, with the frames the layer read from it
 /// while trying to store it put back in front.
 ///
-/// A response that is not stored passes through as `PrefixedBody` with nothing
-/// in front (no allocation). When the layer starts buffering a response and
-/// finds it larger than the limit (or ending in trailers, or failing), the client
-/// still receives every byte, and the error, in order.
+/// When the layer starts buffering a response and finds it larger than the
+/// limit (or ending in trailers, or failing), the client still receives every
+/// byte, and the error, in order.
 #[pin_project]
 pub struct PrefixedBody<B: Body> {
-    /// What goes before the rest; `None` on the pass-through path, so the body
-    /// is one pointer larger than the inner one. Boxed: only a response the layer
-    /// tried and failed to store has a prefix.
-    prefix: Option<Box<Prefix<B>>>,
+    /// The data read before the frame that stopped buffering.
+    head: Option<Bytes>,
+    /// The frame that stopped buffering (too large, trailers, or the error).
+    next: Option<Result<Frame<Bytes>, B::Error>>,
+    /// The body failed: it is not polled again.
+    failed: bool,
     #[pin]
     rest: B,
 }
 
-/// The frames read from a body before it was handed on.
-struct Prefix<B: Body> {
-    head: Option<Bytes>,
-    next: Option<Result<Frame<Bytes>, B::Error>>,
-    /// The body failed: it is not polled again.
-    failed: bool,
-}
-
 impl<B: Body> std::fmt::Debug for PrefixedBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let head = self
-            .prefix
-            .as_ref()
-            .and_then(|p| p.head.as_ref())
-            .map(Bytes::len);
         f.debug_struct("PrefixedBody")
-            .field("head", &head)
+            .field("head", &self.head.as_ref().map(Bytes::len))
             .finish_non_exhaustive()
     }
 }
 
 impl<B: Body> PrefixedBody<B> {
-    /// The inner body, untouched.
+    /// The inner body, with nothing in front.
     pub fn new(body: B) -> Self {
         Self {
-            prefix: None,
+            head: None,
+            next: None,
+            failed: false,
             rest: body,
         }
     }
@@ -69,11 +158,9 @@ impl<B: Body> PrefixedBody<B> {
         body: B,
     ) -> Self {
         Self {
-            prefix: Some(Box::new(Prefix {
-                head: (!head.is_empty()).then_some(head),
-                next,
-                failed: false,
-            })),
+            head: (!head.is_empty()).then_some(head),
+            next,
+            failed: false,
             rest: body,
         }
     }
@@ -86,49 +173,36 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        if let Some(prefix) = this.prefix.as_deref_mut() {
-            if let Some(head) = prefix.head.take() {
-                return Poll::Ready(Some(Ok(Frame::data(head))));
-            }
-            if let Some(next) = prefix.next.take() {
-                // A body is not polled again after it failed.
-                prefix.failed = next.is_err();
-                return Poll::Ready(Some(next));
-            }
-            if prefix.failed {
-                return Poll::Ready(None);
-            }
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if let Some(next) = this.next.take() {
+            // A body is not polled again after it failed.
+            *this.failed = next.is_err();
+            return Poll::Ready(Some(next));
+        }
+        if *this.failed {
+            return Poll::Ready(None);
         }
         this.rest.poll_frame(cx)
     }
 
-    #[inline]
     fn is_end_stream(&self) -> bool {
-        match self.prefix.as_deref() {
-            None => self.rest.is_end_stream(),
-            Some(p) => {
-                p.head.is_none() && p.next.is_none() && (p.failed || self.rest.is_end_stream())
-            }
-        }
+        self.head.is_none() && self.next.is_none() && (self.failed || self.rest.is_end_stream())
     }
 
-    #[inline]
     fn size_hint(&self) -> SizeHint {
-        let Some(p) = self.prefix.as_deref() else {
-            return self.rest.size_hint();
-        };
-        let buffered = p.head.as_ref().map_or(0, Bytes::len) as u64
-            + match &p.next {
+        let buffered = self.head.as_ref().map_or(0, Bytes::len) as u64
+            + match &self.next {
                 Some(Ok(frame)) => frame.data_ref().map_or(0, Bytes::len) as u64,
                 _ => 0,
             };
-        if p.failed {
+        if self.failed {
             return SizeHint::with_exact(buffered);
         }
         let rest = self.rest.size_hint();
@@ -146,7 +220,7 @@ pub(crate) enum Buffered<B: Body> {
     /// The whole body, within the limit.
     Complete(Bytes),
     /// Not storable; the body to send on, and why.
-    Partial(PrefixedBody<B>, Unstorable),
+    Partial(IdempotencyBody<B>, Unstorable),
 }
 
 /// Why a response could not be stored.
@@ -165,7 +239,7 @@ where
     use http_body_util::BodyExt;
 
     if body.size_hint().lower() > limit as u64 {
-        return Buffered::Partial(PrefixedBody::new(body), Unstorable::TooLarge);
+        return Buffered::Partial(IdempotencyBody::Inner(body), Unstorable::TooLarge);
     }
     let mut chunks = Chunks::default();
     loop {
@@ -182,7 +256,8 @@ where
             Some(Err(err)) => (Err(err), Unstorable::Failed),
         };
         let head = chunks.into_bytes();
-        return Buffered::Partial(PrefixedBody::resumed(head, Some(next), body), why);
+        let body = PrefixedBody::resumed(head, Some(next), body);
+        return Buffered::Partial(IdempotencyBody::Prefixed(Box::pin(body)), why);
     }
 }
 

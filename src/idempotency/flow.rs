@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::{
-    IdempotencyBody, PrefixedBody,
+    IdempotencyBody,
     body::{Buffered, Unstorable, buffer},
     fingerprint::Fingerprint,
     guard::ClaimGuard,
@@ -18,15 +18,16 @@ use super::{
     problems, replay,
     store::{Claim, Completion, Entry, EntryKey, Store, StoreError},
 };
-use crate::{BoxError, ResponseBody, classify::error_chain};
+use crate::{BoxError, classify::error_chain};
 
 /// The keyed path, boxed once per keyed request.
 pub(crate) type KeyedFuture<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<IdempotencyBody<B>>, E>> + Send>>;
 
 /// The inner response, passed through.
+#[inline]
 pub(crate) fn pass<B: Body>(res: Response<B>) -> Response<IdempotencyBody<B>> {
-    res.map(|body| ResponseBody::Inner(PrefixedBody::new(body)))
+    res.map(IdempotencyBody::Inner)
 }
 
 /// A store call bounded by the layer's store timeout.
@@ -179,12 +180,12 @@ where
             guard
                 .complete(Completion::Response(stored), config.retention)
                 .await;
-            Ok(Response::from_parts(parts, ResponseBody::full(bytes)))
+            Ok(Response::from_parts(parts, IdempotencyBody::full(bytes)))
         }
         Buffered::Partial(body, Unstorable::Failed) => {
             // The response failed mid-body: the client did not get it either.
             guard.release().await;
-            Ok(Response::from_parts(parts, ResponseBody::Inner(body)))
+            Ok(Response::from_parts(parts, body))
         }
         Buffered::Partial(body, why) => {
             tracing::warn!(
@@ -196,7 +197,7 @@ where
                 status: parts.status,
             };
             guard.complete(completion, config.retention).await;
-            Ok(Response::from_parts(parts, ResponseBody::Inner(body)))
+            Ok(Response::from_parts(parts, body))
         }
     }
 }

@@ -44,24 +44,39 @@ enum Kind<F, B: Body, E> {
 }
 
 impl<F, B: Body, E> ResponseFuture<F, B, E> {
+    #[inline]
     pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },
         }
     }
 
-    pub(crate) fn ready(response: Response<IdempotencyBody<B>>) -> Self {
+    /// The future of a request the layer handles itself.
+    #[inline]
+    pub(crate) fn answered(answer: Answer<B, E>) -> Self {
         Self {
-            kind: Kind::Ready {
-                response: Some(Box::new(response)),
+            kind: match answer {
+                Answer::Ready(response) => Kind::Ready {
+                    response: Some(response),
+                },
+                Answer::Keyed(future) => Kind::Keyed { future },
             },
         }
     }
+}
 
-    pub(crate) fn keyed(future: KeyedFuture<B, E>) -> Self {
-        Self {
-            kind: Kind::Keyed { future },
-        }
+/// How the layer handles a request it does not pass through: two pointers at
+/// most, so that building it out of line costs the pass-through path nothing.
+pub(crate) enum Answer<B: Body, E> {
+    /// Answered without the store.
+    Ready(Box<Response<IdempotencyBody<B>>>),
+    /// The keyed path.
+    Keyed(KeyedFuture<B, E>),
+}
+
+impl<B: Body, E> Answer<B, E> {
+    pub(crate) fn ready(response: Response<IdempotencyBody<B>>) -> Self {
+        Self::Ready(Box::new(response))
     }
 }
 

@@ -42,6 +42,8 @@ pub const DEFAULT_DOCUMENTATION: &str =
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) methods: Vec<Method>,
+    /// The standard methods among `methods`, one bit each (see [`method_bit`]).
+    pub(crate) method_mask: u16,
     pub(crate) required: bool,
     pub(crate) wait: Option<Duration>,
     pub(crate) lock_ttl: Duration,
@@ -60,6 +62,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             methods: vec![Method::POST, Method::PATCH],
+            method_mask: method_mask(&[Method::POST, Method::PATCH]),
             required: false,
             wait: None,
             lock_ttl: Duration::from_secs(60),
@@ -79,8 +82,38 @@ impl Default for Config {
 impl Config {
     #[inline]
     pub(crate) fn applies_to(&self, method: &Method) -> bool {
-        self.methods.iter().any(|m| m == method)
+        match method_bit(method) {
+            Some(bit) => self.method_mask & bit != 0,
+            None => self.methods.iter().any(|m| m == method),
+        }
     }
+}
+
+/// The bit of a standard method in [`Config::method_mask`]; `None` for an
+/// extension method. A match on the method's variant: no comparison of names.
+#[inline]
+fn method_bit(method: &Method) -> Option<u16> {
+    let index = match *method {
+        Method::OPTIONS => 0,
+        Method::GET => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::HEAD => 5,
+        Method::TRACE => 6,
+        Method::CONNECT => 7,
+        Method::PATCH => 8,
+        _ => return None,
+    };
+    Some(1 << index)
+}
+
+/// The bits of the standard methods in `methods`.
+fn method_mask(methods: &[Method]) -> u16 {
+    methods
+        .iter()
+        .filter_map(method_bit)
+        .fold(0, |mask, bit| mask | bit)
 }
 
 /// What every clone of the layer and its services shares.
@@ -186,6 +219,7 @@ impl<St: Store, Sc: Scope> IdempotencyLayerBuilder<St, Sc> {
     /// untouched, without a store access or an allocation.
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.config.methods = methods.into_iter().collect();
+        self.config.method_mask = method_mask(&self.config.methods);
         self
     }
 

@@ -12,6 +12,7 @@ use tower::Service;
 
 use super::{
     IDEMPOTENCY_KEY, IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
+    future::Answer,
     layer::Shared,
     problems,
     scope::{GlobalScope, Scope},
@@ -78,13 +79,16 @@ where
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // The pass-through path, kept small enough to inline: a method the layer
-        // does not deduplicate, or no key when none is required.
+        // does not deduplicate, or no key when none is required. The other path
+        // is out of line and answers with two pointers, so the inner future can
+        // be built straight into place.
         let config = &self.shared.config;
         if !config.applies_to(req.method()) || (!config.required && !has_key_header(req.headers()))
         {
-            return ResponseFuture::inner(self.inner.call(req));
+            ResponseFuture::inner(self.inner.call(req))
+        } else {
+            ResponseFuture::answered(self.call_keyed(req))
         }
-        self.call_keyed(req)
     }
 }
 
@@ -104,10 +108,7 @@ fn has_key_header(headers: &http::HeaderMap) -> bool {
 impl<S, St, Sc> Idempotency<S, St, Sc> {
     /// A request the layer may deduplicate: parse its key and run the keyed path.
     #[inline(never)]
-    fn call_keyed<ReqBody, ResBody>(
-        &mut self,
-        req: Request<ReqBody>,
-    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    fn call_keyed<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> Answer<ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -124,10 +125,15 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
         let key = match IdempotencyKey::from_headers(req.headers()) {
             Ok(Some(key)) => key,
             Ok(None) if config.required => {
-                return ResponseFuture::ready(problems::missing_key(config));
+                return Answer::ready(problems::missing_key(config));
             }
-            Ok(None) => return ResponseFuture::inner(self.inner.call(req)),
-            Err(err) => return ResponseFuture::ready(problems::invalid_key(config, err)),
+            // Not reached: without a required key, only a request carrying
+            // one comes here. Pass it through all the same.
+            Ok(None) => {
+                let future = self.inner.call(req);
+                return Answer::Keyed(Box::pin(async move { future.await.map(flow::pass) }));
+            }
+            Err(err) => return Answer::ready(problems::invalid_key(config, err)),
         };
         let declared = req
             .headers()
@@ -135,18 +141,18 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > config.max_request_bytes as u64) {
-            return ResponseFuture::ready(problems::request_too_large(config));
+            return Answer::ready(problems::request_too_large(config));
         }
         let (parts, body) = req.into_parts();
         let Some(scope) = self.shared.scope.scope(&parts) else {
-            return ResponseFuture::ready(problems::unscoped(config));
+            return Answer::ready(problems::unscoped(config));
         };
         let entry = EntryKey::new(&scope, &key);
         // The keyed path runs later, in its own future: it takes the service that
         // poll_ready made ready and leaves a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::keyed(Box::pin(flow::keyed(
+        Answer::Keyed(Box::pin(flow::keyed(
             self.shared.clone(),
             inner,
             parts,
