@@ -1,5 +1,8 @@
-//! The error handler's cost on the success and error paths, beside tower-http's
-//! CatchPanic (what catching panics costs without problem+json) and a bare service.
+//! The error handler's cost on the success and error paths, beside a bare service,
+//! tower-http's `CatchPanic` alone (the part of the work it delegates: catching
+//! panics, without problem+json), and what an axum user stacks instead to get
+//! both panics and service errors answered: `CatchPanic` under axum's
+//! `HandleErrorLayer`.
 
 mod support;
 
@@ -22,6 +25,12 @@ fn success_path(c: &mut Criterion) {
     group.bench_function("tower_http::CatchPanic", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(support::call(&mut catch_panic.clone(), support::get("/")).await)
+        })
+    });
+    let stacked = support::catch_panic_and_handle_error(service_fn(support::ok));
+    group.bench_function("CatchPanic + axum HandleError", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut stacked.clone(), support::get("/")).await)
         })
     });
     let handler = ErrorHandlerLayer::new().layer(service_fn(support::ok));
@@ -50,6 +59,12 @@ async fn not_found(
 fn error_path(c: &mut Criterion) {
     let rt = support::runtime();
     let mut group = c.benchmark_group("error_handler/error");
+    let stacked = support::catch_panic_and_handle_error(service_fn(fails));
+    group.bench_function("CatchPanic + axum HandleError: service error -> 502", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut stacked.clone(), support::get("/")).await)
+        })
+    });
     let errors = ErrorHandlerLayer::new().layer(service_fn(fails));
     group.bench_function("service error -> 502 problem", |b| {
         b.to_async(&rt).iter(|| async {

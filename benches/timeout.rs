@@ -37,6 +37,16 @@ fn success_path(c: &mut Criterion) {
             black_box(support::call(&mut tower_timeout.clone(), support::get(PATH)).await)
         })
     });
+    // In axum, tower's `Timeout` needs `HandleErrorLayer` to turn its error into a
+    // response: the pair is what an axum user writes (axum's own docs do).
+    let tower_timeout_answered = support::handle_error(
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(15)).layer(service_fn(support::ok)),
+    );
+    group.bench_function("tower::timeout::Timeout + axum HandleError", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut tower_timeout_answered.clone(), support::get(PATH)).await)
+        })
+    });
     #[allow(deprecated)]
     let tower_http_timeout = tower_http::timeout::TimeoutLayer::new(Duration::from_secs(15))
         .layer(service_fn(support::ok));

@@ -1,4 +1,6 @@
-//! The response future: the inner future raced against one `Sleep`.
+//! The response future: the inner future raced against one `Sleep`, which is
+//! only created when the inner future does not answer at once: an answer on the
+//! first poll never touches the timer.
 
 use std::{
     future::Future,
@@ -31,8 +33,10 @@ enum State<F> {
     Limited {
         #[pin]
         future: F,
+        /// Created at the first `Pending` of `future`.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        deadline: Instant,
         started: Instant,
         route: &'static str,
         status: StatusCode,
@@ -48,7 +52,7 @@ enum State<F> {
 impl<F> ResponseFuture<F> {
     pub(super) fn limited(
         future: F,
-        sleep: Sleep,
+        deadline: Instant,
         started: Instant,
         route: &'static str,
         status: StatusCode,
@@ -56,7 +60,8 @@ impl<F> ResponseFuture<F> {
         Self {
             state: State::Limited {
                 future,
-                sleep,
+                sleep: None,
+                deadline,
                 started,
                 route,
                 status,
@@ -75,9 +80,9 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("ResponseFuture");
         match &self.state {
-            State::Limited { sleep, route, .. } => {
-                d.field("route", route).field("deadline", &sleep.deadline())
-            }
+            State::Limited {
+                deadline, route, ..
+            } => d.field("route", route).field("deadline", deadline),
             State::Unlimited { .. } => d.field("deadline", &None::<Instant>),
             State::Expired => d.field("expired", &true),
         };
@@ -101,6 +106,7 @@ where
             StateProj::Limited {
                 future,
                 mut sleep,
+                deadline,
                 started,
                 route,
                 status,
@@ -108,10 +114,14 @@ where
                 if let Poll::Ready(result) = future.poll(cx) {
                     return Poll::Ready(result.map(|res| res.map(ResponseBody::Inner)));
                 }
-                if sleep.as_mut().poll(cx).is_pending() {
+                if sleep.is_none() {
+                    sleep.set(Some(tokio::time::sleep_until(*deadline)));
+                }
+                let timer = sleep.as_pin_mut().expect("the sleep was just set");
+                if timer.poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                (*started, *route, *status, sleep.deadline())
+                (*started, *route, *status, *deadline)
             }
             StateProj::Expired => panic!("ResponseFuture polled after completion"),
         };

@@ -20,6 +20,12 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone)]
 pub(crate) struct Matcher {
     root: Node,
+    /// The whole-path patterns by their text, sorted by [`by_len_then_bytes`]:
+    /// inside an axum `Router` the path looked up is the route's own pattern
+    /// (`MatchedPath`), and a rule written with that very text is always the
+    /// most specific match (see [`Matcher::lookup`]), so one binary search
+    /// answers without walking the trie.
+    patterns: Vec<(&'static str, Slot)>,
     default: Entry,
     /// No rules at all: every request gets the default without a walk.
     only_default: bool,
@@ -118,6 +124,7 @@ enum Tail {
 impl Matcher {
     pub(crate) fn compile(table: &TimeoutTable) -> Result<Self, TableError> {
         let mut root = Node::default();
+        let mut patterns: Vec<(&'static str, Slot)> = Vec::new();
         for rule in &table.rules {
             let error = |reason| TableError {
                 path: rule.path,
@@ -137,9 +144,21 @@ impl Matcher {
                 route: rule.path,
             };
             slot.insert(rule.method.clone(), entry).map_err(error)?;
+            if tail == Tail::Exact {
+                let i = match patterns.binary_search_by(|(p, _)| by_len_then_bytes(p, rule.path)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        patterns.insert(i, (rule.path, Slot::default()));
+                        i
+                    }
+                };
+                // The trie's slot above already refused a duplicate.
+                patterns[i].1.insert(rule.method.clone(), entry).map_err(error)?;
+            }
         }
         Ok(Self {
             root,
+            patterns,
             default: Entry {
                 limit: table.default,
                 route: "default",
@@ -149,10 +168,24 @@ impl Matcher {
     }
 
     /// The most specific rule for `method` and `path`, or the default.
+    ///
+    /// When `path` is the text of a whole-path pattern with a rule for `method`,
+    /// that rule wins without a walk: any other rule matching the same text
+    /// whole has the same depth and, segment by segment, a `{param}` at least
+    /// wherever this one has (a literal cannot match a `{name}` segment), so it
+    /// is no more specific; and prefix and wildcard rules rank below whole-path
+    /// matches of this depth.
     #[inline]
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Entry {
         if self.only_default {
             return self.default;
+        }
+        if let Ok(i) = self
+            .patterns
+            .binary_search_by(|(p, _)| by_len_then_bytes(p, path))
+            && let Some((entry, _)) = self.patterns[i].1.get(method)
+        {
+            return entry;
         }
         self.walk(method, path)
     }
@@ -669,6 +702,40 @@ mod tests {
                 .route_for(Method::GET, "/a", secs(4))
                 .route_for(Method::POST, "/a", secs(5)),
         );
+    }
+
+    #[test]
+    fn a_pattern_looked_up_by_its_own_text_gets_what_the_walk_gives() {
+        let m = compile(
+            TimeoutTable::new(secs(15))
+                .prefix("/api/", secs(1))
+                .route("/api/campaigns/{id}/status", secs(2))
+                .route("/api/campaigns/{id}/{field}", secs(3))
+                .route("/api/campaigns/stats/status", secs(4))
+                .route("/api/{area}/{id}/status", secs(5))
+                .route("/api/campaigns/{*rest}", secs(6))
+                .route_for(Method::POST, "/api/campaigns/{id}/status", secs(7))
+                .route_for(Method::PUT, "/api/items/{id}", secs(8))
+                .route("/health", secs(9)),
+        );
+        let texts = [
+            "/api/campaigns/{id}/status",
+            "/api/campaigns/{id}/{field}",
+            "/api/campaigns/stats/status",
+            "/api/{area}/{id}/status",
+            "/api/campaigns/{*rest}",
+            "/api/items/{id}",
+            "/health",
+        ];
+        for text in texts {
+            for method in [Method::GET, Method::POST, Method::PUT] {
+                assert_eq!(m.lookup(&method, text), m.walk(&method, text), "{method} {text}");
+            }
+        }
+        assert_eq!(limit(&m, Method::POST, "/api/campaigns/{id}/status"), secs(7));
+        assert_eq!(limit(&m, Method::GET, "/api/campaigns/{id}/status"), secs(2));
+        // A method rule that does not apply: the walk decides (the `/api/` prefix).
+        assert_eq!(limit(&m, Method::GET, "/api/items/{id}"), secs(1));
     }
 
     #[test]

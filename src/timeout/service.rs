@@ -131,10 +131,9 @@ where
             return ResponseFuture::unlimited(self.inner.call(req));
         };
         let deadline = Deadline::at(at).insert_into(req.extensions_mut());
-        let sleep = deadline.sleep();
         ResponseFuture::limited(
             self.inner.call(req),
-            sleep,
+            deadline.instant(),
             started,
             entry.route,
             shared.status,

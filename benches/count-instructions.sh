@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Instructions per call of each named variant of benches/instructions.rs, counted by
+# callgrind: the run with N calls minus the run with none, divided by N.
+# Usage: benches/count-instructions.sh VARIANT... (build first: cargo bench --bench instructions --no-run)
+set -euo pipefail
+n=${N:-20000}
+bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
+count() {
+  local out
+  out=$(mktemp)
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" >/dev/null 2>&1
+  callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+  rm -f "$out"
+}
+for variant in "$@"; do
+  base=$(count "$variant" 0)
+  total=$(count "$variant" "$n")
+  echo "$variant: $(( (total - base) / n )) instructions per call"
+done

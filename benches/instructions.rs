@@ -1,0 +1,99 @@
+//! Calls one variant of the criterion groups `n` times, for counting instructions
+//! under callgrind, which is repeatable where wall-clock time on a shared machine is
+//! not. `benches/count-instructions.sh` runs it twice (`n` and none) and prints the
+//! instructions per call.
+//!
+//! ```sh
+//! cargo bench --bench instructions --no-run
+//! benches/count-instructions.sh timeout/tower timeout/steadfast-1
+//! ```
+
+mod support;
+
+use std::{hint::black_box, time::Duration};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use steadfast::{
+    error_handler::ErrorHandlerLayer,
+    idempotency::{IdempotencyLayer, MemoryStore},
+    timeout::{RouteTimeoutLayer, TimeoutTable},
+};
+use tower::{Layer, Service, service_fn};
+use tower_http::catch_panic::CatchPanicLayer;
+
+const PATH: &str = "/api/campaigns/42/status";
+
+fn table(rules: usize) -> TimeoutTable {
+    let mut table = TimeoutTable::new(Duration::from_secs(15));
+    for i in 1..rules {
+        let prefix: &'static str = Box::leak(format!("/api/area{i}/").into_boxed_str());
+        table = table.prefix(prefix, Duration::from_secs(10 + i as u64));
+    }
+    table.route("/api/campaigns/{id}/status", Duration::from_secs(12))
+}
+
+fn post() -> Request<Full<Bytes>> {
+    Request::post("/orders")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"sku":"A-1","qty":2}"#)))
+        .unwrap()
+}
+
+async fn repeat<S, B>(n: u64, svc: S, request: impl Fn() -> Request<B>)
+where
+    S: Service<Request<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        black_box(support::call(&mut svc.clone(), request()).await);
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let variant = args.next().unwrap_or_default();
+    let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let get = || support::get(PATH);
+    let rt = support::runtime();
+    rt.block_on(async {
+        match variant.as_str() {
+            "bare/get" => repeat(n, service_fn(support::ok), get).await,
+            "bare/post" => repeat(n, service_fn(support::ok), post).await,
+            "timeout/tower" => {
+                let layer = tower::timeout::TimeoutLayer::new(Duration::from_secs(15));
+                repeat(n, layer.layer(service_fn(support::ok)), get).await
+            }
+            "timeout/tower+handle_error" => {
+                let layer = tower::timeout::TimeoutLayer::new(Duration::from_secs(15));
+                let stacked = support::handle_error(layer.layer(service_fn(support::ok)));
+                repeat(n, stacked, get).await
+            }
+            "timeout/steadfast-1" => {
+                let layer = RouteTimeoutLayer::new(table(1));
+                repeat(n, layer.layer(service_fn(support::ok)), get).await
+            }
+            "timeout/steadfast-50" => {
+                let layer = RouteTimeoutLayer::new(table(50));
+                repeat(n, layer.layer(service_fn(support::ok)), get).await
+            }
+            "error_handler/catch_panic" => {
+                repeat(n, CatchPanicLayer::new().layer(service_fn(support::ok)), get).await
+            }
+            "error_handler/catch_panic+handle_error" => {
+                let stacked = support::catch_panic_and_handle_error(service_fn(support::ok));
+                repeat(n, stacked, get).await
+            }
+            "error_handler/steadfast" => {
+                let layer = ErrorHandlerLayer::new();
+                repeat(n, layer.layer(service_fn(support::ok)), get).await
+            }
+            "idempotency/pass-through" => {
+                let layer = IdempotencyLayer::new(MemoryStore::new());
+                repeat(n, layer.layer(service_fn(support::ok)), post).await
+            }
+            other => panic!("unknown variant {other:?}"),
+        }
+    });
+}
