@@ -12,15 +12,19 @@
 //!    bare error response becomes problem+json;
 //! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
 //!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
-//! 6. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
+//! 6. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default), with
+//!    axum's `DefaultBodyLimit` set to the same for its extractors; an
+//!    oversized body is refused before any idempotency key is claimed;
+//! 7. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification only, keys scoped by client identity
 //!    ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set (shared by
 //!    instances), else in memory;
-//! 7. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default);
 //! 8. the router.
 //!
-//! Layers 1–5 wrap every route (`Router::layer` applies them after routing, so
-//! they see the matched route); 6–7 wrap each route group, inside them.
+//! Layers 1–6 wrap every route in one `Router::layer` call (applied after
+//! routing, so they see the matched route); 7 wraps its route group, inside them.
+//! Every `Router::layer` call costs each request one more boxed service clone,
+//! boxed future and boxed body, hence one call for the common layers.
 
 use std::{
     sync::Arc,
@@ -170,22 +174,14 @@ fn router<St: Store>(state: AppState, auditor: Auditor, store: St) -> Router {
         .scope(idempotency_scope(state.jwt.clone()))
         .max_request_bytes(body_limit)
         .build();
+    // One `Router::layer` call for all the common layers (see the module docs).
     let idempotent = Router::new()
         .nest("/api/auth", auth::idempotent_api_routes())
-        .layer(
-            ServiceBuilder::new()
-                .layer(idempotency)
-                .layer(RequestBodyLimitLayer::new(body_limit)),
-        );
+        .layer(idempotency);
     let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
-        .nest("/auth", auth::oauth_routes())
-        .layer(RequestBodyLimitLayer::new(body_limit));
-    let routes = idempotent
-        .merge(plain)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state);
+        .nest("/auth", auth::oauth_routes());
     let stack = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -197,15 +193,26 @@ fn router<St: Store>(state: AppState, auditor: Auditor, store: St) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = req.uri().path(),
+                        request_id
+                    )
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                )
                 .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Millis)),
         )
         .layer(audit::layer(auditor))
         .layer(ErrorHandlerLayer::new())
-        .layer(RouteTimeoutLayer::new(timeouts()));
-    routes.layer(stack)
+        .layer(RouteTimeoutLayer::new(timeouts()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit));
+    idempotent.merge(plain).layer(stack).with_state(state)
 }
 
 /// Per-route time limits: authentication 12 s (it may call the OAuth
