@@ -163,7 +163,9 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<bool> {
         }
         let from = filled.saturating_sub(3);
         filled += n;
-        if let Some(at) = buf[from..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+        // `str::find` searches several bytes at a time, like hyper's httparse:
+        // a byte-at-a-time scan would charge the longer answer for its length.
+        if let Some(at) = ascii(&buf[from..filled]).find("\r\n\r\n") {
             break from + at + 4;
         }
         if filled == buf.len() {
@@ -171,12 +173,12 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<bool> {
         }
     };
     let ok = buf[..head].starts_with(b"HTTP/1.1 2");
-    let length: usize = buf[..head].split(|&b| b == b'\n').find_map(|line| {
-        let (name, value) = line.split_at(line.iter().position(|&b| b == b':')?);
-        if !name.eq_ignore_ascii_case(b"content-length") {
+    let length: usize = ascii(&buf[..head]).split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.eq_ignore_ascii_case("content-length") {
             return None;
         }
-        std::str::from_utf8(&value[1..]).ok()?.trim().parse().ok()
+        value.trim().parse().ok()
     })?;
     let end = head + length;
     if end > buf.len() {
@@ -191,6 +193,14 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<bool> {
     }
     // One request at a time per connection: nothing may follow the body.
     (filled == end).then_some(ok)
+}
+
+/// The longest text at the start of `bytes` (an answer's head is ASCII).
+fn ascii(bytes: &[u8]) -> &str {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default(),
+    }
 }
 
 fn best(runs: &[Run]) -> &Run {

@@ -15,10 +15,11 @@
 //! and divide each total by the request count. Without valgrind it prints
 //! ns/request of both.
 //!
-//! `-- client` instead counts what the load test's HTTP client pays to read
-//! each server's answer (`--toggle-collect='stack_cost::drive_client'`): a
-//! hyper client over an in-memory pipe, answered with the bytes bare axum
-//! sends, then with those koldly sends (the same plus `x-request-id`).
+//! `-- client` instead counts what hyper's HTTP client (the load test's
+//! until it got its own reader) pays to read each server's answer
+//! (`--toggle-collect='stack_cost::drive_client'`): over an in-memory pipe,
+//! answered with the bytes bare axum sends, then with those koldly sends (the
+//! same plus `x-request-id`).
 
 use std::{hint::black_box, net::SocketAddr, time::Instant};
 
