@@ -1,8 +1,9 @@
 //! The application: state, routes and the ONE middleware stack every request
 //! passes, in this order (outermost first):
 //!
-//! 1. request id — tower-http `SetRequestId` (a UUID in `x-request-id` unless the
-//!    client sent one) and `PropagateRequestId` (echoed on the response);
+//! 1. request id — tower-http `SetRequestId` (a UUID v4 in `x-request-id`,
+//!    [`UuidRequestId`], unless the client sent one) and `PropagateRequestId`
+//!    (echoed on the response);
 //! 2. tracing with latency — tower-http `TraceLayer`, one span per request
 //!    carrying the request id;
 //! 3. audit — steadfast's `AuditLayer` on the account routes
@@ -12,15 +13,19 @@
 //!    bare error response becomes problem+json;
 //! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
 //!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
-//! 6. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
+//! 6. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default), with
+//!    axum's `DefaultBodyLimit` set to the same for its extractors; an
+//!    oversized body is refused before any idempotency key is claimed;
+//! 7. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification only, keys scoped by client identity
 //!    ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set (shared by
 //!    instances), else in memory;
-//! 7. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default);
 //! 8. the router.
 //!
-//! Layers 1–5 wrap every route (`Router::layer` applies them after routing, so
-//! they see the matched route); 6–7 wrap each route group, inside them.
+//! Layers 1–6 wrap every route in one `Router::layer` call (applied after
+//! routing, so they see the matched route); 7 wraps its route group, inside them.
+//! Every `Router::layer` call costs each request one more boxed service clone,
+//! boxed future and boxed body, hence one call for the common layers.
 
 use std::{
     sync::Arc,
@@ -28,8 +33,9 @@ use std::{
 };
 
 use axum::{Router, extract::DefaultBodyLimit, routing::get};
-use http::Request;
+use bytes::Bytes;
 use http::request::Parts;
+use http::{HeaderValue, Request};
 use steadfast::{
     audit::Auditor,
     error_handler::ErrorHandlerLayer,
@@ -40,10 +46,11 @@ use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
     limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
     audit,
@@ -170,42 +177,68 @@ fn router<St: Store>(state: AppState, auditor: Auditor, store: St) -> Router {
         .scope(idempotency_scope(state.jwt.clone()))
         .max_request_bytes(body_limit)
         .build();
+    // One `Router::layer` call for all the common layers (see the module docs).
     let idempotent = Router::new()
         .nest("/api/auth", auth::idempotent_api_routes())
-        .layer(
-            ServiceBuilder::new()
-                .layer(idempotency)
-                .layer(RequestBodyLimitLayer::new(body_limit)),
-        );
+        .layer(idempotency);
     let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
-        .nest("/auth", auth::oauth_routes())
-        .layer(RequestBodyLimitLayer::new(body_limit));
-    let routes = idempotent
-        .merge(plain)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state);
+        .nest("/auth", auth::oauth_routes());
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(UuidRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
-                    let request_id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = req.uri().path(), request_id)
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = req.uri().path(),
+                        request_id = request_id(req),
+                    )
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                )
                 .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Millis)),
         )
         .layer(audit::layer(auditor))
         .layer(ErrorHandlerLayer::new())
-        .layer(RouteTimeoutLayer::new(timeouts()));
-    routes.layer(stack)
+        .layer(RouteTimeoutLayer::new(timeouts()))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit));
+    idempotent.merge(plain).layer(stack).with_state(state)
+}
+
+/// The request id `SetRequestId` put on the request: read from its extension,
+/// not by looking the header up by name again. Evaluated only when the span is
+/// recorded.
+fn request_id<B>(req: &Request<B>) -> &str {
+    req.extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("")
+}
+
+/// A random (v4) UUID as the request id, like tower-http's `MakeRequestUuid`,
+/// without its `String` and `fmt` round trip: the hyphenated form is written
+/// into a stack buffer and the header value owns it, so the clones tower-http
+/// makes for the extension and the response are reference counts rather than
+/// copies.
+#[derive(Debug, Clone, Copy)]
+pub struct UuidRequestId;
+
+impl MakeRequestId for UuidRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; Hyphenated::LENGTH];
+        Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        let value = HeaderValue::from_maybe_shared(Bytes::from_owner(text))
+            .expect("a hyphenated UUID is a valid header value");
+        Some(RequestId::new(value))
+    }
 }
 
 /// Per-route time limits: authentication 12 s (it may call the OAuth
@@ -244,5 +277,17 @@ mod tests {
             Limit::After(Duration::from_secs(15))
         );
         assert_eq!(limit("/health"), Limit::After(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let req = Request::new(());
+        let id = UuidRequestId.make_request_id(&req).unwrap();
+        let text = id.header_value().to_str().unwrap();
+        let uuid = Uuid::parse_str(text).unwrap();
+        assert_eq!(uuid.get_version_num(), 4);
+        assert_eq!(text, uuid.hyphenated().to_string());
+        let other = UuidRequestId.make_request_id(&req).unwrap();
+        assert_ne!(id.header_value(), other.header_value());
     }
 }
