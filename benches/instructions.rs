@@ -93,6 +93,15 @@ fn main() {
                 let layer = IdempotencyLayer::new(MemoryStore::new());
                 repeat(n, layer.layer(service_fn(support::ok)), post).await
             }
+            "retry/tower" => {
+                let svc = support::retry::tower_retry(service_fn(support::retry::ok));
+                repeat(n, svc, support::retry::empty).await
+            }
+            "retry/steadfast" => {
+                let svc = support::retry::steadfast_retry().layer(service_fn(support::retry::ok));
+                repeat(n, svc, support::retry::empty).await
+            }
+            "retry/bare" => repeat(n, service_fn(support::retry::ok), support::retry::empty).await,
             other => panic!("unknown variant {other:?}"),
         }
     });

@@ -2,6 +2,8 @@
 //! answers at once, so each group compares layers around the same work.
 #![allow(dead_code)]
 
+pub mod retry;
+
 use std::convert::Infallible;
 
 use bytes::Bytes;
