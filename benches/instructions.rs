@@ -79,7 +79,12 @@ fn main() {
                 repeat(n, layer.layer(service_fn(support::ok)), get).await
             }
             "error_handler/catch_panic" => {
-                repeat(n, CatchPanicLayer::new().layer(service_fn(support::ok)), get).await
+                repeat(
+                    n,
+                    CatchPanicLayer::new().layer(service_fn(support::ok)),
+                    get,
+                )
+                .await
             }
             "error_handler/catch_panic+handle_error" => {
                 let stacked = support::catch_panic_and_handle_error(service_fn(support::ok));

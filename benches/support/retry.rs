@@ -147,4 +147,3 @@ pub fn steadfast_retry_always() -> RetryLayer {
             .build(),
     )
 }
-

@@ -1,6 +1,8 @@
 //! The response future: the inner future raced against one `Sleep`, which is
 //! only created when the inner future does not answer at once: an answer on the
-//! first poll never touches the timer.
+//! first poll never touches the timer. The `Sleep` is boxed: a request that waits
+//! pays one allocation beside registering a timer (the costlier part), and the
+//! future every request moves through the outer layers is 104 bytes smaller.
 
 use std::{
     future::Future,
@@ -34,8 +36,7 @@ enum State<F> {
         #[pin]
         future: F,
         /// Created at the first `Pending` of `future`.
-        #[pin]
-        sleep: Option<Sleep>,
+        sleep: Option<Pin<Box<Sleep>>>,
         deadline: Instant,
         started: Instant,
         route: &'static str,
@@ -105,7 +106,7 @@ where
             }
             StateProj::Limited {
                 future,
-                mut sleep,
+                sleep,
                 deadline,
                 started,
                 route,
@@ -114,11 +115,9 @@ where
                 if let Poll::Ready(result) = future.poll(cx) {
                     return Poll::Ready(result.map(|res| res.map(ResponseBody::Inner)));
                 }
-                if sleep.is_none() {
-                    sleep.set(Some(tokio::time::sleep_until(*deadline)));
-                }
-                let timer = sleep.as_pin_mut().expect("the sleep was just set");
-                if timer.poll(cx).is_pending() {
+                let timer =
+                    sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 (*started, *route, *status, *deadline)

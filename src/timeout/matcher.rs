@@ -153,7 +153,10 @@ impl Matcher {
                     }
                 };
                 // The trie's slot above already refused a duplicate.
-                patterns[i].1.insert(rule.method.clone(), entry).map_err(error)?;
+                patterns[i]
+                    .1
+                    .insert(rule.method.clone(), entry)
+                    .map_err(error)?;
             }
         }
         Ok(Self {
@@ -729,11 +732,21 @@ mod tests {
         ];
         for text in texts {
             for method in [Method::GET, Method::POST, Method::PUT] {
-                assert_eq!(m.lookup(&method, text), m.walk(&method, text), "{method} {text}");
+                assert_eq!(
+                    m.lookup(&method, text),
+                    m.walk(&method, text),
+                    "{method} {text}"
+                );
             }
         }
-        assert_eq!(limit(&m, Method::POST, "/api/campaigns/{id}/status"), secs(7));
-        assert_eq!(limit(&m, Method::GET, "/api/campaigns/{id}/status"), secs(2));
+        assert_eq!(
+            limit(&m, Method::POST, "/api/campaigns/{id}/status"),
+            secs(7)
+        );
+        assert_eq!(
+            limit(&m, Method::GET, "/api/campaigns/{id}/status"),
+            secs(2)
+        );
         // A method rule that does not apply: the walk decides (the `/api/` prefix).
         assert_eq!(limit(&m, Method::GET, "/api/items/{id}"), secs(1));
     }
