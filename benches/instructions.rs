@@ -54,6 +54,14 @@ where
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let variant = args.next().unwrap_or_default();
+    if variant.is_empty() || variant.starts_with('-') {
+        // `cargo bench` runs every bench target with criterion's flags: this one
+        // only counts under callgrind, so it has nothing to do here.
+        eprintln!(
+            "instructions: skipped (run it through benches/count-instructions.sh VARIANT...)"
+        );
+        return;
+    }
     let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
     let get = || support::get(PATH);
     let rt = support::runtime();
@@ -107,7 +115,10 @@ fn main() {
                 repeat(n, svc, support::retry::empty).await
             }
             "retry/bare" => repeat(n, service_fn(support::retry::ok), support::retry::empty).await,
-            other => panic!("unknown variant {other:?}"),
+            other => {
+                eprintln!("instructions: unknown variant {other:?}");
+                std::process::exit(2);
+            }
         }
     });
 }
