@@ -79,40 +79,84 @@ fn redis(_: &mut Criterion) {
     eprintln!("idempotency/redis skipped: built without the `redis` feature");
 }
 
-/// What a replay is measured against: a handler that inserts one row.
+/// What a replay is measured against: a handler that inserts one row, into an
+/// in-memory SQLite database (the cheapest insert there is), a SQLite file as
+/// koldly keeps by default (WAL, `synchronous = NORMAL`) and, when
+/// `DATABASE_URL` names one, PostgreSQL over loopback, as a fleet sharing a
+/// Redis store would use.
 fn handler_with_one_insert(c: &mut Criterion) {
     let rt = support::runtime();
-    let pool = rt.block_on(async {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query(
-            "CREATE TABLE orders (id INTEGER PRIMARY KEY, sku TEXT NOT NULL, qty INTEGER NOT NULL)",
-        )
+    let dir = std::env::temp_dir().join(format!("steadfast-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut databases = vec![
+        ("SQLite in memory", "sqlite::memory:".to_owned()),
+        (
+            "SQLite file",
+            format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        ),
+    ];
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => databases.push(("PostgreSQL", url)),
+        _ => eprintln!("idempotency: PostgreSQL insert skipped: DATABASE_URL is not postgres://"),
+    }
+    let mut group = c.benchmark_group("idempotency/memory");
+    for (name, url) in databases {
+        let pool = rt.block_on(insert_pool(&url));
+        let svc = service_fn(move |_req: Request<Full<Bytes>>| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("INSERT INTO steadfast_bench_orders (sku, qty) VALUES ($1, $2)")
+                    .bind("A-1")
+                    .bind(2)
+                    .execute(&pool)
+                    .await
+                    .map(|_| Response::new(Full::new(Bytes::from_static(b"created"))))
+            }
+        });
+        group.bench_function(format!("handler doing one {name} insert (no layer)"), |b| {
+            b.to_async(&rt)
+                .iter(|| async { black_box(support::call(&mut svc.clone(), post(None)).await) })
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A one-connection pool on `url` with an empty orders table.
+async fn insert_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let file = url.starts_with("sqlite://");
+    let pool = sqlx::pool::PoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if file {
+                    sqlx::query("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .expect("the comparison database opens");
+    let id = if url.starts_with("postgres") {
+        "BIGSERIAL PRIMARY KEY"
+    } else {
+        "INTEGER PRIMARY KEY"
+    };
+    sqlx::query("DROP TABLE IF EXISTS steadfast_bench_orders")
         .execute(&pool)
         .await
         .unwrap();
-        pool
-    });
-    let svc = service_fn(move |_req: Request<Full<Bytes>>| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query("INSERT INTO orders (sku, qty) VALUES (?, ?)")
-                .bind("A-1")
-                .bind(2)
-                .execute(&pool)
-                .await
-                .map(|_| Response::new(Full::new(Bytes::from_static(b"created"))))
-        }
-    });
-    let mut group = c.benchmark_group("idempotency/memory");
-    group.bench_function("handler doing one SQLite insert (no layer)", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(support::call(&mut svc.clone(), post(None)).await) })
-    });
-    group.finish();
+    sqlx::query(&format!(
+        "CREATE TABLE steadfast_bench_orders (id {id}, sku TEXT NOT NULL, qty INTEGER NOT NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool
 }
 
 criterion_group!(benches, memory, handler_with_one_insert, redis);

@@ -4,9 +4,13 @@
 //! instructions per call.
 //!
 //! ```sh
-//! cargo bench --bench instructions --no-run
+//! cargo bench --all-features --bench instructions --no-run
 //! benches/count-instructions.sh timeout/tower timeout/steadfast-1
+//! benches/count-instructions.sh "stack/bare Router" "stack/whole stack"
 //! ```
+//!
+//! The stack variants are named after the stack group's (`stack/ErrorHandler`,
+//! `stack/Idempotency (no key)`, ...; see `support/stack.rs`).
 
 mod support;
 
@@ -16,10 +20,12 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use steadfast::{
+    audit::Auditor,
     error_handler::ErrorHandlerLayer,
     idempotency::{IdempotencyLayer, MemoryStore},
     timeout::{RouteTimeoutLayer, TimeoutTable},
 };
+use support::audit::NullSink;
 use tower::{Layer, Service, service_fn};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -78,6 +84,11 @@ fn main() {
                 let stacked = support::handle_error(layer.layer(service_fn(support::ok)));
                 repeat(n, stacked, get).await
             }
+            "timeout/tower-http" => {
+                #[allow(deprecated)]
+                let layer = tower_http::timeout::TimeoutLayer::new(Duration::from_secs(15));
+                repeat(n, layer.layer(service_fn(support::ok)), get).await
+            }
             "timeout/steadfast-1" => {
                 let layer = RouteTimeoutLayer::new(table(1));
                 repeat(n, layer.layer(service_fn(support::ok)), get).await
@@ -115,6 +126,42 @@ fn main() {
                 repeat(n, svc, support::retry::empty).await
             }
             "retry/bare" => repeat(n, service_fn(support::retry::ok), support::retry::empty).await,
+            "audit/bare" => {
+                repeat(n, service_fn(support::ok), || {
+                    support::audit::request("/login")
+                })
+                .await
+            }
+            "audit/trace-json" => {
+                let trace = support::audit::json_trace_layer().layer(service_fn(support::ok));
+                let _guard = tracing::dispatcher::set_default(&support::audit::json_log_dispatch());
+                repeat(n, trace, || support::audit::request("/login")).await
+            }
+            "audit/unaudited" | "audit/one-event" => {
+                let path = if variant == "audit/unaudited" {
+                    "/health"
+                } else {
+                    "/login"
+                };
+                let auditor = Auditor::builder().build(NullSink);
+                let audited = support::audit::layer(&auditor).layer(service_fn(support::ok));
+                repeat(n, audited, || support::audit::request(path)).await;
+                // The writer's share of each event is counted too.
+                auditor.shutdown().await;
+            }
+            stack if stack.starts_with("stack/") => {
+                let auditor = Auditor::builder().build(NullSink);
+                let name = &stack["stack/".len()..];
+                let Some((_, router)) = support::stack::variants(&auditor)
+                    .into_iter()
+                    .find(|(variant, _)| variant.trim_start_matches("+ ") == name)
+                else {
+                    eprintln!("instructions: unknown stack variant {name:?}");
+                    std::process::exit(2);
+                };
+                repeat(n, router, support::stack::request).await;
+                auditor.shutdown().await;
+            }
             other => {
                 eprintln!("instructions: unknown variant {other:?}");
                 std::process::exit(2);

@@ -2,7 +2,9 @@
 //! answers at once, so each group compares layers around the same work.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod retry;
+pub mod stack;
 
 use std::convert::Infallible;
 
