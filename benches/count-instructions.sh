@@ -8,7 +8,13 @@ bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
 count() {
   local out
   out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" >/dev/null 2>&1
+  if ! valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" >/dev/null 2>"$out.err"; then
+    echo "$1: the run failed:" >&2
+    grep -v '^==' "$out.err" >&2
+    rm -f "$out" "$out.err"
+    exit 1
+  fi
+  rm -f "$out.err"
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
   rm -f "$out"
 }
