@@ -1,7 +1,9 @@
 //! Load test: koldly's full middleware stack against a bare axum server with the
 //! same handler, same concurrency and duration, on loopback.
 //!
-//! `cargo bench -p koldly --bench load` (or `-- --seconds 10 --connections 32`).
+//! `cargo bench -p koldly --bench load` (or `-- --seconds 10 --connections 32`);
+//! `cargo test --benches` runs it for a fraction of a second, only to check that
+//! both servers answer every request.
 //! It prints requests/s and p50/p99 latency of both (the best round of each)
 //! and the ratio of their throughput round by round; the target is that the
 //! full stack keeps at least 90% of bare, judged on the median of the rounds'
@@ -22,19 +24,34 @@ use tokio::{
 };
 
 struct Options {
-    seconds: u64,
+    round: Duration,
+    warm_up: Duration,
     connections: usize,
     rounds: usize,
+    /// Run by `cargo test --benches`, not `cargo bench`: a short run that only
+    /// checks both servers answer every request.
+    smoke: bool,
 }
 
 impl Options {
     fn from_args() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        if !args.iter().any(|a| a == "--bench") {
+            return Options {
+                round: Duration::from_millis(200),
+                warm_up: Duration::from_millis(50),
+                connections: 4,
+                rounds: 1,
+                smoke: true,
+            };
+        }
         let mut options = Options {
-            seconds: 3,
+            round: Duration::from_secs(3),
+            warm_up: Duration::from_millis(500),
             connections: 32,
             rounds: 5,
+            smoke: false,
         };
-        let args: Vec<String> = std::env::args().collect();
         let value = |name: &str| {
             args.iter()
                 .position(|a| a == name)
@@ -42,7 +59,7 @@ impl Options {
                 .and_then(|v| v.parse().ok())
         };
         if let Some(s) = value("--seconds") {
-            options.seconds = s;
+            options.round = Duration::from_secs(s);
         }
         if let Some(c) = value("--connections") {
             options.connections = c as usize;
@@ -248,15 +265,18 @@ fn main() {
         let full_addr = serve(full).await;
         let bare_addr = serve(bare).await;
 
-        let duration = Duration::from_secs(options.seconds);
+        let duration = options.round;
+        if options.smoke {
+            println!("smoke run (cargo test --benches): it checks that both servers answer; its figures mean nothing");
+        }
         // A handler that does nothing (the layers' whole cost shows) and one that
         // makes one database round trip, as most API handlers do at least.
         for path in ["/health", "/health?check=db"] {
             println!(
-                "koldly load test: GET {path}, {} connections, {} s per round, {} rounds each, alternating",
-                options.connections, options.seconds, options.rounds
+                "koldly load test: GET {path}, {} connections, {:?} per round, {} rounds each, alternating",
+                options.connections, options.round, options.rounds
             );
-            let warm = Duration::from_millis(500);
+            let warm = options.warm_up;
             load(bare_addr, path, options.connections, warm).await;
             load(full_addr, path, options.connections, warm).await;
             let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
@@ -303,6 +323,12 @@ fn main() {
                 ratio * 100.0,
                 if ratio >= 0.9 { "met" } else { "missed" }
             );
+            if options.smoke {
+                for (name, run) in [("bare axum", bare), ("koldly", full)] {
+                    assert!(run.requests > 0, "{name} answered no request on {path}");
+                    assert_eq!(run.failures, 0, "{name} failed requests on {path}");
+                }
+            }
         }
         handles.close().await;
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,5 +1,6 @@
 //! What koldly's stack costs per request, without sockets: `GET /health` sent
-//! `--requests N` times (default 20 000) through the bare router or koldly's
+//! `--requests N` times (default 20 000 under `cargo bench`, 200 under
+//! `cargo test --benches`) through the bare router or koldly's
 //! full one with `tower::ServiceExt::oneshot`, as a server would (the
 //! `ConnectInfo` extension set, the response body read to its end).
 //!
@@ -8,8 +9,8 @@
 //!
 //! ```sh
 //! cargo bench -p koldly --bench stack_cost --no-run   # prints the binary's path
-//! valgrind --tool=callgrind --toggle-collect='stack_cost::drive' TARGET/release/deps/stack_cost-HASH -- full
-//! valgrind --tool=callgrind --toggle-collect='stack_cost::drive' TARGET/release/deps/stack_cost-HASH -- bare
+//! valgrind --tool=callgrind --toggle-collect='stack_cost::drive' TARGET/release/deps/stack_cost-HASH full --requests 20000
+//! valgrind --tool=callgrind --toggle-collect='stack_cost::drive' TARGET/release/deps/stack_cost-HASH bare --requests 20000
 //! ```
 //!
 //! and divide each total by the request count. Without valgrind it prints
@@ -111,7 +112,12 @@ fn main() {
         .position(|a| a == "--requests")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        // `cargo test --benches` runs it without `--bench`: a few requests suffice.
+        .unwrap_or(if args.iter().any(|a| a == "--bench") {
+            20_000
+        } else {
+            200
+        });
     let which: Vec<&str> = ["bare", "full"]
         .into_iter()
         .filter(|w| args.iter().any(|a| a == w))
