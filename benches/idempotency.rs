@@ -17,42 +17,37 @@ use http_body_util::Full;
 use steadfast::idempotency::{IdempotencyLayer, MemoryStore, Store};
 use tower::{Layer, service_fn};
 
-fn post(key: Option<&str>) -> Request<Full<Bytes>> {
-    let mut builder = Request::post("/orders").header("content-type", "application/json");
-    if let Some(key) = key {
-        builder = builder.header("idempotency-key", key);
-    }
-    builder
-        .body(Full::new(Bytes::from_static(br#"{"sku":"A-1","qty":2}"#)))
-        .unwrap()
-}
-
 fn store_group<St: Store + Clone>(c: &mut Criterion, name: &str, store: St) {
     let rt = support::runtime();
     let mut group = c.benchmark_group(format!("idempotency/{name}"));
     let bare = service_fn(support::ok);
     group.bench_function("bare", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(support::call(&mut bare.clone(), post(None)).await) })
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut bare.clone(), support::post(None)).await)
+        })
     });
     let svc = rt.block_on(async { IdempotencyLayer::new(store).layer(service_fn(support::ok)) });
     group.bench_function("no key (pass-through)", |b| {
-        b.to_async(&rt)
-            .iter(|| async { black_box(support::call(&mut svc.clone(), post(None)).await) })
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut svc.clone(), support::post(None)).await)
+        })
     });
     let next = AtomicU64::new(0);
     let run = std::process::id();
     group.bench_function("fresh key (claim + store)", |b| {
         b.to_async(&rt).iter(|| async {
             let key = format!("\"bench-{run}-{}\"", next.fetch_add(1, Ordering::Relaxed));
-            black_box(support::call(&mut svc.clone(), post(Some(&key))).await)
+            black_box(support::call(&mut svc.clone(), support::post(Some(&key))).await)
         })
     });
     let replay_key = format!("\"bench-replay-{run}\"");
-    rt.block_on(support::call(&mut svc.clone(), post(Some(&replay_key))));
+    rt.block_on(support::call(
+        &mut svc.clone(),
+        support::post(Some(&replay_key)),
+    ));
     group.bench_function("replay", |b| {
         b.to_async(&rt).iter(|| async {
-            black_box(support::call(&mut svc.clone(), post(Some(&replay_key))).await)
+            black_box(support::call(&mut svc.clone(), support::post(Some(&replay_key))).await)
         })
     });
     group.finish();
@@ -118,8 +113,9 @@ fn handler_with_one_insert(c: &mut Criterion) {
             }
         });
         group.bench_function(format!("handler doing one {name} insert (no layer)"), |b| {
-            b.to_async(&rt)
-                .iter(|| async { black_box(support::call(&mut svc.clone(), post(None)).await) })
+            b.to_async(&rt).iter(|| async {
+                black_box(support::call(&mut svc.clone(), support::post(None)).await)
+            })
         });
         rt.block_on(async {
             let drop = format!("DROP TABLE {}", orders_table());

@@ -16,36 +16,16 @@ mod support;
 
 use std::{hint::black_box, time::Duration};
 
-use bytes::Bytes;
 use http::Request;
-use http_body_util::Full;
 use steadfast::{
     audit::Auditor,
     error_handler::ErrorHandlerLayer,
     idempotency::{IdempotencyLayer, MemoryStore},
-    timeout::{RouteTimeoutLayer, TimeoutTable},
+    timeout::RouteTimeoutLayer,
 };
 use support::audit::NullSink;
 use tower::{Layer, Service, service_fn};
 use tower_http::catch_panic::CatchPanicLayer;
-
-const PATH: &str = "/api/campaigns/42/status";
-
-fn table(rules: usize) -> TimeoutTable {
-    let mut table = TimeoutTable::new(Duration::from_secs(15));
-    for i in 1..rules {
-        let prefix: &'static str = Box::leak(format!("/api/area{i}/").into_boxed_str());
-        table = table.prefix(prefix, Duration::from_secs(10 + i as u64));
-    }
-    table.route("/api/campaigns/{id}/status", Duration::from_secs(12))
-}
-
-fn post() -> Request<Full<Bytes>> {
-    Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"sku":"A-1","qty":2}"#)))
-        .unwrap()
-}
 
 async fn repeat<S, B>(n: u64, svc: S, request: impl Fn() -> Request<B>)
 where
@@ -110,10 +90,11 @@ fn main() {
 
 /// Calls `variant` `n` times.
 async fn run(variant: &str, n: u64) {
-    let get = || support::get(PATH);
+    let get = || support::get(support::timeout::PATH);
+    let post_without_key = || support::post(None);
     match variant {
         "bare/get" => repeat(n, service_fn(support::ok), get).await,
-        "bare/post" => repeat(n, service_fn(support::ok), post).await,
+        "bare/post" => repeat(n, service_fn(support::ok), post_without_key).await,
         "timeout/tower" => {
             let layer = tower::timeout::TimeoutLayer::new(Duration::from_secs(15));
             repeat(n, layer.layer(service_fn(support::ok)), get).await
@@ -129,11 +110,11 @@ async fn run(variant: &str, n: u64) {
             repeat(n, layer.layer(service_fn(support::ok)), get).await
         }
         "timeout/steadfast-1" => {
-            let layer = RouteTimeoutLayer::new(table(1));
+            let layer = RouteTimeoutLayer::new(support::timeout::table(1));
             repeat(n, layer.layer(service_fn(support::ok)), get).await
         }
         "timeout/steadfast-50" => {
-            let layer = RouteTimeoutLayer::new(table(50));
+            let layer = RouteTimeoutLayer::new(support::timeout::table(50));
             repeat(n, layer.layer(service_fn(support::ok)), get).await
         }
         "error_handler/catch_panic" => {
@@ -154,7 +135,7 @@ async fn run(variant: &str, n: u64) {
         }
         "idempotency/pass-through" => {
             let layer = IdempotencyLayer::new(MemoryStore::new());
-            repeat(n, layer.layer(service_fn(support::ok)), post).await
+            repeat(n, layer.layer(service_fn(support::ok)), post_without_key).await
         }
         "retry/tower" => {
             let svc = support::retry::tower_retry(service_fn(support::retry::ok));

@@ -6,20 +6,9 @@ mod support;
 use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use steadfast::timeout::{RouteTimeoutLayer, TimeoutTable};
+use steadfast::timeout::RouteTimeoutLayer;
+use support::timeout::{PATH, table};
 use tower::{Layer, service_fn};
-
-/// A table of `rules` prefixes, the request's own rule last added.
-fn table(rules: usize) -> TimeoutTable {
-    let mut table = TimeoutTable::new(Duration::from_secs(15));
-    for i in 1..rules {
-        let prefix: &'static str = Box::leak(format!("/api/area{i}/").into_boxed_str());
-        table = table.prefix(prefix, Duration::from_secs(10 + i as u64));
-    }
-    table.route("/api/campaigns/{id}/status", Duration::from_secs(12))
-}
-
-const PATH: &str = "/api/campaigns/42/status";
 
 fn success_path(c: &mut Criterion) {
     let rt = support::runtime();

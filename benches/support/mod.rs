@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod retry;
 pub mod stack;
+pub mod timeout;
 
 use std::convert::Infallible;
 
@@ -24,6 +25,17 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A small GET, built fresh per iteration (the same cost in every variant).
 pub fn get(path: &'static str) -> Request<Full<Bytes>> {
     Request::get(path).body(Full::default()).unwrap()
+}
+
+/// A small JSON POST, with an `Idempotency-Key` when `key` is given.
+pub fn post(key: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::post("/orders").header("content-type", "application/json");
+    if let Some(key) = key {
+        builder = builder.header("idempotency-key", key);
+    }
+    builder
+        .body(Full::new(Bytes::from_static(br#"{"sku":"A-1","qty":2}"#)))
+        .unwrap()
 }
 
 /// The bare service: answers 200 with a short body at once.
