@@ -1,15 +1,17 @@
 //! Load test: koldly's full middleware stack against a bare axum server with the
 //! same handler, same concurrency and duration, on loopback.
 //!
-//! `cargo bench -p koldly --bench load` (or `-- --seconds 10 --connections 32`);
-//! `cargo test --benches` runs it for a fraction of a second, only to check that
-//! both servers answer every request.
+//! `cargo bench -p koldly --bench load` (or `-- --seconds 10 --connections 32
+//! --rounds 7`); `cargo test --benches` runs it for a fraction of a second, only
+//! to check that both servers answer every request.
+//!
 //! It prints requests/s and p50/p99 latency of both (the best round of each)
 //! and the ratio of their throughput round by round; the target is that the
 //! full stack keeps at least 90% of bare, judged on the median of the rounds'
 //! ratios. Both servers and the load run in this one process, in rounds that
-//! alternate which server goes first, so the machine's noise falls on both alike. The load comes from a minimal
-//! HTTP/1.1 client (see [`load`]) that costs the same whichever server answers.
+//! alternate which server goes first, so the machine's noise falls on both
+//! alike. The load comes from a minimal HTTP/1.1 client (see [`load`]) that
+//! costs the same whichever server answers.
 
 use std::{
     net::SocketAddr,
