@@ -2,8 +2,10 @@
 //! same handler, same concurrency and duration, on loopback.
 //!
 //! `cargo bench -p koldly --bench load` (or `-- --seconds 10 --connections 32
-//! --rounds 7`); `cargo test --benches` runs it for a fraction of a second, only
-//! to check that both servers answer every request.
+//! --rounds 7 --log warn`); `cargo test --benches` runs it for a fraction of a
+//! second, only to check that both servers answer every request. Both servers
+//! run under koldly's own subscriber at `warn` unless `--log FILTER` says
+//! otherwise (see [`common::install_subscriber`]).
 //!
 //! It prints requests/s and p50/p99 latency of both (the best round of each)
 //! and the ratio of their throughput round by round; the target is that the
@@ -19,11 +21,13 @@ use std::{
 };
 
 use axum::{Router, routing::get};
-use koldly::{Config, build_app};
+use koldly::{App, Config, build_app};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
+
+mod common;
 
 struct Options {
     round: Duration,
@@ -48,10 +52,10 @@ impl Options {
             };
         }
         let mut options = Options {
-            round: Duration::from_secs(3),
+            round: Duration::from_secs(2),
             warm_up: Duration::from_millis(500),
             connections: 32,
-            rounds: 5,
+            rounds: 9,
             smoke: false,
         };
         let value = |name: &str| {
@@ -95,13 +99,13 @@ impl Run {
     }
 }
 
-async fn serve(router: Router) -> SocketAddr {
+async fn serve(app: impl App) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app),
         )
         .await
         .unwrap();
@@ -252,6 +256,7 @@ fn median(values: &[f64]) -> f64 {
 
 fn main() {
     let options = Options::from_args();
+    let log = common::install_subscriber(&std::env::args().collect::<Vec<_>>());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -275,7 +280,7 @@ fn main() {
         // makes one database round trip, as most API handlers do at least.
         for path in ["/health", "/health?check=db"] {
             println!(
-                "koldly load test: GET {path}, {} connections, {:?} per round, {} rounds each, alternating",
+                "koldly load test: GET {path}, {} connections, {:?} per round, {} rounds each, alternating, --log {log}",
                 options.connections, options.round, options.rounds
             );
             let warm = options.warm_up;

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! and divide each total by the request count. Without valgrind it prints
-//! ns/request of both.
+//! ns/request of both. Both run under koldly's own subscriber at `warn` unless
+//! `--log FILTER` says otherwise (`--log none`: no subscriber; see
+//! [`common::install_subscriber`]).
 //!
 //! `-- client` instead counts what hyper's HTTP client (the load test's
 //! until it got its own reader) pays to read each server's answer
@@ -26,17 +28,19 @@ use std::{hint::black_box, net::SocketAddr, time::Instant};
 
 use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
 use http_body_util::BodyExt;
-use koldly::{Config, build_app};
+use koldly::{App, Config, build_app};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
+mod common;
+
 /// Sync, not `async`, so callgrind can count exactly its calls.
 #[inline(never)]
-fn drive(rt: &Runtime, router: &Router, requests: usize) -> usize {
-    rt.block_on(requests_to(router, requests))
+fn drive(rt: &Runtime, app: &impl App, requests: usize) -> usize {
+    rt.block_on(requests_to(app, requests))
 }
 
-async fn requests_to(router: &Router, requests: usize) -> usize {
+async fn requests_to(app: &impl App, requests: usize) -> usize {
     let peer = ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000)));
     let mut bytes = 0;
     for _ in 0..requests {
@@ -45,7 +49,7 @@ async fn requests_to(router: &Router, requests: usize) -> usize {
             .body(Body::empty())
             .unwrap();
         req.extensions_mut().insert(peer);
-        let res = router.clone().oneshot(req).await.unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
         assert!(res.status().is_success());
         bytes += res.headers().len();
         bytes += res.into_body().collect().await.unwrap().to_bytes().len();
@@ -107,6 +111,7 @@ async fn client_requests(answer: &'static [u8], requests: usize) -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let log = common::install_subscriber(&args);
     let requests = args
         .iter()
         .position(|a| a == "--requests")
@@ -152,11 +157,14 @@ fn main() {
         (full, bare, handles, dir)
     });
     for name in which {
-        let router = if name == "bare" { &bare } else { &full };
         let started = Instant::now();
-        drive(&rt, router, requests);
+        if name == "bare" {
+            drive(&rt, &bare, requests);
+        } else {
+            drive(&rt, &full, requests);
+        }
         let ns = started.elapsed().as_nanos() as f64 / requests as f64;
-        println!("{name}: {requests} requests, {ns:.0} ns/request");
+        println!("{name}: {requests} requests, {ns:.0} ns/request (--log {log})");
     }
     rt.block_on(handles.close());
     let _ = std::fs::remove_dir_all(&dir);

@@ -16,22 +16,23 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http_client;
+pub mod logging;
 pub mod mail;
 pub mod request_meta;
 pub mod state;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-pub use app::{AppHandles, StartError, build_app};
+pub use app::{App, AppHandles, StartError, build_app};
 pub use config::Config;
 use tokio::{net::TcpListener, sync::Notify};
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops
+/// Serves `app` on `listener` until `shutdown` completes, then stops
 /// accepting, gives in-flight requests `config.shutdown_grace` to finish, and
 /// closes the database pool.
 pub async fn serve(
     listener: TcpListener,
-    router: axum::Router,
+    app: impl App,
     handles: AppHandles,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -40,7 +41,7 @@ pub async fn serve(
     let notify = signalled.clone();
     let server = axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        axum::ServiceExt::into_make_service_with_connect_info::<SocketAddr>(app),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;

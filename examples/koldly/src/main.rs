@@ -22,14 +22,8 @@ async fn main() -> std::process::ExitCode {
         }
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let json = std::env::var("LOG_FORMAT").as_deref() == Ok("json");
+    koldly::logging::init(filter, json, std::io::stdout);
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -43,9 +37,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     tracing::info!(?config, "starting koldly");
     let addr = config.bind_addr;
-    let (router, handles) = build_app(config).await?;
+    let (app, handles) = build_app(config).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    serve(listener, router, handles, shutdown_signal()).await?;
+    serve(listener, app, handles, shutdown_signal()).await?;
     Ok(())
 }

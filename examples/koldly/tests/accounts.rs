@@ -174,6 +174,10 @@ async fn bad_inputs_are_problems(backend: Backend) {
         support::post_chunked(server.addr, "/api/auth/signup", big.as_bytes()).await;
     assert_eq!(status, 413, "{raw}");
     assert!(raw.contains("application/problem+json"), "{raw}");
+    // The same on a route without idempotency: axum's extractor hits the limit.
+    let (status, raw) = support::post_chunked(server.addr, "/api/auth/login", big.as_bytes()).await;
+    assert_eq!(status, 413, "{raw}");
+    assert!(raw.contains("application/problem+json"), "{raw}");
 
     // Unknown route and method.
     server.get("/api/nope").await.assert_problem(404);
@@ -328,9 +332,31 @@ async fn health(backend: Backend) {
     server.stop().await;
 }
 
+/// A body limit above axum's own 2 MB default: the configured one rules, for
+/// the extractors too.
+async fn body_limit_above_axums_default(backend: Backend) {
+    let server = TestServer::start(backend, |c| c.body_limit = 3 * 1024 * 1024).await;
+    let login = |padding: usize| {
+        format!(
+            r#"{{"email":"nobody@example.com","password":"{}"}}"#,
+            "x".repeat(padding)
+        )
+    };
+    // 2.5 MB: read and judged on its content (no such account).
+    let res = server.post("/api/auth/login", &login(2_500_000)).await;
+    assert_eq!(res.status, 401, "{:?}", String::from_utf8_lossy(&res.body));
+    // Over the configured 3 MiB: refused.
+    server
+        .post("/api/auth/login", &login(3_200_000))
+        .await
+        .assert_problem(413);
+    server.stop().await;
+}
+
 on_both!(
     signup_login_and_me,
     bad_inputs_are_problems,
     bad_tokens_are_401,
+    body_limit_above_axums_default,
     health
 );
