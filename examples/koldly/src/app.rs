@@ -15,10 +15,10 @@
 //!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
 //! 6. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default): a
 //!    declared length over it is refused at once, a chunked body fails when it
-//!    passes it, and axum's extractors answer that failure with 413 too (their own
-//!    2 MB limit is switched off only when the configured one is larger: the
-//!    `DefaultBodyLimit` layer costs an extension per request); an oversized body is refused before any idempotency key is
-//!    claimed;
+//!    passes it, and axum's extractors answer that failure with 413 too (their
+//!    own 2 MB limit is switched off only when the configured one is larger:
+//!    the `DefaultBodyLimit` layer costs an extension per request); an
+//!    oversized body is refused before any idempotency key is claimed;
 //! 7. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification only, keys scoped by client identity
 //!    ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set (shared by
