@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Instructions per call of each named variant of benches/instructions.rs, counted by
 # callgrind: the run with N calls minus the run with none, divided by N.
-# Usage: benches/count-instructions.sh VARIANT... (build first: cargo bench --bench instructions --no-run)
+# Usage: benches/count-instructions.sh VARIANT... (build first: cargo bench --bench instructions --no-run;
+# BIN_DIR=DIR reads the binary from DIR/release/deps, e.g. a build with debug line tables)
 set -euo pipefail
 n=${N:-20000}
-bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
+bin=$(ls -t ${BIN_DIR:-target}/release/deps/instructions-* | grep -v "\.d$" | head -n 1)
 count() {
   local out
   out=$(mktemp)

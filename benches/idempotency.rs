@@ -1,5 +1,6 @@
-//! Idempotency-Key deduplication: a request without a key (pass-through), a fresh
-//! key (claim, run, store) and a replay, on `MemoryStore` and, when `REDIS_URL` is
+//! Idempotency-Key deduplication: a request without a key (pass-through, beside a
+//! tower layer that does nothing: the floor for any layer), a fresh key (claim,
+//! run, store) and a replay, on `MemoryStore` and, when `REDIS_URL` is
 //! set, `RedisStore`; beside the bare service and a handler doing one SQLite
 //! insert — what a replay saves.
 
@@ -30,6 +31,14 @@ fn store_group<St: Store + Clone>(c: &mut Criterion, name: &str, store: St) {
     group.bench_function("no key (pass-through)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(support::call(&mut svc.clone(), support::post(None)).await)
+        })
+    });
+    // The floor for the pass-through: a layer that does nothing but wrap the
+    // inner future and map the response, as every tower layer does.
+    let identity = tower::util::MapResponseLayer::new(|res| res).layer(service_fn(support::ok));
+    group.bench_function("identity layer (tower MapResponse)", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut identity.clone(), support::post(None)).await)
         })
     });
     let next = AtomicU64::new(0);

@@ -46,10 +46,12 @@ const VARIANTS: &[&str] = &[
     "timeout/tower-http",
     "timeout/steadfast-1",
     "timeout/steadfast-50",
+    "timeout/steadfast-1-no-deadline",
     "error_handler/catch_panic",
     "error_handler/catch_panic+handle_error",
     "error_handler/steadfast",
     "idempotency/pass-through",
+    "idempotency/identity-layer",
     "retry/bare",
     "retry/tower",
     "retry/steadfast",
@@ -113,6 +115,11 @@ async fn run(variant: &str, n: u64) {
             let layer = RouteTimeoutLayer::new(support::timeout::table(1));
             repeat(n, layer.layer(service_fn(support::ok)), get).await
         }
+        "timeout/steadfast-1-no-deadline" => {
+            let table = support::timeout::table(1).without_deadline_extension();
+            let layer = RouteTimeoutLayer::new(table);
+            repeat(n, layer.layer(service_fn(support::ok)), get).await
+        }
         "timeout/steadfast-50" => {
             let layer = RouteTimeoutLayer::new(support::timeout::table(50));
             repeat(n, layer.layer(service_fn(support::ok)), get).await
@@ -135,6 +142,10 @@ async fn run(variant: &str, n: u64) {
         }
         "idempotency/pass-through" => {
             let layer = IdempotencyLayer::new(MemoryStore::new());
+            repeat(n, layer.layer(service_fn(support::ok)), post_without_key).await
+        }
+        "idempotency/identity-layer" => {
+            let layer = tower::util::MapResponseLayer::new(|res| res);
             repeat(n, layer.layer(service_fn(support::ok)), post_without_key).await
         }
         "retry/tower" => {

@@ -52,6 +52,17 @@ fn success_path(c: &mut Criterion) {
             })
         });
     }
+    // The same layer where nothing reads the deadline: no extension insert.
+    let svc = RouteTimeoutLayer::new(table(1).without_deadline_extension())
+        .layer(service_fn(support::ok));
+    group.bench_function(
+        "steadfast::RouteTimeout/1 rules, no Deadline extension",
+        |b| {
+            b.to_async(&rt).iter(|| async {
+                black_box(support::call(&mut svc.clone(), support::get(PATH)).await)
+            })
+        },
+    );
     group.finish();
 }
 

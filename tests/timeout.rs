@@ -623,6 +623,43 @@ async fn an_earlier_outer_deadline_is_kept_and_enforced() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn without_the_deadline_extension_limits_still_fire_and_outer_deadlines_hold() {
+    let table = || seed_table().without_deadline_extension();
+    let app = seed_app(RouteTimeoutLayer::new(table()));
+    assert_eq!(
+        answer(&app, request(Method::GET, "/api/campaigns/1/deadline")).await,
+        (StatusCode::OK, "none".into())
+    );
+    for (method, path, limit) in [
+        (Method::POST, "/api/auth/login", secs(12)),
+        (Method::GET, "/api/campaigns", secs(15)),
+    ] {
+        let mut call = start(&app, request(method, path)).await;
+        let res = assert_fires_at(&mut call, limit).await.unwrap();
+        reply(res).await.assert_problem(504);
+    }
+    // A client header still shortens the limit.
+    let mut call = start(&app, with_header("/api/campaigns", "700")).await;
+    assert_fires_at(&mut call, MS * 700).await.unwrap();
+
+    // An outer layer's earlier deadline stays as it was and is enforced.
+    let outer = seed_app(RouteTimeoutLayer::new(table())).layer(tower::util::MapRequestLayer::new(
+        |mut req: Request<Body>| {
+            Deadline::after(secs(2)).insert_into(req.extensions_mut());
+            req
+        },
+    ));
+    assert_eq!(
+        answer(&outer, request(Method::GET, "/api/campaigns/1/deadline"))
+            .await
+            .1,
+        "2000"
+    );
+    let mut call = start(&outer, request(Method::GET, "/api/campaigns")).await;
+    assert_fires_at(&mut call, secs(2)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_error_handler_passes_the_answer_through() {
     let app = seed_app(RouteTimeoutLayer::new(seed_table())).layer(ErrorHandlerLayer::new());
     let mut call = start(&app, request(Method::POST, "/api/auth/login")).await;

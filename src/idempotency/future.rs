@@ -18,9 +18,10 @@ use super::{
 /// The response future of [`Idempotency`](super::Idempotency).
 ///
 /// A request the layer does not deduplicate polls the inner future in place,
-/// with no allocation. A keyed request runs its whole path (buffering,
-/// fingerprint, store round trips, the handler) in one boxed future: one
-/// allocation beside the body buffer and the store calls it needs anyway.
+/// with no allocation. Any other request runs in one boxed future: the keyed
+/// path (buffering, fingerprint, store round trips, the handler), or an answer
+/// the layer gave at once (an invalid or missing key). Two variants only, so the
+/// pass-through path's poll and drop test one discriminant.
 #[pin_project]
 pub struct ResponseFuture<F, B: Body, E> {
     #[pin]
@@ -34,13 +35,8 @@ enum Kind<F, B: Body, E> {
         #[pin]
         future: F,
     },
-    /// Answered without the store (an invalid or missing key). Boxed so the
-    /// future stays as small as the inner one on the pass-through path.
-    Ready {
-        response: Option<Box<Response<IdempotencyBody<B>>>>,
-    },
-    /// The keyed path.
-    Keyed { future: KeyedFuture<B, E> },
+    /// Handled by the layer.
+    Answered { future: KeyedFuture<B, E> },
 }
 
 impl<F, B: Body, E> ResponseFuture<F, B, E> {
@@ -53,39 +49,29 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
 
     /// The future of a request the layer handles itself.
     #[inline]
-    pub(crate) fn answered(answer: Answer<B, E>) -> Self {
+    pub(crate) fn answered(future: KeyedFuture<B, E>) -> Self {
         Self {
-            kind: match answer {
-                Answer::Ready(response) => Kind::Ready {
-                    response: Some(response),
-                },
-                Answer::Keyed(future) => Kind::Keyed { future },
-            },
+            kind: Kind::Answered { future },
         }
     }
 }
 
-/// How the layer handles a request it does not pass through: two pointers at
-/// most, so that building it out of line costs the pass-through path nothing.
-pub(crate) enum Answer<B: Body, E> {
-    /// Answered without the store.
-    Ready(Box<Response<IdempotencyBody<B>>>),
-    /// The keyed path.
-    Keyed(KeyedFuture<B, E>),
-}
-
-impl<B: Body, E> Answer<B, E> {
-    pub(crate) fn ready(response: Response<IdempotencyBody<B>>) -> Self {
-        Self::Ready(Box::new(response))
-    }
+/// An answer the layer gives without the store, as the boxed future the
+/// [`ResponseFuture`] holds for every request it handles.
+pub(crate) fn ready<B, E>(response: Response<IdempotencyBody<B>>) -> KeyedFuture<B, E>
+where
+    B: Body + Send + 'static,
+    B::Error: Send,
+    E: Send + 'static,
+{
+    Box::pin(std::future::ready(Ok(response)))
 }
 
 impl<F, B: Body, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             Kind::Inner { .. } => "inner",
-            Kind::Ready { .. } => "ready",
-            Kind::Keyed { .. } => "keyed",
+            Kind::Answered { .. } => "answered",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
@@ -104,10 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => Poll::Ready(ready!(future.poll(cx)).map(pass)),
-            KindProj::Ready { response } => {
-                Poll::Ready(Ok(*response.take().expect("polled after completion")))
-            }
-            KindProj::Keyed { future } => future.as_mut().poll(cx),
+            KindProj::Answered { future } => future.as_mut().poll(cx),
         }
     }
 }

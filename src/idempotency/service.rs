@@ -12,7 +12,7 @@ use tower::Service;
 
 use super::{
     IDEMPOTENCY_KEY, IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
-    future::Answer,
+    future::ready,
     layer::Shared,
     problems,
     scope::{GlobalScope, Scope},
@@ -80,15 +80,13 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // The pass-through path, kept small enough to inline: a method the layer
         // does not deduplicate, or no key when none is required. The other path
-        // is out of line and answers with two pointers, so the inner future can
-        // be built straight into place.
+        // is out of line and answers with one boxed future, so the pass-through
+        // future is the inner one plus a discriminant.
         let config = &self.shared.config;
-        if !config.applies_to(req.method()) || (!config.required && !has_key_header(req.headers()))
-        {
-            ResponseFuture::inner(self.inner.call(req))
-        } else {
-            ResponseFuture::answered(self.call_keyed(req))
+        if config.applies_to(req.method()) && (config.required || has_key_header(req.headers())) {
+            return ResponseFuture::answered(self.call_keyed(req));
         }
+        ResponseFuture::inner(self.inner.call(req))
     }
 }
 
@@ -108,7 +106,10 @@ fn has_key_header(headers: &http::HeaderMap) -> bool {
 impl<S, St, Sc> Idempotency<S, St, Sc> {
     /// A request the layer may deduplicate: parse its key and run the keyed path.
     #[inline(never)]
-    fn call_keyed<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> Answer<ResBody, S::Error>
+    fn call_keyed<ReqBody, ResBody>(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> flow::KeyedFuture<ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -125,15 +126,15 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
         let key = match IdempotencyKey::from_headers(req.headers()) {
             Ok(Some(key)) => key,
             Ok(None) if config.required => {
-                return Answer::ready(problems::missing_key(config));
+                return ready(problems::missing_key(config));
             }
             // Not reached: without a required key, only a request carrying
             // one comes here. Pass it through all the same.
             Ok(None) => {
                 let future = self.inner.call(req);
-                return Answer::Keyed(Box::pin(async move { future.await.map(flow::pass) }));
+                return Box::pin(async move { future.await.map(flow::pass) });
             }
-            Err(err) => return Answer::ready(problems::invalid_key(config, err)),
+            Err(err) => return ready(problems::invalid_key(config, err)),
         };
         let declared = req
             .headers()
@@ -141,23 +142,17 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > config.max_request_bytes as u64) {
-            return Answer::ready(problems::request_too_large(config));
+            return ready(problems::request_too_large(config));
         }
         let (parts, body) = req.into_parts();
         let Some(scope) = self.shared.scope.scope(&parts) else {
-            return Answer::ready(problems::unscoped(config));
+            return ready(problems::unscoped(config));
         };
         let entry = EntryKey::new(&scope, &key);
         // The keyed path runs later, in its own future: it takes the service that
         // poll_ready made ready and leaves a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Answer::Keyed(Box::pin(flow::keyed(
-            self.shared.clone(),
-            inner,
-            parts,
-            body,
-            entry,
-        )))
+        Box::pin(flow::keyed(self.shared.clone(), inner, parts, body, entry))
     }
 }

@@ -44,6 +44,9 @@ struct Node {
     wildcard: Slot,
     /// Prefixes ending here: anything may follow.
     prefix: Slot,
+    /// Whether `prefix` or `wildcard` holds a rule: most nodes are only a step
+    /// on the way, and one test skips both.
+    open_tail: bool,
 }
 
 /// The rules of one path shape and tail, by method.
@@ -134,6 +137,7 @@ impl Matcher {
             let node = segments
                 .iter()
                 .fold(&mut root, |node, segment| node.child(*segment));
+            node.open_tail |= tail != Tail::Exact;
             let slot = match tail {
                 Tail::Exact => &mut node.exact,
                 Tail::Wildcard => &mut node.wildcard,
@@ -237,13 +241,15 @@ impl Node {
         // `{param}` child both match a segment (the literal is tried first).
         let mut node = self;
         loop {
-            consider(&node.prefix, method, false, depth, literals, false, best);
+            if node.open_tail {
+                consider(&node.prefix, method, false, depth, literals, false, best);
+                if rest.is_some_and(|path| !path.is_empty()) {
+                    consider(&node.wildcard, method, false, depth, literals, true, best);
+                }
+            }
             let Some(path) = rest else {
                 return consider(&node.exact, method, true, depth, literals, false, best);
             };
-            if !path.is_empty() {
-                consider(&node.wildcard, method, false, depth, literals, true, best);
-            }
             if node.literals.is_empty() && node.param.is_none() {
                 return false;
             }

@@ -32,6 +32,7 @@ struct Shared {
     matcher: Matcher,
     status: StatusCode,
     header: Option<HeaderName>,
+    deadline_extension: bool,
     malformed_headers: AtomicU64,
 }
 
@@ -54,6 +55,7 @@ impl RouteTimeoutLayer {
                 matcher: Matcher::compile(&table)?,
                 status: table.status,
                 header: table.header,
+                deadline_extension: table.deadline_extension,
                 malformed_headers: AtomicU64::new(0),
             }),
         })
@@ -130,7 +132,12 @@ where
             // A limit beyond the end of time is no limit.
             return ResponseFuture::unlimited(self.inner.call(req));
         };
-        let deadline = Deadline::at(at).insert_into(req.extensions_mut());
+        let own = Deadline::at(at);
+        let deadline = if shared.deadline_extension {
+            own.insert_into(req.extensions_mut())
+        } else {
+            Deadline::from_extensions(req.extensions()).map_or(own, |outer| own.earliest(outer))
+        };
         ResponseFuture::limited(
             self.inner.call(req),
             deadline.instant(),

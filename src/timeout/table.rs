@@ -68,6 +68,7 @@ pub struct TimeoutTable {
     pub(crate) rules: Vec<RuleSpec>,
     pub(crate) status: StatusCode,
     pub(crate) header: Option<HeaderName>,
+    pub(crate) deadline_extension: bool,
 }
 
 impl TimeoutTable {
@@ -80,6 +81,7 @@ impl TimeoutTable {
             rules: Vec::new(),
             status: StatusCode::GATEWAY_TIMEOUT,
             header: Some(HeaderName::from_static(DEFAULT_DEADLINE_HEADER)),
+            deadline_extension: true,
         }
     }
 
@@ -123,6 +125,26 @@ impl TimeoutTable {
     /// Ignores every client deadline header.
     pub fn without_deadline_header(mut self) -> Self {
         self.header = None;
+        self
+    }
+
+    /// Enforces the limits without putting a [`Deadline`](crate::Deadline) in the
+    /// request's extensions (an earlier one an outer layer put there is still
+    /// enforced). For services where nothing reads the deadline: the insert is
+    /// the layer's largest cost on a request that arrives with no extensions
+    /// (the map and the entry are allocated, then freed with the request).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::timeout::{RouteTimeoutLayer, TimeoutTable};
+    ///
+    /// let timeouts = RouteTimeoutLayer::new(
+    ///     TimeoutTable::new(Duration::from_secs(15)).without_deadline_extension(),
+    /// );
+    /// # let _ = timeouts;
+    /// ```
+    pub fn without_deadline_extension(mut self) -> Self {
+        self.deadline_extension = false;
         self
     }
 
