@@ -88,12 +88,15 @@ impl Deadline {
     /// Puts this deadline into `extensions`, keeping an earlier one already there:
     /// a deadline can be shortened by an inner layer, never lengthened.
     pub fn insert_into(self, extensions: &mut Extensions) -> Deadline {
-        let effective = match extensions.get::<Deadline>() {
-            Some(existing) => self.earliest(*existing),
-            None => self,
-        };
-        extensions.insert(effective);
-        effective
+        // One map operation in the usual case (no deadline yet); an earlier one
+        // that was replaced goes back.
+        match extensions.insert(self) {
+            Some(existing) if existing < self => {
+                extensions.insert(existing);
+                existing
+            }
+            _ => self,
+        }
     }
 }
 
@@ -121,5 +124,23 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Deadline {
             crate::Problem::new(http::StatusCode::INTERNAL_SERVER_ERROR)
                 .with_detail("The server is misconfigured: this route has no deadline.")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn insert_into_keeps_the_earlier_deadline() {
+        let early = Deadline::after(Duration::from_secs(2));
+        let late = Deadline::after(Duration::from_secs(9));
+        let mut extensions = Extensions::new();
+
+        assert_eq!(late.insert_into(&mut extensions), late);
+        assert_eq!(early.insert_into(&mut extensions), early);
+        assert_eq!(Deadline::from_extensions(&extensions), Some(early));
+        assert_eq!(late.insert_into(&mut extensions), early);
+        assert_eq!(Deadline::from_extensions(&extensions), Some(early));
     }
 }
