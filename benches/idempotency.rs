@@ -1,8 +1,8 @@
 //! Idempotency-Key deduplication: a request without a key (pass-through, beside a
-//! tower layer that does nothing: the floor for any layer), a fresh key (claim,
-//! run, store) and a replay, on `MemoryStore` and, when `REDIS_URL` is
-//! set, `RedisStore`; beside the bare service and a handler doing one SQLite
-//! insert — what a replay saves.
+//! tower layer that does nothing, the floor for any layer, and tower-http's
+//! header check, a layer of the same shape), a fresh key (claim, run, store) and
+//! a replay, on `MemoryStore` and, when `REDIS_URL` is set, `RedisStore`; beside
+//! the bare service and a handler doing one insert — what a replay saves.
 
 mod support;
 
@@ -39,6 +39,16 @@ fn store_group<St: Store + Clone>(c: &mut Criterion, name: &str, store: St) {
     group.bench_function("identity layer (tower MapResponse)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(support::call(&mut identity.clone(), support::post(None)).await)
+        })
+    });
+    // A tower-http layer of the same shape: it checks a header on every request
+    // and either passes it through or answers itself.
+    let validate =
+        tower_http::validate_request::ValidateRequestHeaderLayer::accept("application/json")
+            .layer(service_fn(support::ok));
+    group.bench_function("header check (tower-http ValidateRequestHeader)", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(support::call(&mut validate.clone(), support::post(None)).await)
         })
     });
     let next = AtomicU64::new(0);

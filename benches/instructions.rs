@@ -52,6 +52,7 @@ const VARIANTS: &[&str] = &[
     "error_handler/steadfast",
     "idempotency/pass-through",
     "idempotency/identity-layer",
+    "idempotency/tower-http-validate",
     "retry/bare",
     "retry/tower",
     "retry/steadfast",
@@ -146,6 +147,12 @@ async fn run(variant: &str, n: u64) {
         }
         "idempotency/identity-layer" => {
             let layer = tower::util::MapResponseLayer::new(|res| res);
+            repeat(n, layer.layer(service_fn(support::ok)), post_without_key).await
+        }
+        "idempotency/tower-http-validate" => {
+            let layer = tower_http::validate_request::ValidateRequestHeaderLayer::accept(
+                "application/json",
+            );
             repeat(n, layer.layer(service_fn(support::ok)), post_without_key).await
         }
         "retry/tower" => {
