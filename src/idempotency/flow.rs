@@ -20,8 +20,9 @@ use super::{
 };
 use crate::{BoxError, classify::error_chain};
 
-/// The keyed path, boxed once per keyed request.
-pub(crate) type KeyedFuture<B, E> =
+/// A request the layer handles itself, boxed once: the keyed path, or an answer
+/// given at once (see [`ready`](super::future::ready)).
+pub(crate) type AnsweredFuture<B, E> =
     Pin<Box<dyn Future<Output = Result<Response<IdempotencyBody<B>>, E>> + Send>>;
 
 /// The inner response, passed through.

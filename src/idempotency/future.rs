@@ -12,7 +12,7 @@ use pin_project::pin_project;
 
 use super::{
     IdempotencyBody,
-    flow::{KeyedFuture, pass},
+    flow::{AnsweredFuture, pass},
 };
 
 /// The response future of [`Idempotency`](super::Idempotency).
@@ -36,7 +36,7 @@ enum Kind<F, B: Body, E> {
         future: F,
     },
     /// Handled by the layer.
-    Answered { future: KeyedFuture<B, E> },
+    Answered { future: AnsweredFuture<B, E> },
 }
 
 impl<F, B: Body, E> ResponseFuture<F, B, E> {
@@ -49,7 +49,7 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
 
     /// The future of a request the layer handles itself.
     #[inline]
-    pub(crate) fn answered(future: KeyedFuture<B, E>) -> Self {
+    pub(crate) fn answered(future: AnsweredFuture<B, E>) -> Self {
         Self {
             kind: Kind::Answered { future },
         }
@@ -58,7 +58,7 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
 
 /// An answer the layer gives without the store, as the boxed future the
 /// [`ResponseFuture`] holds for every request it handles.
-pub(crate) fn ready<B, E>(response: Response<IdempotencyBody<B>>) -> KeyedFuture<B, E>
+pub(crate) fn ready<B, E>(response: Response<IdempotencyBody<B>>) -> AnsweredFuture<B, E>
 where
     B: Body + Send + 'static,
     B::Error: Send,

@@ -109,7 +109,7 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
     fn call_keyed<ReqBody, ResBody>(
         &mut self,
         req: Request<ReqBody>,
-    ) -> flow::KeyedFuture<ResBody, S::Error>
+    ) -> flow::AnsweredFuture<ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
