@@ -267,6 +267,52 @@ impl TestServer {
     }
 }
 
+/// POSTs `body` as JSON with its Content-Length and `Expect: 100-continue`
+/// over a raw connection, the way curl sends a large body: the body goes out
+/// only if the server asks for it. Returns the status of the final answer,
+/// the raw response, and whether the server asked for the body.
+///
+/// A server that refuses a body it has not read closes the connection; a
+/// client still writing megabytes then fails with a broken pipe before it
+/// reads the answer. Waiting for `100 Continue` makes that exchange exact.
+pub async fn post_expecting_continue(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.expect("reading the answer");
+        assert!(n > 0, "connection closed before a response head");
+        response.extend_from_slice(&buf[..n]);
+    }
+    let asked_for_body = response.starts_with(b"HTTP/1.1 100");
+    if asked_for_body {
+        let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        response.drain(..end);
+        stream.write_all(body).await.expect("sending the body");
+    }
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("reading the answer");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text, asked_for_body)
+}
+
 /// POSTs `body` as JSON with `Transfer-Encoding: chunked` (no Content-Length)
 /// over a raw connection; returns the status and the raw response head.
 pub async fn post_chunked(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
