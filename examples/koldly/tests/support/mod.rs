@@ -304,12 +304,7 @@ pub async fn post_expecting_continue(
         .read_to_end(&mut response)
         .await
         .expect("reading the answer");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (status, text) = status_and_text(&response);
     (status, text, asked_for_body)
 }
 
@@ -332,7 +327,13 @@ pub async fn post_chunked(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, St
     let _ = stream.write_all(&req).await;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).into_owned();
+    let (status, text) = status_and_text(&response);
+    (status, text)
+}
+
+/// The status code of a raw HTTP/1.1 response, and the response as text.
+fn status_and_text(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
