@@ -68,10 +68,12 @@ use uuid::{Uuid, fmt::Hyphenated};
 use crate::{
     audit,
     auth::{self, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    campaigns,
     config::Config,
     db::Db,
-    health, http_client,
+    health, http_client, icp,
     mail::Mailer,
+    onboarding, prospects,
     state::{AppState, Inner},
 };
 
@@ -212,7 +214,8 @@ pub fn idempotency_scope(
 const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The routes, with idempotency on its route group.
-fn routes<St: Store>(state: AppState, store: St) -> Router {
+fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
+    let product = product_routes(&state, store.clone());
     let idempotency = IdempotencyLayer::builder(store)
         .scope(idempotency_scope(state.jwt.clone()))
         .max_request_bytes(state.config.body_limit)
@@ -224,7 +227,26 @@ fn routes<St: Store>(state: AppState, store: St) -> Router {
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes());
-    idempotent.merge(plain).with_state(state)
+    idempotent.merge(plain).merge(product).with_state(state)
+}
+
+/// The product's routes (campaigns, prospects, ICP templates, onboarding),
+/// every one behind a bearer token. Their `POST`s (the creating routes)
+/// deduplicate on `Idempotency-Key`, scoped by the authenticated user; a
+/// request without a valid token falls back to the client IP as its scope
+/// and is answered 401 by the handler.
+fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
+    let idempotency = IdempotencyLayer::builder(store)
+        .scope(idempotency_scope(state.jwt.clone()))
+        .methods([http::Method::POST])
+        .max_request_bytes(state.config.body_limit)
+        .build();
+    Router::new()
+        .merge(campaigns::routes())
+        .merge(prospects::routes())
+        .merge(icp::routes())
+        .merge(onboarding::routes())
+        .layer(idempotency)
 }
 
 /// `routes` inside the common layers (see the module docs).

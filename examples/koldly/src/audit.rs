@@ -46,11 +46,68 @@ pub const AUDITED_ROUTES: &[(Method, &str, &str)] = &[
     (Method::GET, "/auth/google/callback", "authn.oauth.login"),
 ];
 
+/// The product's audited changes (campaigns, prospects, ICP templates,
+/// onboarding) and their actions; handlers set the actor and the target with
+/// [`note_change`].
+pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
+    (Method::POST, "/api/campaigns", "campaign.create"),
+    (Method::PATCH, "/api/campaigns/{id}", "campaign.update"),
+    (Method::DELETE, "/api/campaigns/{id}", "campaign.delete"),
+    (
+        Method::POST,
+        "/api/campaigns/{id}/duplicate",
+        "campaign.duplicate",
+    ),
+    (Method::PUT, "/api/campaigns/{id}/archive", "campaign.archive"),
+    (
+        Method::PUT,
+        "/api/campaigns/{id}/unarchive",
+        "campaign.unarchive",
+    ),
+    (
+        Method::POST,
+        "/api/campaigns/{id}/prospects",
+        "prospects.import",
+    ),
+    (Method::DELETE, "/api/prospects/{id}", "prospect.delete"),
+    (Method::POST, "/api/icp-templates", "icp_template.create"),
+    (
+        Method::PATCH,
+        "/api/icp-templates/{id}",
+        "icp_template.update",
+    ),
+    (
+        Method::DELETE,
+        "/api/icp-templates/{id}",
+        "icp_template.delete",
+    ),
+    (Method::POST, "/api/onboarding", "onboarding.submit"),
+];
+
+/// Says on the request's audit event who acted (`actor`, a user id) on what
+/// (`kind`, `id`). The outcome follows the response status; `reason` says
+/// why a change was refused.
+pub fn note_change(
+    audit: &Option<AuditContext>,
+    actor: &str,
+    kind: &'static str,
+    id: &str,
+    reason: Option<&str>,
+) {
+    let Some(audit) = audit else { return };
+    audit.set_actor(actor);
+    audit.set_target(kind, id);
+    if let Some(reason) = reason {
+        audit.set_reason(reason);
+    }
+}
+
 /// The audit layer for koldly's routes. The client IP is the socket peer: no
 /// proxy is trusted.
 pub fn layer(auditor: Auditor) -> AuditLayer {
     AUDITED_ROUTES
         .iter()
+        .chain(PRODUCT_ROUTES)
         .fold(
             AuditLayer::new(auditor),
             |layer, (method, route, action)| layer.route(method.clone(), route, *action),

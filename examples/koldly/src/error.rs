@@ -23,6 +23,8 @@ pub mod types {
     pub const INVALID_TOKEN: &str = "https://koldly.dev/problems/invalid-token";
     /// Too many attempts.
     pub const RATE_LIMITED: &str = "https://koldly.dev/problems/rate-limited";
+    /// No such resource (or another account's: the answer is the same).
+    pub const NOT_FOUND: &str = "https://koldly.dev/problems/not-found";
 }
 
 /// A handler failure: a problem to answer with.
@@ -72,6 +74,17 @@ impl ApiError {
                 .with_type(types::RATE_LIMITED)
                 .with_detail("Too many attempts from this address; wait before trying again.")
                 .with_retry_after(retry_after),
+        )
+    }
+
+    /// 404 for a resource that does not exist or belongs to another account:
+    /// the two are answered alike, so ids of other accounts reveal nothing.
+    pub fn not_found(what: &str) -> Self {
+        Self::from(
+            Problem::new(StatusCode::NOT_FOUND)
+                .with_type(types::NOT_FOUND)
+                .with_title("Not found")
+                .with_detail(format!("No {what} with this id.")),
         )
     }
 

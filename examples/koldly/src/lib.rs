@@ -10,16 +10,23 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
 pub mod http_client;
+pub mod icp;
 pub mod logging;
 pub mod mail;
+pub mod onboarding;
+pub mod pagination;
+pub mod plans;
+pub mod prospects;
 pub mod request_meta;
 pub mod state;
+pub mod validation;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

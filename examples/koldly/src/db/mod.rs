@@ -7,8 +7,13 @@
 //! UUIDs, timestamps `i64` unix seconds, flags `0`/`1` integers.
 
 pub mod audit_log;
+pub mod campaigns;
+pub mod icp_templates;
+pub mod onboarding;
 pub mod outbox;
+pub mod prospects;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::time::Duration;

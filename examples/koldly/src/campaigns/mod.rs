@@ -1,0 +1,256 @@
+//! Campaigns: `GET/POST /api/campaigns`, `GET/PATCH/DELETE
+//! /api/campaigns/{id}`, `POST .../duplicate`, `PUT .../archive` and
+//! `PUT .../unarchive`.
+//!
+//! Creating, duplicating and unarchiving add an active campaign, so each runs
+//! in [`plans::begin_limited`]'s transaction and checks the plan first.
+//! Archiving only sets `archived_at`: the lifecycle status stays, and
+//! unarchiving gives it back as it was.
+
+pub mod input;
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use http::{HeaderValue, StatusCode, header};
+use steadfast::audit::AuditContext;
+
+use self::input::{CreateCampaign, DuplicateCampaign, UpdateCampaign};
+use crate::{
+    audit::note_change,
+    auth::extract::AuthUser,
+    db::{
+        campaigns::{self, ArchiveFilter, Campaign},
+        icp_templates,
+    },
+    error::{ApiError, ApiResult},
+    pagination::{ListQuery, Page},
+    plans::{self, Limit, Plan},
+    state::AppState,
+    validation::{JsonBody, OptionalJsonBody, field_problem},
+};
+
+/// The campaign routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/campaigns", get(list).post(create))
+        .route(
+            "/api/campaigns/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/campaigns/{id}/duplicate", post(duplicate))
+        .route("/api/campaigns/{id}/archive", put(archive))
+        .route("/api/campaigns/{id}/unarchive", put(unarchive))
+}
+
+const TARGET: &str = "campaign";
+
+fn not_found() -> ApiError {
+    ApiError::not_found(TARGET)
+}
+
+/// 201 with `Location` and the campaign.
+pub(crate) fn created(campaign: Campaign) -> Response {
+    let location = HeaderValue::try_from(format!("/api/campaigns/{}", campaign.id))
+        .expect("an id is a valid header value");
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(campaign),
+    )
+        .into_response()
+}
+
+/// Refuses with the plan's problem unless one more active campaign fits,
+/// noting the reason on the audit event.
+pub(crate) fn check_active_campaigns(
+    audit: &Option<AuditContext>,
+    actor: &str,
+    target: &str,
+    plan: Plan,
+    active: i64,
+) -> ApiResult<()> {
+    plans::check(plan, Limit::ActiveCampaigns, active, 1).map_err(|refused| {
+        note_change(audit, actor, TARGET, target, Some("plan limit: active_campaigns"));
+        ApiError::from(refused)
+    })
+}
+
+/// `GET /api/campaigns?status=active|archived|all&limit=&cursor=`: newest
+/// first, each with its counts.
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    query: ListQuery,
+) -> ApiResult<Json<Page<Campaign>>> {
+    let filter = match query.one_of("status", &["active", "archived", "all"], Some("active"))? {
+        Some("archived") => ArchiveFilter::Archived,
+        Some("all") => ArchiveFilter::All,
+        _ => ArchiveFilter::Active,
+    };
+    let page = query.page()?;
+    let rows = campaigns::list(&state.db.pool, &user.id, filter, &page).await?;
+    Ok(Json(Page::from_rows(rows, &page, Campaign::cursor)))
+}
+
+/// `POST /api/campaigns`: 201, or 403 at the plan's active-campaign limit.
+/// From a template (`icp_template_id`), the template's description is copied
+/// unless one is given, and its use is counted.
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    JsonBody(body): JsonBody<CreateCampaign>,
+) -> ApiResult<Response> {
+    let mut new = body.validate()?;
+    let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    let active = campaigns::count_active(&mut tx, &user.id).await?;
+    check_active_campaigns(&audit, &user.id, "new", plan, active)?;
+    if let Some(template) = &new.icp_template_id {
+        let description = icp_templates::count_use(&mut tx, &user.id, template)
+            .await?
+            .ok_or_else(|| {
+                field_problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "icp_template_id",
+                    "no ICP template with this id",
+                )
+            })?;
+        if new.description.is_none() {
+            new.description = description;
+        }
+    }
+    let id = campaigns::insert(&mut tx, &user.id, &new, state.now()).await?;
+    let campaign = campaigns::find(&mut tx, &user.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal("campaign create", "the new row is missing"))?;
+    tx.commit().await?;
+    note_change(&audit, &user.id, TARGET, &id, None);
+    Ok(created(campaign))
+}
+
+/// `GET /api/campaigns/{id}`.
+async fn show(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Campaign>> {
+    let mut conn = state.db.pool.acquire().await?;
+    campaigns::find(&mut conn, &user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// `PATCH /api/campaigns/{id}`.
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateCampaign>,
+) -> ApiResult<Json<Campaign>> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    let patch = body.validate()?;
+    if !campaigns::update(&state.db.pool, &user.id, &id, &patch, state.now()).await? {
+        return Err(not_found());
+    }
+    show(State(state), AuthUser(user), Path(id)).await
+}
+
+/// `POST /api/campaigns/{id}/duplicate` with an optional `{"name": ...}`: a
+/// new draft with the same content and no prospects; 201, 403 at the limit.
+async fn duplicate(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<DuplicateCampaign>,
+) -> ApiResult<Response> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    let name = body.validate()?;
+    let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    if campaigns::archived_state(&mut tx, &user.id, &id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found());
+    }
+    let active = campaigns::count_active(&mut tx, &user.id).await?;
+    check_active_campaigns(&audit, &user.id, &id, plan, active)?;
+    let copy = campaigns::duplicate(&mut tx, &user.id, &id, name.as_deref(), state.now())
+        .await?
+        .ok_or_else(not_found)?;
+    let campaign = campaigns::find(&mut tx, &user.id, &copy)
+        .await?
+        .ok_or_else(|| ApiError::internal("campaign duplicate", "the new row is missing"))?;
+    tx.commit().await?;
+    if let Some(audit) = &audit {
+        audit.insert_extra("copy_id", copy);
+    }
+    Ok(created(campaign))
+}
+
+/// `PUT /api/campaigns/{id}/archive`: idempotent; the status is kept.
+async fn archive(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Campaign>> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    let mut conn = state.db.pool.acquire().await?;
+    if !campaigns::set_archived(&mut conn, &user.id, &id, true, state.now()).await? {
+        return Err(not_found());
+    }
+    campaigns::find(&mut conn, &user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// `PUT /api/campaigns/{id}/unarchive`: the campaign counts as active again,
+/// so the plan's limit applies; unarchiving one that is not archived changes
+/// nothing.
+async fn unarchive(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Campaign>> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    match campaigns::archived_state(&mut tx, &user.id, &id).await? {
+        None => return Err(not_found()),
+        Some(false) => {}
+        Some(true) => {
+            let active = campaigns::count_active(&mut tx, &user.id).await?;
+            check_active_campaigns(&audit, &user.id, &id, plan, active)?;
+            campaigns::set_archived(&mut tx, &user.id, &id, false, state.now()).await?;
+        }
+    }
+    let campaign = campaigns::find(&mut tx, &user.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    tx.commit().await?;
+    Ok(Json(campaign))
+}
+
+/// `DELETE /api/campaigns/{id}`: 204; its prospects, emails and queue go with
+/// it in one transaction.
+async fn remove(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    if campaigns::delete(&state.db.pool, &user.id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}

@@ -1,0 +1,187 @@
+//! ICP templates (ideal customer profiles): `GET/POST /api/icp-templates`,
+//! `PATCH/DELETE /api/icp-templates/{id}`. Lists put favourites first; a
+//! campaign created with `icp_template_id` copies the template's description
+//! and counts a use (see [`crate::campaigns`]).
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+    routing::{get, patch},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use steadfast::audit::AuditContext;
+
+use crate::{
+    audit::note_change,
+    auth::extract::AuthUser,
+    db::icp_templates::{self, IcpTemplate, TemplateFields},
+    error::{ApiError, ApiResult},
+    pagination::{ListQuery, Page},
+    state::AppState,
+    validation::{FieldErrors, JsonBody, nullable},
+};
+
+/// Longest name, industry or list item.
+pub const NAME_MAX: usize = 200;
+/// Longest description.
+pub const TEXT_MAX: usize = 5000;
+/// Longest value proposition.
+pub const VALUE_PROPOSITION_MAX: usize = 2000;
+/// Longest company size.
+pub const COMPANY_SIZE_MAX: usize = 100;
+/// Most job titles or pain points.
+pub const LIST_MAX: usize = 50;
+
+const TARGET: &str = "icp_template";
+
+/// The ICP template routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/icp-templates", get(list).post(create))
+        .route("/api/icp-templates/{id}", patch(update).delete(remove))
+}
+
+/// A template as sent: for `POST` `name` is required; for `PATCH` absent
+/// fields stay and `null` clears a nullable one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    industry: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    company_size: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    job_titles: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pain_points: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    value_proposition: Option<Option<String>>,
+    #[serde(default)]
+    is_favorite: Option<bool>,
+}
+
+impl TemplateBody {
+    fn validate(self, creating: bool) -> ApiResult<TemplateFields> {
+        let mut errors = FieldErrors::new();
+        let name = match self.name {
+            None if creating => {
+                errors.add("name", "is required");
+                None
+            }
+            None => None,
+            Some(None) => {
+                errors.add("name", "must not be null");
+                None
+            }
+            Some(Some(name)) => Some(errors.required_text("name", &name, NAME_MAX)),
+        };
+        let mut text = |field: &str, value: Option<Option<String>>, max: usize| {
+            value.map(|v| errors.optional_text(field, v.as_deref(), max))
+        };
+        let description = text("description", self.description, TEXT_MAX);
+        let industry = text("industry", self.industry, NAME_MAX);
+        let company_size = text("company_size", self.company_size, COMPANY_SIZE_MAX);
+        let value_proposition = text(
+            "value_proposition",
+            self.value_proposition,
+            VALUE_PROPOSITION_MAX,
+        );
+        let mut list = |field: &str, value: Option<Option<Vec<String>>>| {
+            let items = value?.unwrap_or_default();
+            if items.len() > LIST_MAX {
+                errors.add(field, format!("must have at most {LIST_MAX} items"));
+            }
+            Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        errors.optional_text(&format!("{field}[{i}]"), Some(item), NAME_MAX)
+                    })
+                    .collect(),
+            )
+        };
+        let job_titles = list("job_titles", self.job_titles);
+        let pain_points = list("pain_points", self.pain_points);
+        errors.finish()?;
+        Ok(TemplateFields {
+            name,
+            description,
+            industry,
+            company_size,
+            job_titles,
+            pain_points,
+            value_proposition,
+            is_favorite: self.is_favorite,
+        })
+    }
+}
+
+/// `GET /api/icp-templates?limit=&cursor=`: favourites first, then newest.
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    query: ListQuery,
+) -> ApiResult<Json<Page<IcpTemplate>>> {
+    let page = query.page()?;
+    let rows = icp_templates::list(&state.db.pool, &user.id, &page).await?;
+    Ok(Json(Page::from_rows(rows, &page, IcpTemplate::cursor)))
+}
+
+/// `POST /api/icp-templates`: 201 with `Location`.
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    JsonBody(body): JsonBody<TemplateBody>,
+) -> ApiResult<Response> {
+    note_change(&audit, &user.id, TARGET, "new", None);
+    let fields = body.validate(true)?;
+    let template = icp_templates::insert(&state.db.pool, &user.id, &fields, state.now()).await?;
+    note_change(&audit, &user.id, TARGET, &template.id, None);
+    let location = HeaderValue::try_from(format!("/api/icp-templates/{}", template.id))
+        .expect("an id is a valid header value");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(template),
+    )
+        .into_response())
+}
+
+/// `PATCH /api/icp-templates/{id}` (including `is_favorite`).
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TemplateBody>,
+) -> ApiResult<Json<IcpTemplate>> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    let fields = body.validate(false)?;
+    icp_templates::update(&state.db.pool, &user.id, &id, &fields, state.now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("ICP template"))
+}
+
+/// `DELETE /api/icp-templates/{id}`: 204; campaigns made from it keep their copy.
+async fn remove(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    if icp_templates::delete(&state.db.pool, &user.id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("ICP template"))
+    }
+}

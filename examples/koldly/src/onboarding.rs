@@ -1,0 +1,139 @@
+//! Onboarding: `POST /api/onboarding` takes what the user sells, who they sell
+//! to and the name they sign with, and creates their first campaign from it
+//! (under the plan's active-campaign limit, in the limit's transaction); a
+//! later call updates those answers and that campaign instead of creating
+//! another. `GET /api/onboarding` answers `{completed, ...answers}`.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use steadfast::audit::AuditContext;
+
+use crate::{
+    audit::note_change,
+    auth::extract::AuthUser,
+    campaigns::{self, input::DEFAULT_DAILY_SEND_LIMIT},
+    db::{
+        campaigns::{self as campaign_rows, NewCampaign},
+        onboarding::{self as answers, Answers, Onboarding},
+    },
+    error::{ApiError, ApiResult},
+    plans,
+    state::AppState,
+    validation::{FieldErrors, JsonBody},
+};
+
+/// Longest product or ICP description.
+pub const TEXT_MAX: usize = 5000;
+/// Longest sender name.
+pub const SENDER_NAME_MAX: usize = 200;
+/// The name of the campaign onboarding creates.
+pub const FIRST_CAMPAIGN_NAME: &str = "My first campaign";
+
+/// The onboarding routes.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/onboarding", get(show).post(submit))
+}
+
+/// `POST /api/onboarding`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnboardingBody {
+    product_description: String,
+    icp_description: String,
+    sender_name: String,
+}
+
+/// `GET /api/onboarding`: whether it was completed, and the answers if so.
+#[derive(Debug, Serialize)]
+pub struct OnboardingView {
+    /// Whether the user onboarded.
+    pub completed: bool,
+    /// The answers.
+    #[serde(flatten)]
+    pub answers: Option<Onboarding>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<OnboardingView>> {
+    let answers = answers::find(&state.db.pool, &user.id).await?;
+    Ok(Json(OnboardingView {
+        completed: answers.is_some(),
+        answers,
+    }))
+}
+
+/// 201 the first time (with the campaign created), 200 when it updated.
+async fn submit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    JsonBody(body): JsonBody<OnboardingBody>,
+) -> ApiResult<Response> {
+    note_change(&audit, &user.id, "user", &user.id, None);
+    let mut errors = FieldErrors::new();
+    let product = errors.required_text("product_description", &body.product_description, TEXT_MAX);
+    let icp = errors.required_text("icp_description", &body.icp_description, TEXT_MAX);
+    let sender = errors.required_text("sender_name", &body.sender_name, SENDER_NAME_MAX);
+    errors.finish()?;
+
+    let now = state.now();
+    let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    let earlier = answers::find_in(&mut tx, &user.id).await?;
+    let kept = match earlier.and_then(|a| a.campaign_id) {
+        Some(id) => campaign_rows::set_brief(&mut tx, &user.id, &id, &icp, &product, now)
+            .await?
+            .then_some(id),
+        None => None,
+    };
+    let (campaign_id, status) = match kept {
+        Some(id) => (id, StatusCode::OK),
+        None => {
+            let active = campaign_rows::count_active(&mut tx, &user.id).await?;
+            campaigns::check_active_campaigns(&audit, &user.id, "new", plan, active)?;
+            let new = NewCampaign {
+                name: FIRST_CAMPAIGN_NAME.to_owned(),
+                description: Some(icp.clone()),
+                product_description: Some(product.clone()),
+                target_industry: None,
+                status: "draft".to_owned(),
+                daily_send_limit: DEFAULT_DAILY_SEND_LIMIT,
+                icp_template_id: None,
+            };
+            let id = campaign_rows::insert(&mut tx, &user.id, &new, now).await?;
+            (id, StatusCode::CREATED)
+        }
+    };
+    let saved = answers::upsert(
+        &mut tx,
+        &user.id,
+        &Answers {
+            product_description: &product,
+            icp_description: &icp,
+            sender_name: &sender,
+            campaign_id: &campaign_id,
+        },
+        now,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    tx.commit().await?;
+    if let Some(audit) = &audit {
+        audit.insert_extra("campaign_id", campaign_id);
+    }
+    Ok((
+        status,
+        Json(OnboardingView {
+            completed: true,
+            answers: Some(saved),
+        }),
+    )
+        .into_response())
+}

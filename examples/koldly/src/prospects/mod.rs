@@ -1,0 +1,180 @@
+//! Prospects: `POST /api/campaigns/{id}/prospects` (import, JSON or CSV),
+//! `GET /api/campaigns/{id}/prospects` and `DELETE /api/prospects/{id}`.
+//!
+//! An import answers `{imported, duplicates, invalid: [{row, reason}]}`: a
+//! duplicate is an address the campaign already holds or one repeated in the
+//! import, compared case-insensitively. Imported prospects count towards the
+//! plan's monthly allowance; an import that would pass it is refused whole
+//! (403), inside the transaction that would have written it.
+
+pub mod import;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Request, State},
+    routing::{delete, get},
+};
+use http::StatusCode;
+use serde::Serialize;
+use steadfast::audit::AuditContext;
+
+use self::import::{InvalidRow, Rows};
+use crate::{
+    audit::note_change,
+    auth::extract::AuthUser,
+    db::{
+        campaigns,
+        prospects::{self, Prospect},
+        usage,
+    },
+    error::{ApiError, ApiResult},
+    pagination::{ListQuery, Page},
+    plans::{self, Limit},
+    state::AppState,
+    validation::{body_bytes, has_content_type},
+};
+
+/// The statuses a prospect can have.
+pub const STATUSES: &[&str] = &[
+    "new",
+    "researched",
+    "email_generated",
+    "queued",
+    "contacted",
+    "replied",
+    "bounced",
+    "unsubscribed",
+];
+
+/// The prospect routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/campaigns/{id}/prospects",
+            get(list).post(import_prospects),
+        )
+        .route("/api/prospects/{id}", delete(remove))
+}
+
+/// What an import did.
+#[derive(Debug, Serialize)]
+pub struct ImportSummary {
+    /// Prospects added.
+    pub imported: i64,
+    /// Rows skipped because the campaign holds their address already.
+    pub duplicates: i64,
+    /// Rows refused, with why.
+    pub invalid: Vec<InvalidRow>,
+}
+
+/// `POST /api/campaigns/{id}/prospects` with `application/json` (an array of
+/// 1 to 500 objects) or `text/csv` (a header row, then 1 to 500 rows).
+async fn import_prospects(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(campaign_id): Path<String>,
+    request: Request,
+) -> ApiResult<Json<ImportSummary>> {
+    note_change(&audit, &user.id, "campaign", &campaign_id, None);
+    let headers = request.headers().clone();
+    let body = body_bytes(request, &state).await?;
+    let Rows { valid, invalid } = if has_content_type(&headers, "application/json") {
+        import::from_json(&body)?
+    } else if has_content_type(&headers, "text/csv") {
+        import::from_csv(&body)?
+    } else {
+        return Err(ApiError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send prospects as `application/json` (an array) or `text/csv` (with a header row).",
+        ));
+    };
+
+    let now = state.now();
+    let period = plans::period_of(now);
+    let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    if campaigns::archived_state(&mut tx, &user.id, &campaign_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("campaign"));
+    }
+    let used = usage::prospects_imported(&mut tx, &user.id, &period).await?;
+    let (mut imported, mut duplicates) = (0i64, 0i64);
+    for (_, prospect) in &valid {
+        if prospects::insert_unless_duplicate(&mut tx, &user.id, &campaign_id, prospect, now).await?
+        {
+            imported += 1;
+        } else {
+            duplicates += 1;
+        }
+    }
+    if let Err(refused) = plans::check(plan, Limit::ProspectsPerMonth, used, imported) {
+        // Dropping the transaction rolls every row of this import back.
+        note_change(
+            &audit,
+            &user.id,
+            "campaign",
+            &campaign_id,
+            Some("plan limit: prospects_per_month"),
+        );
+        return Err(refused.into());
+    }
+    if imported > 0 {
+        usage::add_prospects(&mut tx, &user.id, &period, imported).await?;
+    }
+    tx.commit().await?;
+    if let Some(audit) = &audit {
+        audit.insert_extra("imported", imported);
+        audit.insert_extra("duplicates", duplicates);
+        audit.insert_extra("invalid", invalid.len());
+    }
+    Ok(Json(ImportSummary {
+        imported,
+        duplicates,
+        invalid,
+    }))
+}
+
+/// `GET /api/campaigns/{id}/prospects?status=&limit=&cursor=`: newest first,
+/// each with its newest email's status.
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(campaign_id): Path<String>,
+    query: ListQuery,
+) -> ApiResult<Json<Page<Prospect>>> {
+    let status = query.one_of("status", STATUSES, None)?;
+    let page = query.page()?;
+    {
+        let mut conn = state.db.pool.acquire().await?;
+        if campaigns::archived_state(&mut conn, &user.id, &campaign_id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found("campaign"));
+        }
+    }
+    let rows = prospects::list(&state.db.pool, &user.id, &campaign_id, status, &page).await?;
+    Ok(Json(Page::from_rows(rows, &page, Prospect::cursor)))
+}
+
+/// `DELETE /api/prospects/{id}`: 204; its emails and queue entries go with it.
+/// The month's import count is not given back.
+async fn remove(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    note_change(&audit, &user.id, "prospect", &id, None);
+    match prospects::delete(&state.db.pool, &user.id, &id).await? {
+        Some(campaign_id) => {
+            if let Some(audit) = &audit {
+                audit.insert_extra("campaign_id", campaign_id);
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::not_found("prospect")),
+    }
+}
