@@ -58,7 +58,11 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
         "/api/campaigns/{id}/duplicate",
         "campaign.duplicate",
     ),
-    (Method::PUT, "/api/campaigns/{id}/archive", "campaign.archive"),
+    (
+        Method::PUT,
+        "/api/campaigns/{id}/archive",
+        "campaign.archive",
+    ),
     (
         Method::PUT,
         "/api/campaigns/{id}/unarchive",

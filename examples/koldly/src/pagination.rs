@@ -214,7 +214,13 @@ mod tests {
             id: "0190a8f2-0000-7000-8000-000000000001".into(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
-        for bad in ["", "abc", "!!!", &URL_SAFE_NO_PAD.encode("1.x.id"), &URL_SAFE_NO_PAD.encode("0.1.id'--")] {
+        for bad in [
+            "",
+            "abc",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("1.x.id"),
+            &URL_SAFE_NO_PAD.encode("0.1.id'--"),
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }
@@ -241,7 +247,12 @@ mod tests {
         };
         let page = Page::from_rows(vec![3, 2, 1], &request, key);
         assert_eq!(page.items, vec![3, 2]);
-        assert_eq!(Cursor::decode(&page.next_cursor.unwrap()).unwrap().created_at, 2);
+        assert_eq!(
+            Cursor::decode(&page.next_cursor.unwrap())
+                .unwrap()
+                .created_at,
+            2
+        );
         let last = Page::from_rows(vec![1], &request, key);
         assert_eq!(last.next_cursor, None);
     }

@@ -213,7 +213,10 @@ impl From<LimitExceeded> for ApiError {
 /// Opens the transaction a plan-limited change runs in, holding the user's
 /// limit lock (see the module docs), and returns it with the user's plan read
 /// under that lock. A user deleted meanwhile is a 401, as an unknown token is.
-pub async fn begin_limited(db: &Db, user_id: &str) -> Result<(Transaction<'static, Any>, Plan), ApiError> {
+pub async fn begin_limited(
+    db: &Db,
+    user_id: &str,
+) -> Result<(Transaction<'static, Any>, Plan), ApiError> {
     let locked = usage::begin_locked(db, user_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("A valid bearer token is required."))?;
@@ -246,7 +249,10 @@ mod tests {
         assert_eq!(Plan::from_name("pro"), Plan::Free);
         assert_eq!(Limit::ActiveCampaigns.allowed(Plan::Scale), None);
         assert_eq!(Limit::ProspectsPerMonth.allowed(Plan::Starter), Some(100));
-        assert_eq!(Limit::AiBudgetCentsPerMonth.allowed(Plan::Growth), Some(5000));
+        assert_eq!(
+            Limit::AiBudgetCentsPerMonth.allowed(Plan::Growth),
+            Some(5000)
+        );
     }
 
     #[test]

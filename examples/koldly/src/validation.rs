@@ -60,7 +60,12 @@ impl FieldErrors {
     }
 
     /// An optional text: trimmed, at most `max` characters; empty becomes `None`.
-    pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
+    pub fn optional_text(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        max: usize,
+    ) -> Option<String> {
         let value = value.map(str::trim).filter(|v| !v.is_empty())?;
         self.max_chars(field, value, max);
         Some(value.to_owned())
@@ -177,12 +182,26 @@ fn json_problem(path: &str, err: &serde_json::Error) -> ApiError {
         serde_json::error::Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::BAD_REQUEST,
     };
-    let field = if path == "." || path.is_empty() {
-        "body"
-    } else {
-        path
+    let message = json_message(err);
+    if status == StatusCode::BAD_REQUEST {
+        // Not JSON: the body as a whole is at fault, wherever parsing stopped.
+        return field_problem(status, "body", message);
+    }
+    let parent = if path == "." { "" } else { path };
+    // serde reports a missing or unknown field at its parent: name the field.
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|start| message.strip_prefix(start)?.split('`').next());
+    let field = match (named, parent) {
+        (Some(name), parent) if parent == name || parent.ends_with(&format!(".{name}")) => {
+            parent.to_owned()
+        }
+        (Some(name), "") => name.to_owned(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, "") => "body".to_owned(),
+        (None, parent) => parent.to_owned(),
     };
-    field_problem(status, field, json_message(err))
+    field_problem(status, field, message)
 }
 
 /// serde_json's message without its " at line L column C" suffix when the
@@ -315,10 +334,11 @@ mod tests {
         let (status, errs) =
             errors(parse_json::<Form>(br#"{"name": "x", "nmae": 1}"#).unwrap_err());
         assert_eq!(status, 422);
-        assert!(
-            errs[0]["message"].as_str().unwrap().contains("nmae"),
-            "{errs}"
-        );
+        assert_eq!(errs[0]["field"], "nmae");
+        let (_, errs) = errors(parse_json::<Form>(br#"{"limit": 1}"#).unwrap_err());
+        assert_eq!(errs[0]["field"], "name");
+        let (_, errs) = errors(parse_json::<Vec<Form>>(br#"[{"name": "a"}, {}]"#).unwrap_err());
+        assert_eq!(errs[0]["field"], "[1].name");
         assert!(parse_json::<Form>(br#"{"name": "x"} trailing"#).is_err());
     }
 
@@ -338,7 +358,9 @@ mod tests {
     #[test]
     fn plausible_emails() {
         assert!(is_plausible_email("ann@example.com"));
-        for bad in ["", "ann", "ann@", "@x.io", "a@b", "a b@x.io", "a@@x.io", "a@x.io."] {
+        for bad in [
+            "", "ann", "ann@", "@x.io", "a@b", "a b@x.io", "a@@x.io", "a@x.io.",
+        ] {
             assert!(!is_plausible_email(bad), "{bad}");
         }
     }

@@ -74,7 +74,13 @@ pub(crate) fn check_active_campaigns(
     active: i64,
 ) -> ApiResult<()> {
     plans::check(plan, Limit::ActiveCampaigns, active, 1).map_err(|refused| {
-        note_change(audit, actor, TARGET, target, Some("plan limit: active_campaigns"));
+        note_change(
+            audit,
+            actor,
+            TARGET,
+            target,
+            Some("plan limit: active_campaigns"),
+        );
         ApiError::from(refused)
     })
 }

@@ -239,8 +239,11 @@ pub async fn archived_state(
         .bind(user_id)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| r.try_get::<Option<i64>, _>("archived_at").map(|a| a.is_some()))
-        .transpose()
+    row.map(|r| {
+        r.try_get::<Option<i64>, _>("archived_at")
+            .map(|a| a.is_some())
+    })
+    .transpose()
 }
 
 /// One page of `user_id`'s campaigns, newest first, with their counts (one

@@ -173,11 +173,16 @@ pub async fn list(
 
 /// Deletes prospect `id` of `user_id` (its emails and queue entries go with it
 /// by cascade); returns its campaign, `None` when there is no such prospect.
-pub async fn delete(pool: &AnyPool, user_id: &str, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query("DELETE FROM prospects WHERE id = $1 AND user_id = $2 RETURNING campaign_id")
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?;
+pub async fn delete(
+    pool: &AnyPool,
+    user_id: &str,
+    id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row =
+        sqlx::query("DELETE FROM prospects WHERE id = $1 AND user_id = $2 RETURNING campaign_id")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
     row.map(|r| r.try_get("campaign_id")).transpose()
 }

@@ -49,13 +49,12 @@ pub async fn prospects_imported(
     user_id: &str,
     period: &str,
 ) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT prospects_imported FROM plan_usage WHERE user_id = $1 AND period = $2",
-    )
-    .bind(user_id)
-    .bind(period)
-    .fetch_optional(conn)
-    .await?;
+    let row =
+        sqlx::query("SELECT prospects_imported FROM plan_usage WHERE user_id = $1 AND period = $2")
+            .bind(user_id)
+            .bind(period)
+            .fetch_optional(conn)
+            .await?;
     row.map(|r| r.try_get("prospects_imported"))
         .transpose()
         .map(|n| n.unwrap_or(0))

@@ -85,7 +85,11 @@ pub fn from_csv(body: &[u8]) -> Result<Rows, ApiError> {
             } => format!("has a row of {len} fields where the header has {expected_len}"),
             _ => format!("cannot be read: {err}"),
         };
-        field_problem(StatusCode::BAD_REQUEST, "body", format!("the CSV{at} {what}"))
+        field_problem(
+            StatusCode::BAD_REQUEST,
+            "body",
+            format!("the CSV{at} {what}"),
+        )
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -121,8 +125,15 @@ pub fn from_csv(body: &[u8]) -> Result<Rows, ApiError> {
             return Err(too_many());
         }
         let get = |at: Option<usize>| at.and_then(|i| record.get(i)).map(str::to_owned);
-        let [first_name, last_name, company, title, website, industry, linkedin_url] =
-            columns.map(get);
+        let [
+            first_name,
+            last_name,
+            company,
+            title,
+            website,
+            industry,
+            linkedin_url,
+        ] = columns.map(get);
         rows.push(ProspectRow {
             email: get(Some(email)),
             first_name,

@@ -102,7 +102,8 @@ async fn import_prospects(
     let used = usage::prospects_imported(&mut tx, &user.id, &period).await?;
     let (mut imported, mut duplicates) = (0i64, 0i64);
     for (_, prospect) in &valid {
-        if prospects::insert_unless_duplicate(&mut tx, &user.id, &campaign_id, prospect, now).await?
+        if prospects::insert_unless_duplicate(&mut tx, &user.id, &campaign_id, prospect, now)
+            .await?
         {
             imported += 1;
         } else {

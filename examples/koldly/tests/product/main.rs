@@ -1,0 +1,13 @@
+//! The product's routes over HTTP, each scenario on SQLite and PostgreSQL:
+//! campaigns, ICP templates, onboarding, prospects, plan limits and tenancy.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod campaigns;
+mod client;
+mod icp_templates;
+mod onboarding;
+mod plan_limits;
+mod prospects;
+mod tenancy;
