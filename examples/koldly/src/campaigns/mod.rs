@@ -111,6 +111,7 @@ async fn create(
     audit: Option<AuditContext>,
     JsonBody(body): JsonBody<CreateCampaign>,
 ) -> ApiResult<Response> {
+    note_change(&audit, &user.id, TARGET, "new", None);
     let mut new = body.validate()?;
     let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
     let active = campaigns::count_active(&mut tx, &user.id).await?;

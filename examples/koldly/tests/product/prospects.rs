@@ -321,7 +321,56 @@ async fn delete_prospect(backend: Backend) {
     server.stop().await;
 }
 
+async fn import_is_idempotent(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let ann = user(&server, "ann@example.com").await;
+    let id = campaign(&server, &ann, "C").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/campaigns/{id}/prospects");
+    let body = "email\nann@example.com\nbob@example.com\n";
+    let first = request(
+        &server,
+        Some(&ann),
+        "POST",
+        &path,
+        Some("text/csv"),
+        body,
+        Some("import-1"),
+    )
+    .await;
+    let retry = request(
+        &server,
+        Some(&ann),
+        "POST",
+        &path,
+        Some("text/csv"),
+        body,
+        Some("import-1"),
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(retry.status, 200);
+    assert_eq!(
+        retry.json(),
+        first.json(),
+        "the retry replays the first answer"
+    );
+    assert_eq!(retry.json()["imported"], 2);
+    assert_eq!(count(&server, IN_CAMPAIGN, &id).await, 2);
+    let used: i64 =
+        sqlx::query_scalar("SELECT prospects_imported FROM plan_usage WHERE user_id = $1")
+            .bind(&ann.id)
+            .fetch_one(server.pool())
+            .await
+            .unwrap();
+    assert_eq!(used, 2, "counted once");
+    server.stop().await;
+}
+
 on_both!(
+    import_is_idempotent,
     json_import_dedups_case_insensitively,
     csv_import,
     unreadable_imports_change_nothing,
