@@ -8,8 +8,11 @@
 //! axum's `Json<T>`, whose rejections carry no field, and collect rule
 //! violations in [`FieldErrors`].
 
-use axum::extract::{FromRequest, Request};
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use bytes::Bytes;
+use http::request::Parts;
 use http::{StatusCode, header};
 use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
 use steadfast::Problem;
@@ -86,12 +89,8 @@ impl FieldErrors {
     }
 
     fn max_chars(&mut self, field: &str, value: &str, max: usize) {
-        let chars = value.chars().count();
-        if chars > max {
-            self.add(
-                field,
-                format!("must be at most {max} characters, not {chars}"),
-            );
+        if let Err(message) = check_chars(value, max) {
+            self.add(field, message);
         }
     }
 
@@ -107,6 +106,44 @@ impl FieldErrors {
     /// The errors recorded.
     pub fn into_vec(self) -> Vec<FieldError> {
         self.0
+    }
+}
+
+/// Whether `value` fits a text field of at most `max` characters: no NUL
+/// (PostgreSQL text cannot hold one) and not too long.
+pub fn check_chars(value: &str, max: usize) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err("must not contain NUL characters".to_owned());
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(format!("must be at most {max} characters, not {chars}"));
+    }
+    Ok(())
+}
+
+/// A resource whose id a path carries, named in its 404.
+pub trait Resource: Send + Sync + 'static {
+    /// How a 404 names it ("campaign").
+    const NAME: &'static str;
+}
+
+/// The `{id}` of a path naming an `R`. Ids are UUIDs: anything else cannot
+/// exist, and is answered the same 404 as a missing id without a query.
+#[derive(Debug)]
+pub struct PathId<R>(pub String, pub PhantomData<fn() -> R>);
+
+impl<R: Resource, S: Send + Sync> FromRequestParts<S> for PathId<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found(R::NAME))?;
+        match uuid::Uuid::try_parse(&id) {
+            Ok(_) => Ok(Self(id, PhantomData)),
+            Err(_) => Err(ApiError::not_found(R::NAME)),
+        }
     }
 }
 

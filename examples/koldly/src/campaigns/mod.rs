@@ -9,9 +9,11 @@
 
 pub mod input;
 
+use std::marker::PhantomData;
+
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
@@ -30,7 +32,7 @@ use crate::{
     pagination::{ListQuery, Page},
     plans::{self, Limit, Plan},
     state::AppState,
-    validation::{JsonBody, OptionalJsonBody, field_problem},
+    validation::{JsonBody, OptionalJsonBody, PathId, Resource, field_problem},
 };
 
 /// The campaign routes.
@@ -48,8 +50,16 @@ pub fn routes() -> Router<AppState> {
 
 const TARGET: &str = "campaign";
 
+/// What `{id}` names in the campaign routes.
+#[derive(Debug)]
+pub struct CampaignResource;
+
+impl Resource for CampaignResource {
+    const NAME: &'static str = TARGET;
+}
+
 fn not_found() -> ApiError {
-    ApiError::not_found(TARGET)
+    ApiError::not_found(CampaignResource::NAME)
 }
 
 /// 201 with `Location` and the campaign.
@@ -117,15 +127,19 @@ async fn create(
     let active = campaigns::count_active(&mut tx, &user.id).await?;
     check_active_campaigns(&audit, &user.id, "new", plan, active)?;
     if let Some(template) = &new.icp_template_id {
+        let unknown = || {
+            field_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "icp_template_id",
+                "no ICP template with this id",
+            )
+        };
+        if uuid::Uuid::try_parse(template).is_err() {
+            return Err(unknown());
+        }
         let description = icp_templates::count_use(&mut tx, &user.id, template)
             .await?
-            .ok_or_else(|| {
-                field_problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "icp_template_id",
-                    "no ICP template with this id",
-                )
-            })?;
+            .ok_or_else(unknown)?;
         if new.description.is_none() {
             new.description = description;
         }
@@ -143,7 +157,7 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
 ) -> ApiResult<Json<Campaign>> {
     let mut conn = state.db.pool.acquire().await?;
     campaigns::find(&mut conn, &user.id, &id)
@@ -157,7 +171,7 @@ async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
     JsonBody(body): JsonBody<UpdateCampaign>,
 ) -> ApiResult<Json<Campaign>> {
     note_change(&audit, &user.id, TARGET, &id, None);
@@ -165,7 +179,7 @@ async fn update(
     if !campaigns::update(&state.db.pool, &user.id, &id, &patch, state.now()).await? {
         return Err(not_found());
     }
-    show(State(state), AuthUser(user), Path(id)).await
+    show(State(state), AuthUser(user), PathId(id, PhantomData)).await
 }
 
 /// `POST /api/campaigns/{id}/duplicate` with an optional `{"name": ...}`: a
@@ -174,7 +188,7 @@ async fn duplicate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
     OptionalJsonBody(body): OptionalJsonBody<DuplicateCampaign>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, &id, None);
@@ -206,7 +220,7 @@ async fn archive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
 ) -> ApiResult<Json<Campaign>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let mut conn = state.db.pool.acquire().await?;
@@ -226,7 +240,7 @@ async fn unarchive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
 ) -> ApiResult<Json<Campaign>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
@@ -252,7 +266,7 @@ async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<CampaignResource>,
 ) -> ApiResult<StatusCode> {
     note_change(&audit, &user.id, TARGET, &id, None);
     if campaigns::delete(&state.db.pool, &user.id, &id).await? {

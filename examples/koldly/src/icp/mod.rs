@@ -5,7 +5,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     response::{IntoResponse, Response},
     routing::{get, patch},
 };
@@ -20,7 +20,7 @@ use crate::{
     error::{ApiError, ApiResult},
     pagination::{ListQuery, Page},
     state::AppState,
-    validation::{FieldErrors, JsonBody, nullable},
+    validation::{FieldErrors, JsonBody, PathId, Resource, nullable},
 };
 
 /// Longest name, industry or list item.
@@ -35,6 +35,14 @@ pub const COMPANY_SIZE_MAX: usize = 100;
 pub const LIST_MAX: usize = 50;
 
 const TARGET: &str = "icp_template";
+
+/// What `{id}` names in the ICP template routes.
+#[derive(Debug)]
+pub struct IcpTemplateResource;
+
+impl Resource for IcpTemplateResource {
+    const NAME: &'static str = "ICP template";
+}
 
 /// The ICP template routes.
 pub fn routes() -> Router<AppState> {
@@ -160,7 +168,7 @@ async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<IcpTemplateResource>,
     JsonBody(body): JsonBody<TemplateBody>,
 ) -> ApiResult<Json<IcpTemplate>> {
     note_change(&audit, &user.id, TARGET, &id, None);
@@ -168,7 +176,7 @@ async fn update(
     icp_templates::update(&state.db.pool, &user.id, &id, &fields, state.now())
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("ICP template"))
+        .ok_or_else(|| ApiError::not_found(IcpTemplateResource::NAME))
 }
 
 /// `DELETE /api/icp-templates/{id}`: 204; campaigns made from it keep their copy.
@@ -176,12 +184,12 @@ async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<IcpTemplateResource>,
 ) -> ApiResult<StatusCode> {
     note_change(&audit, &user.id, TARGET, &id, None);
     if icp_templates::delete(&state.db.pool, &user.id, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found("ICP template"))
+        Err(ApiError::not_found(IcpTemplateResource::NAME))
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     db::prospects::NewProspect,
     error::ApiError,
-    validation::{field_problem, is_plausible_email, parse_json},
+    validation::{check_chars, field_problem, is_plausible_email, parse_json},
 };
 
 /// Most rows in one import.
@@ -199,12 +199,7 @@ fn validate_row(row: ProspectRow) -> Result<NewProspect, String> {
         let Some(value) = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
-        let chars = value.chars().count();
-        if chars > max {
-            return Err(format!(
-                "`{field}` must be at most {max} characters, not {chars}"
-            ));
-        }
+        check_chars(&value, max).map_err(|why| format!("`{field}` {why}"))?;
         Ok(Some(value))
     };
     Ok(NewProspect {

@@ -11,7 +11,7 @@ pub mod import;
 
 use axum::{
     Json, Router,
-    extract::{Path, Request, State},
+    extract::{Request, State},
     routing::{delete, get},
 };
 use http::StatusCode;
@@ -22,6 +22,7 @@ use self::import::{InvalidRow, Rows};
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
+    campaigns::CampaignResource,
     db::{
         campaigns,
         prospects::{self, Prospect},
@@ -31,7 +32,7 @@ use crate::{
     pagination::{ListQuery, Page},
     plans::{self, Limit},
     state::AppState,
-    validation::{body_bytes, has_content_type},
+    validation::{PathId, Resource, body_bytes, has_content_type},
 };
 
 /// The statuses a prospect can have.
@@ -45,6 +46,14 @@ pub const STATUSES: &[&str] = &[
     "bounced",
     "unsubscribed",
 ];
+
+/// What `{id}` names in `/api/prospects/{id}`.
+#[derive(Debug)]
+pub struct ProspectResource;
+
+impl Resource for ProspectResource {
+    const NAME: &'static str = "prospect";
+}
 
 /// The prospect routes.
 pub fn routes() -> Router<AppState> {
@@ -73,7 +82,7 @@ async fn import_prospects(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(campaign_id): Path<String>,
+    PathId(campaign_id, _): PathId<CampaignResource>,
     request: Request,
 ) -> ApiResult<Json<ImportSummary>> {
     note_change(&audit, &user.id, "campaign", &campaign_id, None);
@@ -97,7 +106,7 @@ async fn import_prospects(
         .await?
         .is_none()
     {
-        return Err(ApiError::not_found("campaign"));
+        return Err(ApiError::not_found(CampaignResource::NAME));
     }
     let used = usage::prospects_imported(&mut tx, &user.id, &period).await?;
     let (mut imported, mut duplicates) = (0i64, 0i64);
@@ -142,7 +151,7 @@ async fn import_prospects(
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(campaign_id): Path<String>,
+    PathId(campaign_id, _): PathId<CampaignResource>,
     query: ListQuery,
 ) -> ApiResult<Json<Page<Prospect>>> {
     let status = query.one_of("status", STATUSES, None)?;
@@ -153,7 +162,7 @@ async fn list(
             .await?
             .is_none()
         {
-            return Err(ApiError::not_found("campaign"));
+            return Err(ApiError::not_found(CampaignResource::NAME));
         }
     }
     let rows = prospects::list(&state.db.pool, &user.id, &campaign_id, status, &page).await?;
@@ -166,7 +175,7 @@ async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
-    Path(id): Path<String>,
+    PathId(id, _): PathId<ProspectResource>,
 ) -> ApiResult<StatusCode> {
     note_change(&audit, &user.id, "prospect", &id, None);
     match prospects::delete(&state.db.pool, &user.id, &id).await? {
@@ -176,6 +185,6 @@ async fn remove(
             }
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(ApiError::not_found("prospect")),
+        None => Err(ApiError::not_found(ProspectResource::NAME)),
     }
 }

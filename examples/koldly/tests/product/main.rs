@@ -6,6 +6,7 @@ mod support;
 
 mod campaigns;
 mod client;
+mod hostile_input;
 mod icp_templates;
 mod onboarding;
 mod plan_limits;
