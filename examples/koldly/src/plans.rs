@@ -12,6 +12,9 @@
 //! `plan_usage`: deleting them gives nothing back. A user whose
 //! `subscription_plan` names no plan here has the free plan's limits.
 //!
+//! The AI budget is spent through [`reserve_ai_budget`] before a paid call
+//! and [`settle_ai_budget`] after it.
+//!
 //! Checks are atomic: a handler opens [`crate::db::usage::begin_locked`] (the
 //! user's row locked in PostgreSQL, an immediate transaction in SQLite), reads
 //! the usage, calls [`check`] and writes in that transaction, so concurrent
@@ -221,6 +224,63 @@ pub async fn begin_limited(
         .await?
         .ok_or_else(|| ApiError::unauthorized("A valid bearer token is required."))?;
     Ok((locked.tx, Plan::from_name(&locked.plan_name)))
+}
+
+/// Language-model spending held for one call: reserved before it by
+/// [`reserve_ai_budget`], settled after it by [`settle_ai_budget`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reservation holds budget until it is settled"]
+pub struct AiReservation {
+    /// The user it is for.
+    pub user_id: String,
+    /// The month it counts in (the month it was made, even if the call ends in the next).
+    pub period: String,
+    /// Cents held.
+    pub cents: i64,
+}
+
+/// Reserves `cents` of `user_id`'s monthly AI budget before a paid call, under
+/// the limit lock, so concurrent calls cannot overspend it together: 403
+/// plan-limit problem when the month's settled and reserved spending plus
+/// `cents` would pass the plan's budget.
+pub async fn reserve_ai_budget(
+    db: &Db,
+    user_id: &str,
+    now: i64,
+    cents: i64,
+) -> Result<AiReservation, ApiError> {
+    let period = period_of(now);
+    let (mut tx, plan) = begin_limited(db, user_id).await?;
+    let used = usage::ai_cents(&mut tx, user_id, &period).await?;
+    check(plan, Limit::AiBudgetCentsPerMonth, used, cents)?;
+    usage::add_ai_cents(&mut tx, user_id, &period, cents).await?;
+    tx.commit().await?;
+    Ok(AiReservation {
+        user_id: user_id.to_owned(),
+        period,
+        cents,
+    })
+}
+
+/// Replaces `reservation` with what the call actually cost (`0` when it
+/// failed before costing anything). A call may cost more than reserved: the
+/// difference is charged, since it was spent.
+pub async fn settle_ai_budget(
+    db: &Db,
+    reservation: AiReservation,
+    actual_cents: i64,
+) -> Result<(), sqlx::Error> {
+    let mut conn = db.pool.acquire().await?;
+    let AiReservation {
+        user_id,
+        period,
+        cents,
+    } = reservation;
+    match actual_cents - cents {
+        0 => Ok(()),
+        more if more > 0 => usage::add_ai_cents(&mut conn, &user_id, &period, more).await,
+        less => usage::release_ai_cents(&mut conn, &user_id, &period, -less).await,
+    }
 }
 
 /// The metering period of `now` (unix seconds): its UTC calendar month, `YYYY-MM`.

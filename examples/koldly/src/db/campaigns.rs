@@ -187,7 +187,7 @@ pub async fn insert(
 
 /// Copies campaign `id` of `user_id` (content and template, not prospects or
 /// emails) as a new `draft` named `name`, or the original's name with
-/// " (copy)". Returns the copy's id, `None` when there is no such campaign.
+/// " (copy)" (cut to stay within the 200 characters of a name). Returns the copy's id, `None` when there is no such campaign.
 pub async fn duplicate(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -199,7 +199,7 @@ pub async fn duplicate(
     let done = sqlx::query(
         "INSERT INTO campaigns (id, user_id, icp_template_id, name, description, product_description, \
          target_industry, status, daily_send_limit, created_at, updated_at) \
-         SELECT $1, user_id, icp_template_id, COALESCE($2, name || ' (copy)'), description, \
+         SELECT $1, user_id, icp_template_id, COALESCE($2, substr(name, 1, 193) || ' (copy)'), description, \
          product_description, target_industry, 'draft', daily_send_limit, $3, $3 \
          FROM campaigns WHERE id = $4 AND user_id = $5",
     )

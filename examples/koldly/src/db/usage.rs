@@ -79,3 +79,59 @@ pub async fn add_prospects(
     .await?;
     Ok(())
 }
+
+/// Cents of language-model spending (settled and reserved) of `user_id` in `period`.
+pub async fn ai_cents(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    period: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT ai_cents FROM plan_usage WHERE user_id = $1 AND period = $2")
+        .bind(user_id)
+        .bind(period)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| r.try_get("ai_cents"))
+        .transpose()
+        .map(|n| n.unwrap_or(0))
+}
+
+/// Adds `cents` to `user_id`'s spending in `period` (a reservation, or a
+/// settled call costing more than its reservation).
+pub async fn add_ai_cents(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    period: &str,
+    cents: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO plan_usage (user_id, period, ai_cents) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id, period) DO UPDATE SET ai_cents = plan_usage.ai_cents + excluded.ai_cents",
+    )
+    .bind(user_id)
+    .bind(period)
+    .bind(cents)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives `cents` back to `user_id`'s spending in `period` (a reservation
+/// larger than what the call cost), never below zero.
+pub async fn release_ai_cents(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    period: &str,
+    cents: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE plan_usage SET ai_cents = CASE WHEN ai_cents < $1 THEN 0 ELSE ai_cents - $1 END \
+         WHERE user_id = $2 AND period = $3",
+    )
+    .bind(cents)
+    .bind(user_id)
+    .bind(period)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
