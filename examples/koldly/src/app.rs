@@ -7,7 +7,8 @@
 //! 2. tracing with latency — tower-http `TraceLayer`, one span per request
 //!    carrying the request id;
 //! 3. audit — steadfast's `AuditLayer` on the account routes
-//!    ([`audit::AUDITED_ROUTES`]); handlers enrich the event, the `Auditor`
+//!    ([`audit::AUDITED_ROUTES`]) and the product's changes
+//!    ([`audit::PRODUCT_ROUTES`]); handlers enrich the event, the `Auditor`
 //!    writes it to the log and `audit_log` in the background;
 //! 4. error handler — steadfast's `ErrorHandlerLayer`: every error, panic and
 //!    bare error response becomes problem+json;
@@ -20,9 +21,10 @@
 //!    the `DefaultBodyLimit` layer costs an extension per request); an
 //!    oversized body is refused before any idempotency key is claimed;
 //! 7. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
-//!    and send-verification only, keys scoped by client identity
-//!    ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set (shared by
-//!    instances), else in memory;
+//!    and send-verification, and on the product's `POST`s (campaigns, imports,
+//!    templates, onboarding), keys scoped by client identity
+//!    ([`idempotency_scope`]: the user of a valid token), stored in Redis when
+//!    `REDIS_URL` is set (shared by instances), else in memory;
 //! 8. the router.
 //!
 //! Layers 1–6 wrap the whole router from outside, as one service ([`App`]);

@@ -1,5 +1,6 @@
-//! Audit: OWASP authentication events, recorded by steadfast's
-//! [`AuditLayer`] on the account routes, enriched by the handlers through the
+//! Audit: OWASP authentication events and the product's changes (campaigns,
+//! prospects, ICP templates, onboarding), recorded by steadfast's
+//! [`AuditLayer`] on their routes, enriched by the handlers through the
 //! [`AuditContext`], and written by the [`Auditor`]'s background writer to the
 //! log (target `audit`) and the `audit_log` table ([`DbSink`]).
 
