@@ -115,7 +115,37 @@ async fn bad_onboarding_bodies(backend: Backend) {
     server.stop().await;
 }
 
+async fn onboarding_again_after_its_campaign_was_deleted(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let ann = user(&server, "ann@example.com").await;
+    let answers = json!({"product_description": "A CRM", "icp_description": "Agencies", "sender_name": "Ann"});
+    let first = json(&server, &ann, "POST", "/api/onboarding", answers.clone())
+        .await
+        .json();
+    let old = first["campaign_id"].as_str().unwrap().to_owned();
+    let res = json(
+        &server,
+        &ann,
+        "DELETE",
+        &format!("/api/campaigns/{old}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        get(&server, &ann, "/api/onboarding").await.json()["campaign_id"],
+        serde_json::Value::Null
+    );
+    let res = json(&server, &ann, "POST", "/api/onboarding", answers).await;
+    assert_eq!(res.status, 201, "a new first campaign, under the limit");
+    let new = res.json()["campaign_id"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(count(&server, CAMPAIGNS, &ann.id).await, 1);
+    server.stop().await;
+}
+
 on_both!(
+    onboarding_again_after_its_campaign_was_deleted,
     first_call_creates_second_updates,
     onboarding_respects_the_campaign_limit,
     bad_onboarding_bodies,
