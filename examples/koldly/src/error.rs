@@ -2,8 +2,9 @@
 //!
 //! Handlers return `Result<_, ApiError>`. Client mistakes carry a precise
 //! status and detail; database and other internal failures are logged here with
-//! their cause and answered with a generic 500 (or 503 when the pool is
-//! exhausted), so no internal text reaches a client.
+//! their cause and answered with a generic 500 (or 503 with `Retry-After`
+//! when the pool is exhausted or the database turned a statement away for
+//! contention), so no internal text reaches a client.
 
 use std::time::Duration;
 
@@ -119,7 +120,66 @@ impl From<sqlx::Error> for ApiError {
                         .with_retry_after(Duration::from_secs(1)),
                 )
             }
+            err if is_contention(&err) => {
+                tracing::warn!(error = %err, "database contention");
+                Self::from(
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_detail("The database is busy. Try again shortly.")
+                        .with_retry_after(Duration::from_secs(1)),
+                )
+            }
             err => Self::internal("database error", err),
+        }
+    }
+}
+
+/// Whether `err` is the database turning a statement away for contention that
+/// clears by itself, so a retry may succeed: SQLite busy or locked (another
+/// writer held the lock past the busy timeout), a PostgreSQL serialization
+/// failure, deadlock or lock timeout.
+pub fn is_contention(err: &sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else {
+        return false;
+    };
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes keep the primary code in the low byte.
+        const SQLITE_BUSY: i32 = 5;
+        const SQLITE_LOCKED: i32 = 6;
+        return code
+            .parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED));
+    }
+    matches!(code.as_ref(), "40001" | "40P01" | "55P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_sqlite_database_is_a_503() {
+        sqlx::any::install_default_drivers();
+        let path = std::env::temp_dir().join(format!("koldly-busy-{}.db", uuid::Uuid::new_v4()));
+        let url = format!("sqlite:{}?mode=rwc", path.display());
+        let mut holder = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+        other.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let err = other.execute("BEGIN IMMEDIATE").await.unwrap_err();
+        assert!(is_contention(&err), "{err}");
+        assert_eq!(
+            ApiError::from(err).0.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(!is_contention(&sqlx::Error::RowNotFound));
+        holder.execute("ROLLBACK").await.unwrap();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 }
