@@ -155,6 +155,12 @@ pub fn is_contention(err: &sqlx::Error) -> bool {
     matches!(code.as_ref(), "40001" | "40P01" | "55P03")
 }
 
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (*self.0).into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::{Connection, Executor};
@@ -181,11 +187,5 @@ mod tests {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (*self.0).into_response()
     }
 }
