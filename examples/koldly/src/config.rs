@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use steadfast::audit::{IpRange, TrustedProxies};
+
 use crate::clock::{Clock, SystemClock};
 
 /// The `--help` text: every environment variable koldly reads.
@@ -17,10 +19,12 @@ Configuration is read from environment variables:
     BIND_ADDR             address to listen on (default 127.0.0.1:8080)
     DATABASE_URL          sqlite:PATH or postgres://USER@HOST:PORT/DB[?sslmode=verify-full]
                           (default sqlite:koldly.db, created and migrated at start)
-    JWT_SECRET            HS256 signing secret, at least 32 bytes; required in production,
-                          a random one per start (with a warning) in development
-    REDIS_URL             redis://HOST:PORT/ — idempotency store shared by several instances
-                          (default: in memory, one instance)
+    JWT_SECRET            HS256 signing secret, at least 32 bytes; required in production;
+                          in development, drawn once and kept in the database
+    REDIS_URL             redis://HOST:PORT/ — idempotency keys and rate limits shared by
+                          several instances (default: in memory, one instance)
+    TRUSTED_PROXIES       comma-separated addresses or CIDR ranges of reverse proxies whose
+                          X-Forwarded-For is believed (default: none; the peer is the client)
     PUBLIC_URL            base URL of the front-end for links in mail and the OAuth
                           redirect (default http://127.0.0.1:8080)
     POSTMARK_TOKEN        Postmark server token; when unset mail goes to the mail_outbox
@@ -71,12 +75,13 @@ impl Argon2Params {
     };
 }
 
-/// A fixed-window rate limit.
+/// A rate limit: `max` requests at once, refilled evenly over `window` (GCRA;
+/// see [`auth::rate_limit`](crate::auth::rate_limit)).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
-    /// Requests allowed per window.
+    /// Requests allowed at once, and per window.
     pub max: u32,
-    /// Window length.
+    /// The time in which the whole budget refills.
     pub window: Duration,
 }
 
@@ -115,8 +120,9 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     /// `sqlite:...` or `postgres://...`.
     pub database_url: String,
-    /// HS256 secret.
-    pub jwt_secret: Vec<u8>,
+    /// HS256 secret. `None` (development only) uses the one drawn once and
+    /// kept in the database, so sessions survive a restart.
+    pub jwt_secret: Option<Vec<u8>>,
     /// JWT lifetime.
     pub jwt_ttl: Duration,
     /// Redis for the shared idempotency store.
@@ -137,8 +143,14 @@ pub struct Config {
     pub forgot_password_limit: RateLimit,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// The proxies whose `X-Forwarded-For` is believed (none by default):
+    /// the client IP of rate limits, idempotency scopes and audit events.
+    pub trusted_proxies: TrustedProxies,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How often the outbox job resends mail whose failure proved the
+    /// provider did not take it.
+    pub mail_resend_interval: Duration,
     /// The clock for token expiry and rate limits (injectable for tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -181,14 +193,14 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// A development configuration for `database_url`: random JWT secret, mail to
-    /// the outbox, no Google, OWASP argon2 costs. Tests start from this.
+    /// A development configuration for `database_url`: the JWT secret kept in
+    /// the database, mail to the outbox, no Google, OWASP argon2 costs. Tests start from this.
     pub fn development(database_url: impl Into<String>) -> Self {
         Self {
             mode: Mode::Development,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: database_url.into(),
-            jwt_secret: random_secret(),
+            jwt_secret: None,
             jwt_ttl: Duration::from_secs(7 * 24 * 3600),
             redis_url: None,
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -205,7 +217,9 @@ impl Config {
                 window: Duration::from_secs(3600),
             },
             body_limit: 64 * 1024,
+            trusted_proxies: TrustedProxies::none(),
             shutdown_grace: Duration::from_secs(20),
+            mail_resend_interval: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
         }
     }
@@ -235,7 +249,7 @@ impl Config {
                 .map_err(|e| ConfigError(format!("BIND_ADDR `{addr}`: {e}")))?;
         }
         match get("JWT_SECRET") {
-            Some(secret) if secret.len() >= 32 => config.jwt_secret = secret.into_bytes(),
+            Some(secret) if secret.len() >= 32 => config.jwt_secret = Some(secret.into_bytes()),
             Some(_) => return Err(ConfigError("JWT_SECRET must be at least 32 bytes".into())),
             None if mode == Mode::Production => {
                 return Err(ConfigError(
@@ -243,10 +257,20 @@ impl Config {
                 ));
             }
             None => tracing::warn!(
-                "JWT_SECRET is not set: using a random secret for this run; tokens will not survive a restart"
+                "JWT_SECRET is not set: using a secret drawn once and kept in the database (development only)"
             ),
         }
         config.redis_url = get("REDIS_URL");
+        if let Some(list) = get("TRUSTED_PROXIES") {
+            for range in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                let range: IpRange = range.parse().map_err(|_| {
+                    ConfigError(format!(
+                        "TRUSTED_PROXIES: `{range}` is not an address or CIDR range"
+                    ))
+                })?;
+                config.trusted_proxies = config.trusted_proxies.trust(range);
+            }
+        }
         if let Some(public) = get("PUBLIC_URL") {
             config.public_url = public.trim_end_matches('/').to_owned();
         }
@@ -291,14 +315,6 @@ impl Config {
     }
 }
 
-/// 32 random bytes from the OS.
-fn random_secret() -> Vec<u8> {
-    use rand::RngCore;
-    let mut secret = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    secret
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +336,7 @@ mod tests {
             "DATABASE_URL",
             "JWT_SECRET",
             "REDIS_URL",
+            "TRUSTED_PROXIES",
             "PUBLIC_URL",
             "POSTMARK_TOKEN",
             "POSTMARK_URL",
@@ -342,11 +359,22 @@ mod tests {
     }
 
     #[test]
-    fn development_secrets_are_random_per_start() {
-        let a = Config::from_lookup(lookup(&[])).unwrap();
-        let b = Config::from_lookup(lookup(&[])).unwrap();
-        assert_ne!(a.jwt_secret, b.jwt_secret);
-        assert_eq!(a.jwt_secret.len(), 32);
+    fn development_leaves_the_secret_to_the_database() {
+        assert!(
+            Config::from_lookup(lookup(&[]))
+                .unwrap()
+                .jwt_secret
+                .is_none()
+        );
+        let set = Config::from_lookup(lookup(&[(
+            "JWT_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        assert_eq!(
+            set.jwt_secret.as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef"[..])
+        );
     }
 
     #[test]

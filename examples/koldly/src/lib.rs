@@ -10,6 +10,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -20,6 +21,7 @@ pub mod logging;
 pub mod mail;
 pub mod request_meta;
 pub mod state;
+pub mod text_input;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

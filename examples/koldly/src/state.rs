@@ -4,6 +4,7 @@ use std::{ops::Deref, sync::Arc, time::Instant};
 
 use crate::{
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    background::Background,
     config::Config,
     db::Db,
     http_client::HttpClient,
@@ -26,9 +27,11 @@ pub struct Inner {
     pub passwords: Passwords,
     /// Outgoing mail.
     pub mailer: Mailer,
-    /// Login attempts per IP.
+    /// Work that runs after its request answered (the mailer's too).
+    pub background: Background,
+    /// Login attempts per client.
     pub login_limiter: RateLimiter,
-    /// Forgot-password requests per IP.
+    /// Forgot-password requests per client.
     pub forgot_limiter: RateLimiter,
     /// Outgoing HTTP (OAuth provider).
     pub http: HttpClient,

@@ -8,6 +8,7 @@
 
 pub mod audit_log;
 pub mod outbox;
+pub mod server_secrets;
 pub mod tokens;
 pub mod users;
 
