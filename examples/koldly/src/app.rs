@@ -194,6 +194,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
     );
     let state = AppState(Arc::new(Inner {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        cookie_key: cookie_key(&jwt_secret),
         passwords,
         mailer,
         background,
@@ -260,6 +261,18 @@ async fn jwt_secret(config: &Config, db: &Db) -> Result<Vec<u8>, StartError> {
     .await
     .map_err(|e| StartError(format!("the stored JWT secret: {e}")))?;
     Ok(stored.into_bytes())
+}
+
+/// The private-cookie key: the SHA-512 of the JWT secret under its own label
+/// (64 bytes: the cookie crate's signing and encryption halves), so the two
+/// uses never share a key.
+fn cookie_key(jwt_secret: &[u8]) -> axum_extra::extract::cookie::Key {
+    use sha2::{Digest, Sha512};
+    let master = Sha512::new()
+        .chain_update(b"koldly private cookies\0")
+        .chain_update(jwt_secret)
+        .finalize();
+    axum_extra::extract::cookie::Key::from(&master)
 }
 
 /// The scope of an idempotency key: the verified user (put on the request by

@@ -98,14 +98,28 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<Incoming>>,
     S::Error: Into<BoxError>,
 {
+    let res = fetch_response(service, req, timeout).await?;
+    Ok((res.status(), res.into_body()))
+}
+
+/// [`fetch`], keeping the response's head.
+pub async fn fetch_response<S>(
+    service: S,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Bytes>, BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>>,
+    S::Error: Into<BoxError>,
+{
     let work = async {
         let res = service.oneshot(req).await.map_err(Into::into)?;
-        let status = res.status();
-        let body = Limited::new(res.into_body(), MAX_RESPONSE_BYTES)
+        let (parts, body) = res.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await?
             .to_bytes();
-        Ok::<_, BoxError>((status, body))
+        Ok::<_, BoxError>(Response::from_parts(parts, body))
     };
     tokio::time::timeout(timeout, work)
         .await

@@ -2,6 +2,9 @@
 
 use std::{ops::Deref, sync::Arc, time::Instant};
 
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+
 use crate::{
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     background::Background,
@@ -23,6 +26,8 @@ pub struct Inner {
     pub db: Db,
     /// Session tokens.
     pub jwt: JwtKeys,
+    /// Seals private cookies (the OAuth flow's), derived from the JWT secret.
+    pub cookie_key: Key,
     /// Password hashing.
     pub passwords: Passwords,
     /// Outgoing mail.
@@ -44,6 +49,13 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// The key axum-extra's `PrivateCookieJar` seals and opens cookies with.
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Key {
+        state.cookie_key.clone()
     }
 }
 
