@@ -2,8 +2,10 @@
 //! an in-process server (mail through a fake Postmark) while every tracing
 //! event of the process, at `debug` and for every target, is captured into a
 //! buffer; then every secret the flows handled — passwords, session tokens,
-//! reset and verification tokens, the provider's server token, the JWT
-//! secret — is searched for in the capture and in the `audit_log` table.
+//! reset and verification tokens, the mail provider's server token, the JWT
+//! secret, Google's client secret, authorization code and access token, the
+//! sealed OAuth cookie — is searched for in the capture and in the
+//! `audit_log` table.
 
 mod support;
 
@@ -13,7 +15,7 @@ use std::{
 };
 
 use axum::{Json, Router, routing::post};
-use koldly::config::PostmarkConfig;
+use koldly::config::{GoogleConfig, PostmarkConfig};
 use serde_json::json;
 use support::{Backend, TestServer};
 
@@ -54,6 +56,9 @@ const JWT_SECRET: &str = "jwt secret that must never be logged 0123";
 const PASSWORD: &str = "first secret password 1";
 const WRONG: &str = "mistyped secret password 9";
 const NEW_PASSWORD: &str = "second secret password 2";
+const GOOGLE_SECRET: &str = "google-client-secret-5d4c3b2a";
+const GOOGLE_CODE: &str = "google-authorization-code-9e8d7c";
+const GOOGLE_ACCESS: &str = "google-access-token-1a2b3c4d";
 
 async fn fake_postmark() -> std::net::SocketAddr {
     support::common::serve(Router::new().route(
@@ -65,6 +70,32 @@ async fn fake_postmark() -> std::net::SocketAddr {
     .await
 }
 
+/// A fake Google: the token endpoint trades `GOOGLE_CODE` for
+/// `GOOGLE_ACCESS`, the userinfo endpoint names a verified user.
+async fn fake_google() -> std::net::SocketAddr {
+    support::common::serve(
+        Router::new()
+            .route(
+                "/token",
+                post(
+                    |axum::Form(form): axum::Form<std::collections::HashMap<String, String>>| async move {
+                        assert_eq!(form["code"], GOOGLE_CODE);
+                        assert_eq!(form["client_secret"], GOOGLE_SECRET);
+                        Json(json!({ "access_token": GOOGLE_ACCESS, "token_type": "Bearer", "expires_in": 3600 }))
+                    },
+                ),
+            )
+            .route(
+                "/userinfo",
+                axum::routing::get(|headers: http::HeaderMap| async move {
+                    assert_eq!(headers["authorization"], format!("Bearer {GOOGLE_ACCESS}"));
+                    Json(json!({ "sub": "g-logs", "email": "oauth-logs@example.com", "email_verified": true }))
+                }),
+            ),
+    )
+    .await
+}
+
 fn token_of(reply: &support::Reply) -> String {
     reply.json()["token"].as_str().unwrap().to_owned()
 }
@@ -72,7 +103,16 @@ fn token_of(reply: &support::Reply) -> String {
 async fn no_secret_in_logs_or_audit(backend: Backend) {
     let capture = capture();
     let postmark = fake_postmark().await;
+    let google = fake_google().await;
     let server = TestServer::start(backend, |c| {
+        c.google = Some(GoogleConfig {
+            client_id: "client-logs".into(),
+            client_secret: GOOGLE_SECRET.into(),
+            auth_url: format!("http://{google}/authorize"),
+            token_url: format!("http://{google}/token"),
+            userinfo_url: format!("http://{google}/userinfo"),
+            redirect_url: "http://127.0.0.1:1/auth/google/callback".into(),
+        });
         c.postmark = Some(PostmarkConfig {
             token: POSTMARK_TOKEN.into(),
             url: format!("http://{postmark}"),
@@ -87,6 +127,9 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
         PASSWORD.into(),
         WRONG.into(),
         NEW_PASSWORD.into(),
+        GOOGLE_SECRET.into(),
+        GOOGLE_CODE.into(),
+        GOOGLE_ACCESS.into(),
     ];
 
     let (signup_token, _) = server.signup(&email, PASSWORD).await;
@@ -168,6 +211,45 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
         .authed("GET", "/api/auth/me", &format!("{last}x"), "")
         .await
         .assert_problem(401);
+
+    // Sign in with Google: the client secret, the code, the access token and
+    // the session handed to the front-end.
+    let start = server.get("/auth/google").await;
+    assert_eq!(start.status, 303);
+    let location = url::Url::parse(start.headers["location"].to_str().unwrap()).unwrap();
+    let state = location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let cookie = start.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    secrets.push(cookie.trim_start_matches("koldly_oauth=").to_owned());
+    let back = support::send(
+        http::Request::get(format!(
+            "http://{}/auth/google/callback?code={GOOGLE_CODE}&state={state}",
+            server.addr
+        ))
+        .header("cookie", &cookie)
+        .body(http_body_util::Full::<bytes::Bytes>::default())
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(back.status, 303, "{:?}", back.body);
+    let session = back.headers["location"]
+        .to_str()
+        .unwrap()
+        .split_once("#token=")
+        .unwrap()
+        .1
+        .to_owned();
+    secrets.push(session);
 
     let audit_rows: Vec<String> = {
         server.flush_audit().await;
