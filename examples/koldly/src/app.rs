@@ -23,7 +23,7 @@
 //!    own 2 MB limit is switched off only when the configured one is larger:
 //!    the `DefaultBodyLimit` layer costs an extension per request); an
 //!    oversized body is refused before any idempotency key is claimed;
-//! 7. hostile text — [`text_input::reject_hostile_text`]: control characters
+//! 7. hostile text — [`text_input::RejectHostileTextLayer`]: control characters
 //!    and (in identifiers) bidi controls in a JSON body or query string are a
 //!    400 problem naming the field, for every route;
 //! 8. session — [`auth::extract::resolve_session`] on the idempotent routes:
@@ -67,7 +67,6 @@ use steadfast::{
 use tower::{Service, ServiceBuilder};
 use tower_http::{
     LatencyUnit,
-    body::Limited,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
@@ -289,10 +288,9 @@ pub fn idempotency_scope(
         if let Some(AuthUser(user)) = parts.extensions.get::<AuthUser>() {
             return Some(format!("user:{}", user.id));
         }
-        Some(format!(
-            "ip:{}",
-            crate::request_meta::client_ip(&proxies, parts)
-        ))
+        proxies
+            .client_ip(TrustedProxies::peer_ip(&parts.extensions), &parts.headers)
+            .map(|ip| format!("ip:{ip}"))
     }
 }
 
@@ -350,9 +348,7 @@ fn stack(routes: Router, body_limit: usize, audit: AuditLayer) -> impl App {
         .layer(RouteTimeoutLayer::new(timeouts()))
         .option_layer((body_limit > AXUM_DEFAULT_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .layer(RequestBodyLimitLayer::new(body_limit))
-        // axum's middleware takes axum's body: the limited body, boxed once.
-        .map_request(|req: Request<Limited<axum::body::Body>>| req.map(axum::body::Body::new))
-        .layer(axum::middleware::from_fn(text_input::reject_hostile_text))
+        .layer(text_input::RejectHostileTextLayer)
         .service(routes)
 }
 

@@ -1,10 +1,10 @@
 //! Text input, checked once at the edge for every route: no string a client
 //! sends may carry characters that no field needs.
 //!
-//! [`reject_hostile_text`] runs inside the body limit, before the router: it
-//! reads a JSON body (already bounded by the body limit) and the query string,
-//! and answers `400` problem+json naming the first offending field when a
-//! string — or an object key — holds:
+//! [`RejectHostileTextLayer`] runs inside the body limit, before the router:
+//! it reads a JSON body (already bounded by the body limit) and the query
+//! string, and answers `400` problem+json naming the first offending field when
+//! a string — or an object key — holds:
 //!
 //! - a control character: C0 (U+0000–U+001F), DEL or C1 (U+0080–U+009F);
 //!   only the free-text fields in [`MULTILINE_FIELDS`] may hold a newline,
@@ -18,19 +18,38 @@
 //! Bodies that are not JSON pass untouched (the extractor answers them), and so
 //! do malformed JSON bodies, for axum's `Json` to describe.
 //!
-//! Cost: a JSON request body is parsed twice (here into a `serde_json::Value`,
-//! then by the handler's extractor); the body limit (64 KiB by default) bounds
-//! both. Requests without a body or a query pay one header lookup.
+//! Cost: a JSON request body is collected, parsed twice (here into a
+//! `serde_json::Value`, then by the handler's extractor; the body limit, 64 KiB
+//! by default, bounds both) and its future boxed. Any other request without a
+//! query string pays one header lookup and passes straight to the router.
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use koldly::text_input::RejectHostileTextLayer;
+//! use tower::Layer;
+//!
+//! let router: Router = Router::new().route("/echo", post(|body: String| async { body }));
+//! let service = RejectHostileTextLayer.layer(router);
+//! # let _ = service;
+//! ```
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use axum::{
     body::Body,
-    extract::Request,
-    middleware::Next,
     response::{IntoResponse, Response},
 };
-use http::{StatusCode, header};
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
 use serde_json::Value;
-use steadfast::Problem;
+use steadfast::{BoxError, Problem};
+use tower::{Layer, Service};
 
 use crate::error::types;
 
@@ -140,7 +159,7 @@ pub fn check_query(query: &str) -> Option<Refusal> {
     })
 }
 
-fn is_json(req: &Request) -> bool {
+fn is_json<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -157,33 +176,138 @@ fn is_json(req: &Request) -> bool {
         })
 }
 
-/// Middleware: refuses a request whose query or JSON body holds text no field
-/// allows (see the module docs).
-pub async fn reject_hostile_text(req: Request, next: Next) -> Response {
-    if let Some(refusal) = req.uri().query().and_then(check_query) {
-        return refusal.problem().into_response();
+/// Applies [`RejectHostileText`] (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RejectHostileTextLayer;
+
+impl<S> Layer<S> for RejectHostileTextLayer {
+    type Service = RejectHostileText<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RejectHostileText { inner }
     }
-    if !is_json(&req) {
-        return next.run(req).await;
+}
+
+/// Refuses a request whose query or JSON body holds text no field allows.
+///
+/// The inner service takes the request as it came (`Request<B>`) or, after a
+/// JSON body was read, with that body in memory (`Request<Body>`); axum's
+/// `Router` takes both with one future type.
+#[derive(Debug, Clone)]
+pub struct RejectHostileText<S> {
+    inner: S,
+}
+
+impl<S> RejectHostileText<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(err) => return unreadable(err),
-    };
-    let refusal = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|value| check_json("", "", &value));
-    if let Some(refusal) = refusal {
-        return refusal.problem().into_response();
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, F> Service<Request<B>> for RejectHostileText<S>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    S: Service<Request<B>, Response = Response, Error = Infallible, Future = F>
+        + Service<Request<Body>, Response = Response, Error = Infallible, Future = F>
+        + Clone
+        + Send
+        + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ResponseFuture<F>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        <S as Service<Request<B>>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(refusal) = req.uri().query().and_then(check_query) {
+            return ResponseFuture::refused(refusal);
+        }
+        if !is_json(&req) {
+            return ResponseFuture::Inner {
+                future: self.inner.call(req),
+            };
+        }
+        // The service that was made ready takes the request; its clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::Checking {
+            future: Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let bytes = match body.collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(err) => return Ok(unreadable(err.into())),
+                };
+                let refusal = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|value| check_json("", "", &value));
+                if let Some(refusal) = refusal {
+                    return Ok(refusal.problem().into_response());
+                }
+                let req = Request::from_parts(parts, Body::from(bytes));
+                <S as Service<Request<Body>>>::call(&mut inner, req).await
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RejectHostileText`]: the inner service's, a JSON body
+    /// being checked (boxed), or a refusal.
+    #[project = Projected]
+    pub enum ResponseFuture<F> {
+        /// Passed straight on.
+        Inner { #[pin] future: F },
+        /// A JSON body being read and checked.
+        Checking { future: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
+        /// Refused before the inner service.
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn refused(refusal: Refusal) -> Self {
+        Self::Refused {
+            response: Some(refusal.problem().into_response()),
+        }
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projected::Inner { future } => future.poll(cx),
+            Projected::Checking { future } => future.as_mut().poll(cx),
+            Projected::Refused { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+        }
+    }
 }
 
 /// A body that could not be read: over the body limit (413), or cut off.
-fn unreadable(err: axum::Error) -> Response {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+fn unreadable(err: BoxError) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {
             return Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
