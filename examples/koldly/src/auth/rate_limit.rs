@@ -6,9 +6,9 @@
 //! In memory it is `governor`'s keyed limiter (one process); with
 //! `REDIS_URL` the same algorithm runs in Redis as one Lua script — read the
 //! theoretical arrival time, decide, write it back, atomically — so every
-//! instance shares one budget per client. When Redis fails, the check falls
-//! back to the process's own limiter (and logs the failure) rather than
-//! refusing or waving through everybody.
+//! instance shares one budget per client. When Redis fails or does not answer
+//! within 500 ms, the check falls back to the process's own limiter (and logs
+//! the failure) rather than refusing or waving through everybody.
 //!
 //! Clients are keyed by address as the trusted-proxy resolution gives it
 //! ([`RequestMeta`](crate::request_meta::RequestMeta)); an IPv6 client by its
@@ -284,6 +284,26 @@ mod tests {
         assert_eq!(ClientKey::of(same_64).to_string(), "2001:db8:0:1::/64");
         let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
         assert_eq!(ClientKey::of(mapped).to_string(), "10.0.0.9");
+    }
+
+    // Paused time: the 500 ms limit on each Redis attempt passes at once.
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_redis_falls_back_to_this_instance() {
+        let clock = Arc::new(ManualClock::new());
+        let unreachable = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        let limiter = RateLimiter::new(
+            "test",
+            RateLimit {
+                max: 2,
+                window: Duration::from_secs(60),
+            },
+            clock,
+            Some(unreachable),
+        );
+        let a: IpAddr = [10, 0, 0, 1].into();
+        assert!(limiter.check(a).await.is_ok());
+        assert!(limiter.check(a).await.is_ok());
+        assert_eq!(limiter.check(a).await, Err(Duration::from_secs(30)));
     }
 
     #[test]
