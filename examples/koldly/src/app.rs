@@ -1,6 +1,9 @@
 //! The application: state, routes and the ONE middleware stack every request
 //! passes, in this order (outermost first):
 //!
+//! 0. secret paths — a path segment that is a secret (a reset token a client
+//!    still puts in the path) is replaced by `REDACTED` before any layer
+//!    records the path ([`auth::redact_path`]);
 //! 1. request id — tower-http `SetRequestId` (a UUID v4 in `x-request-id`,
 //!    [`UuidRequestId`], unless the client sent one) and `PropagateRequestId`
 //!    (echoed on the response);
@@ -8,7 +11,8 @@
 //!    carrying the request id;
 //! 3. audit — steadfast's `AuditLayer` on the account routes
 //!    ([`audit::AUDITED_ROUTES`]) and the product's changes
-//!    ([`audit::PRODUCT_ROUTES`]); handlers enrich the event, the `Auditor`
+//!    ([`audit::PRODUCT_ROUTES`]), the client IP resolved through the
+//!    configured trusted proxies; handlers enrich the event, the `Auditor`
 //!    writes it to the log and `audit_log` in the background;
 //! 4. error handler — steadfast's `ErrorHandlerLayer`: every error, panic and
 //!    bare error response becomes problem+json;
@@ -20,15 +24,20 @@
 //!    own 2 MB limit is switched off only when the configured one is larger:
 //!    the `DefaultBodyLimit` layer costs an extension per request); an
 //!    oversized body is refused before any idempotency key is claimed;
-//! 7. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
+//! 7. hostile text — [`text_input::RejectHostileTextLayer`]: control characters
+//!    and (in identifiers) bidi controls in a JSON body or query string are a
+//!    400 problem naming the field, for every route;
+//! 8. session — [`auth::extract::resolve_session`] on the idempotent routes:
+//!    a valid bearer token's user goes into the request's extensions;
+//! 9. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification, and on the product's `POST`s (campaigns, imports,
-//!    templates, onboarding), keys scoped by client identity
-//!    ([`idempotency_scope`]: the user of a valid token), stored in Redis when
-//!    `REDIS_URL` is set (shared by instances), else in memory;
-//! 8. the router.
+//!    templates, onboarding), keys scoped by the verified user or the client
+//!    IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
+//!    (shared by instances), else in memory;
+//! 10. the router.
 //!
-//! Layers 1–6 wrap the whole router from outside, as one service ([`App`]);
-//! 7 wraps its route group with `Router::layer`, inside them. Outside the
+//! Layers 0–7 wrap the whole router from outside, as one service ([`App`]);
+//! 8 and 9 wrap their route group with `Router::layer`, inside them. Outside the
 //! router the layers see the URI path rather than the matched route, which
 //! koldly's rules need no more than: its timeouts are prefixes and its audited
 //! routes have no parameters. Inside it (`Router::layer`), every request would
@@ -52,7 +61,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request};
 use steadfast::{
-    audit::Auditor,
+    audit::{AuditLayer, Auditor, TrustedProxies},
     error_handler::ErrorHandlerLayer,
     idempotency::{IdempotencyLayer, MemoryStore, RedisStore, Store},
     timeout::{RouteTimeoutLayer, TimeoutTable},
@@ -69,14 +78,16 @@ use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
     audit,
-    auth::{self, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    auth::{self, extract::AuthUser, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    background::Background,
     campaigns,
-    config::Config,
-    db::Db,
+    config::{Config, Mode},
+    db::{self, Db},
     health, http_client, icp,
     mail::Mailer,
     onboarding, prospects,
     state::{AppState, Inner},
+    text_input,
 };
 
 /// What a running app holds besides its router: for shutdown and for tests.
@@ -86,6 +97,8 @@ pub struct AppHandles {
     pub state: AppState,
     /// The audit writer: flushed and stopped at shutdown.
     pub auditor: Auditor,
+    /// The outbox job (with a mail provider): stopped at shutdown.
+    pub outbox_job: Option<tokio::task::AbortHandle>,
 }
 
 impl AppHandles {
@@ -94,12 +107,20 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// After the server stopped: finishes background mail deliveries (10 s at
-    /// most), writes every queued audit event, then closes the pool.
+    /// After the server stopped: finishes background work (10 s at most),
+    /// writes every queued audit event, then closes the pool.
     pub async fn close(&self) {
-        if !self.state.mailer.wait_idle(Duration::from_secs(10)).await {
+        if let Some(job) = &self.outbox_job {
+            job.abort();
+        }
+        if !self
+            .state
+            .background
+            .wait_idle(Duration::from_secs(10))
+            .await
+        {
             tracing::warn!(
-                "background mail deliveries still running at shutdown; they stay in the outbox as pending"
+                "background work still running at shutdown; undelivered mail stays in the outbox as pending"
             );
         }
         self.auditor.shutdown().await;
@@ -155,7 +176,15 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
     tracing::info!(backend = ?db.backend, "database connected and migrated");
     let passwords =
         Passwords::new(config.argon2).map_err(|e| StartError(format!("argon2 parameters: {e}")))?;
+    let jwt_secret = jwt_secret(&config, &db).await?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(redis::Client::open(url.as_str()).map_err(|e| {
+            StartError(format!("REDIS_URL {}: {e}", crate::config::redact_url(url)))
+        })?),
+        None => None,
+    };
     let http = http_client::new_client();
+    let background = Background::new();
     let mailer = Mailer::new(
         db.clone(),
         config.mail_from.clone(),
@@ -164,51 +193,108 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
             .clone()
             .map(|p| (p, http_client::retrying_client())),
         config.clock.clone(),
+        background.clone(),
     );
     let state = AppState(Arc::new(Inner {
-        jwt: JwtKeys::new(&config.jwt_secret, config.jwt_ttl),
+        jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
+        cookie_key: cookie_key(&jwt_secret),
         passwords,
         mailer,
-        login_limiter: RateLimiter::new(config.login_limit, config.clock.clone()),
-        forgot_limiter: RateLimiter::new(config.forgot_password_limit, config.clock.clone()),
+        background,
+        login_limiter: RateLimiter::new(
+            "login",
+            config.login_limit,
+            config.clock.clone(),
+            redis.clone(),
+        ),
+        forgot_limiter: RateLimiter::new(
+            "forgot-password",
+            config.forgot_password_limit,
+            config.clock.clone(),
+            redis.clone(),
+        ),
         http,
         started: Instant::now(),
         db,
         config,
     }));
     let auditor = audit::auditor(state.db.clone());
-    let routes = match &state.config.redis_url {
-        Some(url) => {
-            let client = redis::Client::open(url.as_str()).map_err(|e| {
-                StartError(format!("REDIS_URL {}: {e}", crate::config::redact_url(url)))
-            })?;
-            tracing::info!("idempotency keys are stored in Redis");
+    let routes = match redis {
+        Some(client) => {
+            tracing::info!("idempotency keys and rate limits are kept in Redis");
             routes(state.clone(), RedisStore::new(client))
         }
         None => routes(state.clone(), MemoryStore::new()),
     };
-    let app = stack(routes, state.config.body_limit, auditor.clone());
-    Ok((app, AppHandles { state, auditor }))
+    let app = stack(
+        routes,
+        state.config.body_limit,
+        audit::layer(auditor.clone(), state.config.trusted_proxies.clone()),
+    );
+    let outbox_job = state.config.postmark.is_some().then(|| {
+        state
+            .mailer
+            .spawn_outbox_job(state.config.mail_resend_interval)
+    });
+    Ok((
+        app,
+        AppHandles {
+            state,
+            auditor,
+            outbox_job,
+        },
+    ))
 }
 
-/// The scope of an idempotency key: the user of a valid bearer token, else the
-/// client IP (signup and forgot-password are anonymous).
+/// The JWT signing secret: the configured one, else (development only) the one
+/// drawn once and kept in the database, so sessions survive a restart.
+async fn jwt_secret(config: &Config, db: &Db) -> Result<Vec<u8>, StartError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    if config.mode == Mode::Production {
+        return Err(StartError("JWT_SECRET is required in production".into()));
+    }
+    let stored = db::server_secrets::get_or_create(
+        &db.pool,
+        "jwt_secret",
+        &auth::random_token(),
+        config.clock.now(),
+    )
+    .await
+    .map_err(|e| StartError(format!("the stored JWT secret: {e}")))?;
+    Ok(stored.into_bytes())
+}
+
+/// The private-cookie key: the SHA-512 of the JWT secret under its own label
+/// (64 bytes: the cookie crate's signing and encryption halves), so the two
+/// uses never share a key.
+fn cookie_key(jwt_secret: &[u8]) -> axum_extra::extract::cookie::Key {
+    use sha2::{Digest, Sha512};
+    let master = Sha512::new()
+        .chain_update(b"koldly private cookies\0")
+        .chain_update(jwt_secret)
+        .finalize();
+    axum_extra::extract::cookie::Key::from(&master)
+}
+
+/// The scope of an idempotency key: the verified user (put on the request by
+/// [`auth::extract::resolve_session`], which runs first), else the client IP
+/// as `proxies` resolve it (signup and forgot-password are anonymous). A token
+/// that does not verify names nobody: its request is scoped by IP, and its
+/// handler answers 401.
+///
+/// koldly's only use of the library's scope callback.
 pub fn idempotency_scope(
-    jwt: JwtKeys,
+    proxies: TrustedProxies,
 ) -> impl Fn(&Parts) -> Option<String> + Clone + Send + Sync + 'static {
     move |parts: &Parts| {
-        let bearer = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if let Some(claims) = bearer.and_then(|token| jwt.verify(token.trim())) {
-            return Some(format!("user:{}", claims.sub));
+        if let Some(AuthUser(user)) = parts.extensions.get::<AuthUser>() {
+            return Some(format!("user:{}", user.id));
         }
-        parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|ci| format!("ip:{}", ci.0.ip()))
+        proxies
+            .client_ip(TrustedProxies::peer_ip(&parts.extensions), &parts.headers)
+            .map(|ip| format!("ip:{ip}"))
     }
 }
 
@@ -219,12 +305,16 @@ const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let product = product_routes(&state, store.clone());
     let idempotency = IdempotencyLayer::builder(store)
-        .scope(idempotency_scope(state.jwt.clone()))
+        .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .max_request_bytes(state.config.body_limit)
         .build();
     let idempotent = Router::new()
         .nest("/api/auth", auth::idempotent_api_routes())
-        .layer(idempotency);
+        .layer(idempotency)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::extract::resolve_session,
+        ));
     let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
@@ -234,12 +324,13 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
 
 /// The product's routes (campaigns, prospects, ICP templates, onboarding),
 /// every one behind a bearer token. Their `POST`s (the creating routes)
-/// deduplicate on `Idempotency-Key`, scoped by the authenticated user; a
-/// request without a valid token falls back to the client IP as its scope
-/// and is answered 401 by the handler.
+/// deduplicate on `Idempotency-Key`, scoped by the user
+/// [`auth::extract::resolve_session`] verified first; a request without a
+/// valid token falls back to the client IP as its scope and is answered 401
+/// by the handler.
 fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
     let idempotency = IdempotencyLayer::builder(store)
-        .scope(idempotency_scope(state.jwt.clone()))
+        .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .methods([http::Method::POST])
         .max_request_bytes(state.config.body_limit)
         .build();
@@ -249,14 +340,19 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
         .merge(icp::routes())
         .merge(onboarding::routes())
         .layer(idempotency)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::extract::resolve_session,
+        ))
 }
 
 /// `routes` inside the common layers (see the module docs).
-fn stack(routes: Router, body_limit: usize, auditor: Auditor) -> impl App {
+fn stack(routes: Router, body_limit: usize, audit: AuditLayer) -> impl App {
     ServiceBuilder::new()
         // axum's server takes its own body type: the one box per response that
         // `Router::layer` would also make.
         .map_response(IntoResponse::into_response)
+        .map_request(redact_secret_path)
         .layer(SetRequestIdLayer::x_request_id(UuidRequestId))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
@@ -276,12 +372,26 @@ fn stack(routes: Router, body_limit: usize, auditor: Auditor) -> impl App {
                 )
                 .on_failure(DefaultOnFailure::new().latency_unit(LatencyUnit::Millis)),
         )
-        .layer(audit::layer(auditor))
+        .layer(audit)
         .layer(ErrorHandlerLayer::new())
         .layer(RouteTimeoutLayer::new(timeouts()))
         .option_layer((body_limit > AXUM_DEFAULT_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(text_input::RejectHostileTextLayer)
         .service(routes)
+}
+
+/// Replaces a secret path segment (see [`auth::redact_path`]) before any layer
+/// sees the path: the span, the error handler's log and the audit event then
+/// record `REDACTED`, and the router answers 404.
+fn redact_secret_path<B>(mut req: Request<B>) -> Request<B> {
+    if let Some(redacted) = auth::redact_path(req.uri().path()) {
+        match redacted.parse() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => *req.uri_mut() = http::Uri::from_static("/REDACTED"),
+        }
+    }
+    req
 }
 
 /// The request id `SetRequestId` put on the request: read from its extension,

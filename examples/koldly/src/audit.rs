@@ -44,6 +44,7 @@ pub const AUDITED_ROUTES: &[(Method, &str, &str)] = &[
         "/api/auth/verify-email",
         "authn.email.verified",
     ),
+    (Method::POST, "/api/auth/logout-all", "authn.logout.all"),
     (Method::GET, "/auth/google/callback", "authn.oauth.login"),
 ];
 
@@ -107,9 +108,9 @@ pub fn note_change(
     }
 }
 
-/// The audit layer for koldly's routes. The client IP is the socket peer: no
-/// proxy is trusted.
-pub fn layer(auditor: Auditor) -> AuditLayer {
+/// The audit layer for koldly's routes; the client IP is resolved through
+/// `proxies` (the same `TRUSTED_PROXIES` as the rate limits).
+pub fn layer(auditor: Auditor, proxies: TrustedProxies) -> AuditLayer {
     AUDITED_ROUTES
         .iter()
         .chain(PRODUCT_ROUTES)
@@ -117,7 +118,7 @@ pub fn layer(auditor: Auditor) -> AuditLayer {
             AuditLayer::new(auditor),
             |layer, (method, route, action)| layer.route(method.clone(), route, *action),
         )
-        .trusted_proxies(TrustedProxies::none())
+        .trusted_proxies(proxies)
 }
 
 /// The auditor: a bounded queue and a background writer to [`DbSink`].
@@ -199,6 +200,8 @@ pub enum AuthEvent {
     OAuthLogin,
     /// Sign-in through Google failed.
     OAuthFailure,
+    /// Every session of an account was ended on its owner's request.
+    LogoutAll,
 }
 
 impl AuthEvent {
@@ -215,6 +218,7 @@ impl AuthEvent {
             Self::EmailVerified => "authn.email.verified",
             Self::OAuthLogin => "authn.oauth.login.success",
             Self::OAuthFailure => "authn.oauth.login.fail",
+            Self::LogoutAll => "authn.logout.all",
         }
     }
 

@@ -21,26 +21,36 @@ impl Clock for SystemClock {
     }
 }
 
-/// The system clock shifted by an offset tests can advance.
-#[derive(Debug, Default)]
+/// A clock for tests: it starts at the system time and moves only when
+/// advanced, so that what a test computes from it (a `Retry-After`, an
+/// expiry) does not depend on a second boundary passing while it runs.
+#[derive(Debug)]
 pub struct ManualClock {
-    offset: AtomicI64,
+    now: AtomicI64,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self {
+            now: AtomicI64::new(SystemClock.now()),
+        }
+    }
 }
 
 impl ManualClock {
-    /// A clock that starts at the system time.
+    /// A clock standing at the system time.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, by: std::time::Duration) {
-        self.offset.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
+        self.now.fetch_add(by.as_secs() as i64, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        SystemClock.now() + self.offset.load(Ordering::SeqCst)
+        self.now.load(Ordering::SeqCst)
     }
 }

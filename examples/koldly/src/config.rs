@@ -1,40 +1,119 @@
-//! Configuration from environment variables (see `--help` and the README).
+//! Configuration: command-line flags, each also an environment variable,
+//! read with clap's derive ([`Cli`]; `koldly --help` is generated from it), then
+//! checked and turned into the [`Config`] the server runs with.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use clap::{CommandFactory, Parser};
+use steadfast::audit::{IpRange, TrustedProxies};
+
 use crate::clock::{Clock, SystemClock};
 
-/// The `--help` text: every environment variable koldly reads.
-pub const HELP: &str = "\
-koldly — steadfast's reference server (the Koldly cold-email outreach API)
+/// koldly's command line. Every flag is also read from the environment
+/// variable shown in `--help`; a flag wins over its variable. (No `Debug`:
+/// it holds secrets.)
+#[derive(Parser)]
+#[command(
+    name = "koldly",
+    version,
+    about = "koldly — steadfast's reference server (the Koldly cold-email outreach API)",
+    after_help = "Logging: RUST_LOG sets the filter (default info); LOG_FORMAT=json writes JSON lines."
+)]
+pub struct Cli {
+    /// `production` or `development` (`prod`, `dev`).
+    #[arg(long = "env", env = "KOLDLY_ENV", default_value = "development", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Address to listen on.
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+    /// `sqlite:PATH` or `postgres://USER@HOST:PORT/DB[?sslmode=verify-full]`,
+    /// created and migrated at start.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:koldly.db")]
+    pub database_url: String,
+    /// HS256 signing secret, at least 32 bytes; required in production. In
+    /// development, without it, one is drawn once and kept in the database.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `redis://HOST:PORT/`: idempotency keys and rate limits shared by
+    /// several instances (default: in memory, one instance).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Comma-separated addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default: none; the peer is the client).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_range)]
+    pub trusted_proxies: Vec<IpRange>,
+    /// Base URL of the front-end, for links in mail and the OAuth redirect.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Postmark server token; when unset, mail goes to the `mail_outbox`
+    /// table and the log.
+    #[arg(long, env = "POSTMARK_TOKEN", hide_env_values = true)]
+    pub postmark_token: Option<String>,
+    /// Postmark API base URL.
+    #[arg(
+        long,
+        env = "POSTMARK_URL",
+        default_value = "https://api.postmarkapp.com"
+    )]
+    pub postmark_url: String,
+    /// Sender address.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Koldly <no-reply@koldly.local>"
+    )]
+    pub mail_from: String,
+    /// Enables Sign in with Google (with the client secret).
+    #[arg(long, env = "GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    /// Google OAuth client secret.
+    #[arg(long, env = "GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+    /// Google's authorization endpoint.
+    #[arg(
+        long,
+        env = "GOOGLE_AUTH_URL",
+        default_value = "https://accounts.google.com/o/oauth2/v2/auth"
+    )]
+    pub google_auth_url: String,
+    /// Google's token endpoint.
+    #[arg(
+        long,
+        env = "GOOGLE_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub google_token_url: String,
+    /// Google's userinfo endpoint.
+    #[arg(
+        long,
+        env = "GOOGLE_USERINFO_URL",
+        default_value = "https://openidconnect.googleapis.com/v1/userinfo"
+    )]
+    pub google_userinfo_url: String,
+    /// This server's OAuth callback, registered with Google (default
+    /// `PUBLIC_URL/auth/google/callback`).
+    #[arg(long, env = "OAUTH_REDIRECT_URL")]
+    pub oauth_redirect_url: Option<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+}
 
-USAGE:
-    koldly [--help]
+fn parse_mode(text: &str) -> Result<Mode, String> {
+    match text {
+        "development" | "dev" => Ok(Mode::Development),
+        "production" | "prod" => Ok(Mode::Production),
+        other => Err(format!(
+            "must be `production` or `development`, not `{other}`"
+        )),
+    }
+}
 
-Configuration is read from environment variables:
-
-    KOLDLY_ENV            `production` or `development` (default development)
-    BIND_ADDR             address to listen on (default 127.0.0.1:8080)
-    DATABASE_URL          sqlite:PATH or postgres://USER@HOST:PORT/DB[?sslmode=verify-full]
-                          (default sqlite:koldly.db, created and migrated at start)
-    JWT_SECRET            HS256 signing secret, at least 32 bytes; required in production,
-                          a random one per start (with a warning) in development
-    REDIS_URL             redis://HOST:PORT/ — idempotency store shared by several instances
-                          (default: in memory, one instance)
-    PUBLIC_URL            base URL of the front-end for links in mail and the OAuth
-                          redirect (default http://127.0.0.1:8080)
-    POSTMARK_TOKEN        Postmark server token; when unset mail goes to the mail_outbox
-                          table and the log
-    POSTMARK_URL          Postmark API base URL (default https://api.postmarkapp.com)
-    MAIL_FROM             sender address (default Koldly <no-reply@koldly.local>)
-    GOOGLE_CLIENT_ID      enables Sign in with Google (with GOOGLE_CLIENT_SECRET)
-    GOOGLE_CLIENT_SECRET
-    GOOGLE_AUTH_URL       default https://accounts.google.com/o/oauth2/v2/auth
-    GOOGLE_TOKEN_URL      default https://oauth2.googleapis.com/token
-    GOOGLE_USERINFO_URL   default https://openidconnect.googleapis.com/v1/userinfo
-    OAUTH_REDIRECT_URL    this server's callback (default PUBLIC_URL/auth/google/callback)
-    RUST_LOG              log filter (default info); LOG_FORMAT=json for JSON lines
-";
+fn parse_range(text: &str) -> Result<IpRange, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address or CIDR range"))
+}
 
 /// Which mode the server runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +150,13 @@ impl Argon2Params {
     };
 }
 
-/// A fixed-window rate limit.
+/// A rate limit: `max` requests at once, refilled evenly over `window` (GCRA;
+/// see [`auth::rate_limit`](crate::auth::rate_limit)).
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
-    /// Requests allowed per window.
+    /// Requests allowed at once, and per window.
     pub max: u32,
-    /// Window length.
+    /// The time in which the whole budget refills.
     pub window: Duration,
 }
 
@@ -115,8 +195,9 @@ pub struct Config {
     pub bind_addr: SocketAddr,
     /// `sqlite:...` or `postgres://...`.
     pub database_url: String,
-    /// HS256 secret.
-    pub jwt_secret: Vec<u8>,
+    /// HS256 secret. `None` (development only) uses the one drawn once and
+    /// kept in the database, so sessions survive a restart.
+    pub jwt_secret: Option<Vec<u8>>,
     /// JWT lifetime.
     pub jwt_ttl: Duration,
     /// Redis for the shared idempotency store.
@@ -137,8 +218,14 @@ pub struct Config {
     pub forgot_password_limit: RateLimit,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// The proxies whose `X-Forwarded-For` is believed (none by default):
+    /// the client IP of rate limits, idempotency scopes and audit events.
+    pub trusted_proxies: TrustedProxies,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How often the outbox job resends mail whose failure proved the
+    /// provider did not take it.
+    pub mail_resend_interval: Duration,
     /// The clock for token expiry and rate limits (injectable for tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -181,14 +268,14 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// A development configuration for `database_url`: random JWT secret, mail to
-    /// the outbox, no Google, OWASP argon2 costs. Tests start from this.
+    /// A development configuration for `database_url`: the JWT secret kept in
+    /// the database, mail to the outbox, no Google, OWASP argon2 costs. Tests start from this.
     pub fn development(database_url: impl Into<String>) -> Self {
         Self {
             mode: Mode::Development,
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: database_url.into(),
-            jwt_secret: random_secret(),
+            jwt_secret: None,
             jwt_ttl: Duration::from_secs(7 * 24 * 3600),
             redis_url: None,
             public_url: "http://127.0.0.1:8080".to_owned(),
@@ -205,75 +292,78 @@ impl Config {
                 window: Duration::from_secs(3600),
             },
             body_limit: 64 * 1024,
+            trusted_proxies: TrustedProxies::none(),
             shutdown_grace: Duration::from_secs(20),
+            mail_resend_interval: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// Reads the configuration from the process environment.
+    /// Reads the command line and the process environment; exits with clap's
+    /// message (or `--help`, `--version`) when they do not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_cli(Cli::parse())
     }
 
-    /// Reads the configuration through `get` (the environment, or a map in tests).
+    /// Reads the configuration through `get` (a map in tests): each variable it
+    /// knows is passed as its flag. Variables it does not know are still read
+    /// from the process environment, as clap does.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mode = match get("KOLDLY_ENV").as_deref() {
-            None | Some("development") | Some("dev") => Mode::Development,
-            Some("production") | Some("prod") => Mode::Production,
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "KOLDLY_ENV must be `production` or `development`, not `{other}`"
-                )));
+        let command = Cli::command();
+        let mut args = vec!["koldly".to_owned()];
+        for arg in command.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if let Some(value) = env.to_str().and_then(&get).filter(|v| !v.is_empty()) {
+                args.push(format!("--{long}={value}"));
             }
-        };
-        let mut config =
-            Self::development(get("DATABASE_URL").unwrap_or_else(|| "sqlite:koldly.db".to_owned()));
-        config.mode = mode;
-        if let Some(addr) = get("BIND_ADDR") {
-            config.bind_addr = addr
-                .parse()
-                .map_err(|e| ConfigError(format!("BIND_ADDR `{addr}`: {e}")))?;
         }
-        match get("JWT_SECRET") {
-            Some(secret) if secret.len() >= 32 => config.jwt_secret = secret.into_bytes(),
+        let cli = Cli::try_parse_from(args).map_err(|e| ConfigError(e.to_string()))?;
+        Self::from_cli(cli)
+    }
+
+    /// Checks what `cli` says and builds the configuration.
+    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let mut config = Self::development(cli.database_url);
+        config.mode = cli.mode;
+        config.bind_addr = cli.bind_addr;
+        match cli.jwt_secret.filter(|s| !s.is_empty()) {
+            Some(secret) if secret.len() >= 32 => config.jwt_secret = Some(secret.into_bytes()),
             Some(_) => return Err(ConfigError("JWT_SECRET must be at least 32 bytes".into())),
-            None if mode == Mode::Production => {
+            None if cli.mode == Mode::Production => {
                 return Err(ConfigError(
                     "JWT_SECRET is required when KOLDLY_ENV=production".into(),
                 ));
             }
             None => tracing::warn!(
-                "JWT_SECRET is not set: using a random secret for this run; tokens will not survive a restart"
+                "JWT_SECRET is not set: using a secret drawn once and kept in the database (development only)"
             ),
         }
-        config.redis_url = get("REDIS_URL");
-        if let Some(public) = get("PUBLIC_URL") {
-            config.public_url = public.trim_end_matches('/').to_owned();
-        }
-        if let Some(token) = get("POSTMARK_TOKEN") {
-            config.postmark = Some(PostmarkConfig {
-                token,
-                url: get("POSTMARK_URL")
-                    .unwrap_or_else(|| "https://api.postmarkapp.com".to_owned()),
-            });
-        }
-        if let Some(from) = get("MAIL_FROM") {
-            config.mail_from = from;
-        }
-        match (get("GOOGLE_CLIENT_ID"), get("GOOGLE_CLIENT_SECRET")) {
+        config.redis_url = cli.redis_url.filter(|u| !u.is_empty());
+        config.trusted_proxies = cli
+            .trusted_proxies
+            .into_iter()
+            .fold(TrustedProxies::none(), TrustedProxies::trust);
+        config.public_url = cli.public_url.trim_end_matches('/').to_owned();
+        config.postmark =
+            cli.postmark_token
+                .filter(|t| !t.is_empty())
+                .map(|token| PostmarkConfig {
+                    token,
+                    url: cli.postmark_url,
+                });
+        config.mail_from = cli.mail_from;
+        match (cli.google_client_id, cli.google_client_secret) {
             (Some(client_id), Some(client_secret)) => {
                 config.google = Some(GoogleConfig {
                     client_id,
                     client_secret,
-                    auth_url: get("GOOGLE_AUTH_URL").unwrap_or_else(|| {
-                        "https://accounts.google.com/o/oauth2/v2/auth".to_owned()
-                    }),
-                    token_url: get("GOOGLE_TOKEN_URL")
-                        .unwrap_or_else(|| "https://oauth2.googleapis.com/token".to_owned()),
-                    userinfo_url: get("GOOGLE_USERINFO_URL").unwrap_or_else(|| {
-                        "https://openidconnect.googleapis.com/v1/userinfo".to_owned()
-                    }),
-                    redirect_url: get("OAUTH_REDIRECT_URL")
+                    auth_url: cli.google_auth_url,
+                    token_url: cli.google_token_url,
+                    userinfo_url: cli.google_userinfo_url,
+                    redirect_url: cli
+                        .oauth_redirect_url
                         .unwrap_or_else(|| format!("{}/auth/google/callback", config.public_url)),
                 })
             }
@@ -284,19 +374,15 @@ impl Config {
                 ));
             }
         }
-        if mode == Mode::Production && config.postmark.is_none() {
+        if cli.body_limit == 0 {
+            return Err(ConfigError("BODY_LIMIT must be at least 1 byte".into()));
+        }
+        config.body_limit = cli.body_limit;
+        if config.mode == Mode::Production && config.postmark.is_none() {
             tracing::warn!("POSTMARK_TOKEN is not set: mail goes to the mail_outbox table only");
         }
         Ok(config)
     }
-}
-
-/// 32 random bytes from the OS.
-fn random_secret() -> Vec<u8> {
-    use rand::RngCore;
-    let mut secret = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    secret
 }
 
 #[cfg(test)]
@@ -313,13 +399,29 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_is_also_a_variable() {
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(
+                arg.get_env().is_some(),
+                "--{id} has an environment variable"
+            );
+        }
+    }
+
+    #[test]
     fn help_lists_every_variable() {
+        let help = Cli::command().render_long_help().to_string();
         for var in [
             "KOLDLY_ENV",
             "BIND_ADDR",
             "DATABASE_URL",
             "JWT_SECRET",
             "REDIS_URL",
+            "TRUSTED_PROXIES",
             "PUBLIC_URL",
             "POSTMARK_TOKEN",
             "POSTMARK_URL",
@@ -330,9 +432,26 @@ mod tests {
             "GOOGLE_TOKEN_URL",
             "GOOGLE_USERINFO_URL",
             "OAUTH_REDIRECT_URL",
+            "BODY_LIMIT",
+            "RUST_LOG",
         ] {
-            assert!(HELP.contains(var), "{var} is documented in --help");
+            assert!(help.contains(var), "{var} is documented in --help");
         }
+    }
+
+    #[test]
+    fn body_limit_is_read() {
+        let c = Config::from_lookup(lookup(&[("BODY_LIMIT", "1048576")])).unwrap();
+        assert_eq!(c.body_limit, 1024 * 1024);
+        assert!(Config::from_lookup(lookup(&[("BODY_LIMIT", "lots")])).is_err());
+        assert!(Config::from_lookup(lookup(&[("KOLDLY_ENV", "staging")])).is_err());
+        let proxies = Config::from_lookup(lookup(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]))
+            .unwrap()
+            .trusted_proxies;
+        assert!(proxies.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(proxies.is_trusted("127.0.0.1".parse().unwrap()));
+        assert!(!proxies.is_trusted("192.0.2.1".parse().unwrap()));
+        assert!(Config::from_lookup(lookup(&[("TRUSTED_PROXIES", "10.0.0.0/99")])).is_err());
     }
 
     #[test]
@@ -342,11 +461,22 @@ mod tests {
     }
 
     #[test]
-    fn development_secrets_are_random_per_start() {
-        let a = Config::from_lookup(lookup(&[])).unwrap();
-        let b = Config::from_lookup(lookup(&[])).unwrap();
-        assert_ne!(a.jwt_secret, b.jwt_secret);
-        assert_eq!(a.jwt_secret.len(), 32);
+    fn development_leaves_the_secret_to_the_database() {
+        assert!(
+            Config::from_lookup(lookup(&[]))
+                .unwrap()
+                .jwt_secret
+                .is_none()
+        );
+        let set = Config::from_lookup(lookup(&[(
+            "JWT_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        )]))
+        .unwrap();
+        assert_eq!(
+            set.jwt_secret.as_deref(),
+            Some(&b"0123456789abcdef0123456789abcdef"[..])
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use steadfast::{
-    BoxError,
+    BoxError, ErrorClass,
+    classify::Classification,
     retry::{Retry, RetryBody, RetryLayer, RetryPolicy},
 };
 use tower::{Layer, Service, ServiceExt};
@@ -57,11 +58,26 @@ pub fn new_client() -> HttpClient {
     client()
 }
 
-/// A client that retries transient failures (timeouts, connection errors, 429,
-/// 502–504) of idempotent requests and of requests carrying an
-/// `Idempotency-Key`: at most 3 retries, 10 s per attempt, 25 s in all.
+/// Whether a failed provider call proves the provider did not take the
+/// request: the connection was refused, or it answered 429 or 503. Anything
+/// else — a timeout, a reset connection, a 502 or 504 from a gateway — may
+/// come after the provider accepted it, and a provider that honours no
+/// idempotency key (Postmark) would then deliver a resend twice.
+pub fn proves_not_accepted(failure: &Classification) -> bool {
+    failure.class() == ErrorClass::Connect
+        || matches!(
+            failure.status(),
+            Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+        )
+}
+
+/// A client that retries only failures that [`proves_not_accepted`]: at most
+/// 3 retries, 10 s per attempt, 25 s in all. (The `Idempotency-Key` the mailer
+/// sends only tells steadfast's retry layer the POST may be repeated at all;
+/// which failures are repeated is this predicate's choice, not the provider's.)
 pub fn retrying_client() -> RetryingClient {
     let policy = RetryPolicy::builder()
+        .retry_if(proves_not_accepted)
         .max_retries(3)
         .base_delay(Duration::from_millis(200))
         .max_delay(Duration::from_secs(2))
@@ -82,14 +98,28 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<Incoming>>,
     S::Error: Into<BoxError>,
 {
+    let res = fetch_response(service, req, timeout).await?;
+    Ok((res.status(), res.into_body()))
+}
+
+/// [`fetch`], keeping the response's head.
+pub async fn fetch_response<S>(
+    service: S,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Bytes>, BoxError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<Incoming>>,
+    S::Error: Into<BoxError>,
+{
     let work = async {
         let res = service.oneshot(req).await.map_err(Into::into)?;
-        let status = res.status();
-        let body = Limited::new(res.into_body(), MAX_RESPONSE_BYTES)
+        let (parts, body) = res.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await?
             .to_bytes();
-        Ok::<_, BoxError>((status, body))
+        Ok::<_, BoxError>(Response::from_parts(parts, body))
     };
     tokio::time::timeout(timeout, work)
         .await

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod campaigns;
 pub mod clock;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod plans;
 pub mod prospects;
 pub mod request_meta;
 pub mod state;
+pub mod text_input;
 pub mod validation;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};

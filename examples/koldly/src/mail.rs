@@ -9,26 +9,19 @@
 //! must not reveal which accounts exist). Background deliveries are tracked:
 //! shutdown waits for them ([`Mailer::wait_idle`]).
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
-
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-use steadfast::Deadline;
-use tokio::sync::Notify;
+use std::{sync::Arc, time::Duration};
 
 use crate::{
+    background::Background,
     clock::Clock,
     config::PostmarkConfig,
     db::{Db, outbox},
     http_client::{self, RetryingClient},
 };
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use steadfast::Deadline;
 
 /// Sends mail; cheap to clone.
 #[derive(Clone)]
@@ -41,8 +34,7 @@ struct Inner {
     from: String,
     provider: Option<(PostmarkConfig, RetryingClient)>,
     clock: Arc<dyn Clock>,
-    in_flight: AtomicUsize,
-    idle: Notify,
+    background: Background,
 }
 
 /// One message.
@@ -60,21 +52,44 @@ pub struct Message {
 
 /// Why a message was not delivered (it stays in the outbox as `failed`).
 #[derive(Debug)]
-pub struct MailError(pub String);
+pub struct MailError {
+    /// What happened.
+    pub message: String,
+    /// Whether the failure proved the provider did not take the message, so
+    /// that sending it again cannot deliver it twice.
+    pub resend_safe: bool,
+}
 
-impl std::fmt::Display for MailError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl MailError {
+    fn new(message: String, resend_safe: bool) -> Self {
+        Self {
+            message,
+            resend_safe,
+        }
     }
 }
 
+impl std::fmt::Display for MailError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// How many delivery attempts a message gets in all, the outbox job's included.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// How many messages one run of the outbox job resends at most.
+const RESEND_BATCH: i64 = 50;
+
 impl Mailer {
-    /// A mailer; `provider` `None` keeps mail in the outbox.
+    /// A mailer; `provider` `None` keeps mail in the outbox. Background
+    /// deliveries run on `background`.
     pub fn new(
         db: Db,
         from: String,
         provider: Option<(PostmarkConfig, RetryingClient)>,
         clock: Arc<dyn Clock>,
+        background: Background,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -82,8 +97,7 @@ impl Mailer {
                 from,
                 provider,
                 clock,
-                in_flight: AtomicUsize::new(0),
-                idle: Notify::new(),
+                background,
             }),
         }
     }
@@ -101,30 +115,71 @@ impl Mailer {
         if self.inner.provider.is_none() {
             return Ok(());
         }
-        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         let mailer = self.clone();
-        tokio::spawn(async move {
+        self.inner.background.spawn(async move {
             let _ = mailer.deliver(id, &msg, None).await;
-            if mailer.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-                mailer.inner.idle.notify_waiters();
-            }
         });
         Ok(())
     }
 
-    /// Waits (at most `limit`) until no background delivery is running; returns
-    /// whether none is.
-    pub async fn wait_idle(&self, limit: Duration) -> bool {
-        let wait = async {
-            loop {
-                let idle = self.inner.idle.notified();
-                if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                idle.await;
+    /// The outbox job's one run: sends again each failed message whose failure
+    /// proved the provider did not take it (see [`MailError::resend_safe`]),
+    /// each claimed first by one atomic update so that of several instances
+    /// exactly one resends it per attempt. Returns how many were delivered.
+    pub async fn resend_failed(&self) -> usize {
+        if self.inner.provider.is_none() {
+            return 0;
+        }
+        let pool = &self.inner.db.pool;
+        let due = match outbox::resendable(pool, MAX_ATTEMPTS, RESEND_BATCH).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "outbox job: failed messages not read");
+                return 0;
             }
         };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        let mut delivered = 0;
+        for row in due {
+            match outbox::claim(pool, &row.id, row.attempts).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::error!(outbox_id = row.id, error = %err, "outbox job: claim failed");
+                    continue;
+                }
+            }
+            let msg = message_of(&row);
+            if self.deliver(row.id, &msg, None).await.is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Runs [`resend_failed`](Self::resend_failed) every `every` until the
+    /// returned handle is aborted (at shutdown).
+    pub fn spawn_outbox_job(&self, every: Duration) -> tokio::task::AbortHandle {
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let resent = mailer.resend_failed().await;
+                if resent > 0 {
+                    tracing::info!(resent, "outbox job: failed mail resent");
+                }
+            }
+        })
+        .abort_handle()
+    }
+
+    /// Waits (at most `limit`) until no background work — deliveries, and
+    /// whatever else runs on the same [`Background`] — is running; returns
+    /// whether none is.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        self.inner.background.wait_idle(limit).await
     }
 
     async fn store(&self, msg: &Message) -> Result<String, MailError> {
@@ -143,7 +198,7 @@ impl Mailer {
             self.inner.clock.now(),
         )
         .await
-        .map_err(|e| MailError(format!("outbox write failed: {e}")))?;
+        .map_err(|e| MailError::new(format!("outbox write failed: {e}"), false))?;
         if self.inner.provider.is_none() {
             tracing::info!(
                 to = msg.to,
@@ -171,18 +226,49 @@ impl Mailer {
         match &result {
             Ok(()) => {
                 tracing::info!(to = msg.to, kind = msg.kind, outbox_id = id, "mail sent");
-                if let Err(e) = outbox::mark(pool, &id, "sent", None, now).await {
+                if let Err(e) = outbox::mark(pool, &id, "sent", None, false, now).await {
                     tracing::error!(outbox_id = id, error = %e, "mail sent but not marked in the outbox");
                 }
             }
             Err(err) => {
-                tracing::error!(to = msg.to, kind = msg.kind, outbox_id = id, error = %err, "mail delivery failed");
-                if let Err(e) = outbox::mark(pool, &id, "failed", Some(&err.0), now).await {
+                tracing::error!(
+                    to = msg.to,
+                    kind = msg.kind,
+                    outbox_id = id,
+                    error = %err,
+                    resend = err.resend_safe,
+                    "mail delivery failed"
+                );
+                if let Err(e) = outbox::mark(
+                    pool,
+                    &id,
+                    "failed",
+                    Some(&err.message),
+                    err.resend_safe,
+                    now,
+                )
+                .await
+                {
                     tracing::error!(outbox_id = id, error = %e, "mail failure not marked in the outbox");
                 }
             }
         }
         result
+    }
+}
+
+/// A stored message as the provider call takes it.
+fn message_of(row: &outbox::OutboxMessage) -> Message {
+    Message {
+        to: row.to_addr.clone(),
+        subject: row.subject.clone(),
+        body: row.body_text.clone(),
+        // Messages carry their kind as a static name.
+        kind: match row.kind.as_str() {
+            "password_reset" => "password_reset",
+            "email_verification" => "email_verification",
+            _ => "other",
+        },
     }
 }
 
@@ -208,20 +294,35 @@ async fn post(
         .header("x-postmark-server-token", &postmark.token)
         .header("idempotency-key", outbox_id)
         .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| MailError(format!("bad provider request: {e}")))?;
+        .map_err(|e| MailError::new(format!("bad provider request: {e}"), false))?;
     if let Some(deadline) = deadline {
         deadline.insert_into(req.extensions_mut());
     }
     // The retry layer bounds each attempt and the whole; this is a backstop.
     let (status, body) = http_client::fetch(client.clone(), req, Duration::from_secs(30))
         .await
-        .map_err(|e| MailError(format!("provider unreachable: {e}")))?;
+        .map_err(|e| {
+            let failure = steadfast::classify::classify_error(&*e);
+            let refused = http_client::proves_not_accepted(&failure);
+            let fate = if refused {
+                "not taken"
+            } else {
+                "outcome unknown, not resent"
+            };
+            MailError::new(format!("provider unreachable ({fate}): {e}"), refused)
+        })?;
     if status.is_success() {
-        Ok(())
-    } else {
-        Err(MailError(format!(
+        return Ok(());
+    }
+    let failure = steadfast::classify::Classification::new(
+        steadfast::classify::classify_status(status).unwrap_or(steadfast::ErrorClass::Server),
+    )
+    .with_status(status);
+    Err(MailError::new(
+        format!(
             "provider answered {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
-        )))
-    }
+        ),
+        http_client::proves_not_accepted(&failure),
+    ))
 }

@@ -1,30 +1,18 @@
-//! `koldly`: reads the configuration from the environment and serves.
+//! `koldly`: reads the configuration (flags and environment, `--help`) and
+//! serves.
 
-use koldly::{Config, build_app, config::HELP, serve, shutdown_signal};
+use clap::Parser;
+use koldly::{Config, build_app, config::Cli, serve, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    if let Some(arg) = std::env::args().nth(1) {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return std::process::ExitCode::SUCCESS;
-            }
-            "-V" | "--version" => {
-                println!("koldly {}", env!("CARGO_PKG_VERSION"));
-                return std::process::ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("unknown argument `{other}`\n\n{HELP}");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
+    // `--help`, `--version` and bad flags end here, with clap's message.
+    let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").as_deref() == Ok("json");
     koldly::logging::init(filter, json, std::io::stdout);
-    match run().await {
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -33,8 +21,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::from_env()?;
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_cli(cli)?;
     tracing::info!(?config, "starting koldly");
     let addr = config.bind_addr;
     let (app, handles) = build_app(config).await?;

@@ -2,8 +2,12 @@
 
 use std::{ops::Deref, sync::Arc, time::Instant};
 
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
+
 use crate::{
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
+    background::Background,
     config::Config,
     db::Db,
     http_client::HttpClient,
@@ -22,13 +26,17 @@ pub struct Inner {
     pub db: Db,
     /// Session tokens.
     pub jwt: JwtKeys,
+    /// Seals private cookies (the OAuth flow's), derived from the JWT secret.
+    pub cookie_key: Key,
     /// Password hashing.
     pub passwords: Passwords,
     /// Outgoing mail.
     pub mailer: Mailer,
-    /// Login attempts per IP.
+    /// Work that runs after its request answered (the mailer's too).
+    pub background: Background,
+    /// Login attempts per client.
     pub login_limiter: RateLimiter,
-    /// Forgot-password requests per IP.
+    /// Forgot-password requests per client.
     pub forgot_limiter: RateLimiter,
     /// Outgoing HTTP (OAuth provider).
     pub http: HttpClient,
@@ -41,6 +49,13 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// The key axum-extra's `PrivateCookieJar` seals and opens cookies with.
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Key {
+        state.cookie_key.clone()
     }
 }
 

@@ -187,9 +187,17 @@ async fn bad_inputs_are_problems(backend: Backend) {
         .await
         .assert_problem(400);
     server
-        .get("/api/auth/reset-password/verify/not-a-token")
+        .post(
+            "/api/auth/reset-password/verify",
+            r#"{"token":"not-a-token"}"#,
+        )
         .await
         .assert_problem(400);
+    // The old path form answers 404 without the segment reaching any log.
+    server
+        .get("/api/auth/reset-password/verify/not-a-token")
+        .await
+        .assert_problem(404);
 
     // Nothing reached the audit trail but refusals, and nothing was created.
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -205,9 +213,9 @@ fn b64(json: &serde_json::Value) -> String {
 }
 
 async fn bad_tokens_are_401(backend: Backend) {
-    let server = TestServer::start(backend, |_| {}).await;
+    let secret = b"bad tokens test secret 0123456789".to_vec();
+    let server = TestServer::start(backend, |c| c.jwt_secret = Some(secret.clone())).await;
     let (token, user_id) = server.signup("bob@example.com", PASSWORD).await;
-    let secret = server.handles.state.config.jwt_secret.clone();
     let now = server.handles.state.now();
     let sign = |header: jsonwebtoken::Header, claims: serde_json::Value, key: &[u8]| {
         jsonwebtoken::encode(

@@ -81,6 +81,8 @@ async fn retried_requests_take_effect_once(backend: Backend) {
         .await;
         assert_eq!(res.status, 200);
     }
+    // The mail is written after the answer, by the background step.
+    server.settle().await;
     assert_eq!(
         count(
             &server,

@@ -30,6 +30,9 @@ struct Postmark {
     unavailable: AtomicUsize,
     /// The Idempotency-Key of every call.
     keys: Mutex<Vec<String>>,
+    /// When set, the message is accepted (delivered) and then this status
+    /// answered, as a gateway timing out after the provider took it would.
+    accept_then: Mutex<Option<axum::http::StatusCode>>,
 }
 
 async fn email(
@@ -64,6 +67,9 @@ async fn email(
         );
     }
     pm.received.lock().unwrap().push(body);
+    if let Some(status) = *pm.accept_then.lock().unwrap() {
+        return (status, Json(serde_json::json!({ "Message": "gateway" })));
+    }
     (
         axum::http::StatusCode::OK,
         Json(serde_json::json!({ "ErrorCode": 0, "MessageID": "m-1" })),
@@ -199,6 +205,82 @@ async fn transient_provider_failures_are_retried(backend: Backend) {
         .await;
     assert_eq!(res.status, 200);
     assert_eq!(pm.calls.load(Ordering::SeqCst), 5);
+    server.stop().await;
+}
+
+/// A failure that may come after the provider took the message (a 502 or
+/// 504 from a gateway, a timeout) is not retried, and the outbox job does not
+/// resend it: the provider honours no idempotency key, so a resend could
+/// deliver it twice.
+async fn mail_that_may_have_been_accepted_is_not_sent_again(backend: Backend) {
+    let (server, pm) = start_with_postmark(backend).await;
+    let (token, _) = server.signup("una@example.com", "una password 1").await;
+    for status in [
+        axum::http::StatusCode::BAD_GATEWAY,
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+    ] {
+        *pm.accept_then.lock().unwrap() = Some(status);
+        let before = pm.received.lock().unwrap().len();
+        let res = server
+            .authed("POST", "/api/auth/send-verification", &token, "")
+            .await;
+        res.assert_problem(502);
+        assert_eq!(
+            pm.received.lock().unwrap().len(),
+            before + 1,
+            "{status}: delivered once, not retried"
+        );
+    }
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "una@example.com")
+        .await
+        .unwrap();
+    assert!(outbox.iter().all(|m| m.status == "failed" && !m.resend));
+    assert_eq!(server.handles.state.mailer.resend_failed().await, 0);
+    assert_eq!(
+        pm.received.lock().unwrap().len(),
+        2,
+        "the job resent nothing"
+    );
+    server.stop().await;
+}
+
+/// A failure that proves the provider did not take the message (503 on every
+/// retry) leaves it resendable; the outbox job sends it once, and a second
+/// run (or another instance's) finds nothing to send.
+async fn refused_mail_is_resent_once_by_the_outbox_job(backend: Backend) {
+    let (server, pm) = start_with_postmark(backend).await;
+    server.signup("vic@example.com", "vic password 1").await;
+    pm.unavailable.store(100, Ordering::SeqCst);
+    server
+        .post(
+            "/api/auth/forgot-password",
+            r#"{"email":"vic@example.com"}"#,
+        )
+        .await;
+    server.settle().await;
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "vic@example.com")
+        .await
+        .unwrap();
+    assert_eq!(outbox[0].status, "failed");
+    assert!(outbox[0].resend, "a 503 proves it was not taken");
+    assert_eq!(outbox[0].attempts, 1);
+    assert_eq!(
+        pm.calls.load(Ordering::SeqCst),
+        4,
+        "the first try and 3 retries"
+    );
+    assert!(pm.received.lock().unwrap().is_empty());
+
+    pm.unavailable.store(0, Ordering::SeqCst);
+    let mailer = &server.handles.state.mailer;
+    let (first, second) = tokio::join!(mailer.resend_failed(), mailer.resend_failed());
+    assert_eq!(first + second, 1, "claimed by exactly one run");
+    assert_eq!(mailer.resend_failed().await, 0);
+    assert_eq!(pm.received.lock().unwrap().len(), 1, "delivered once");
+    let outbox = koldly::db::outbox::for_recipient(server.pool(), "vic@example.com")
+        .await
+        .unwrap();
+    assert_eq!(outbox[0].status, "sent");
     server.stop().await;
 }
 
@@ -374,6 +456,8 @@ async fn data_model_foreign_keys(backend: Backend) {
 }
 
 on_both!(
+    mail_that_may_have_been_accepted_is_not_sent_again,
+    refused_mail_is_resent_once_by_the_outbox_job,
     mail_goes_through_the_provider,
     transient_provider_failures_are_retried,
     shutdown_finishes_in_flight_requests,

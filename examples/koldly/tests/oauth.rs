@@ -317,20 +317,28 @@ async fn google_sign_in(backend: Backend) {
         .assert_problem(400);
     assert_eq!(provider.lock().unwrap().token_calls, calls);
 
-    // A wrong PKCE verifier (another flow's cookie) is refused by the provider: 502.
+    // The flow cookie is sealed (axum-extra's private jar): it shows neither
+    // the state nor the PKCE verifier, and a cookie the server did not seal —
+    // the old plain `state.verifier` form, or a sealed one with one character
+    // changed — is no flow at all: 400, and no token exchange.
+    let sealed = flow.cookie.strip_prefix("koldly_oauth=").unwrap();
+    assert!(!sealed.contains(&flow.state), "the state is not readable");
+    assert!(!sealed.contains('.'), "no plain state.verifier pair");
     let other = start_flow(&server, provider_addr).await;
-    let mixed = format!(
-        "koldly_oauth={}.{}",
-        flow.state,
-        other.cookie.split('.').nth(1).unwrap()
-    );
-    callback(
-        &server,
-        &format!("code=code-5&state={}", flow.state),
-        Some(&mixed),
-    )
-    .await
-    .assert_problem(502);
+    let plain = format!("koldly_oauth={}.{}", flow.state, "v".repeat(43));
+    let mut tampered = other.cookie.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    for cookie in [plain, String::from_utf8(tampered).unwrap()] {
+        callback(
+            &server,
+            &format!("code=code-5&state={}", flow.state),
+            Some(&cookie),
+        )
+        .await
+        .assert_problem(400);
+    }
+    assert_eq!(provider.lock().unwrap().token_calls, calls);
 
     // The provider fails: 502 problem.
     provider.lock().unwrap().fail_token = true;
@@ -362,7 +370,7 @@ async fn google_sign_in(backend: Backend) {
             .iter()
             .filter(|e| *e == "authn.oauth.login.fail/failure")
             .count(),
-        7
+        8
     );
     server.stop().await;
 }

@@ -36,7 +36,7 @@ pub struct Session {
 
 pub(crate) fn session(state: &AppState, user: User) -> Session {
     Session {
-        token: state.jwt.issue(&user.id, state.now()),
+        token: state.jwt.issue(&user.id, user.session_version, state.now()),
         token_type: "Bearer",
         expires_in: state.config.jwt_ttl.as_secs(),
         user,
@@ -109,7 +109,7 @@ pub async fn login(
     audit: Option<AuditContext>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<Session>> {
-    if let Err(retry_after) = state.login_limiter.check(meta.ip) {
+    if let Err(retry_after) = state.login_limiter.check(meta.ip).await {
         audit::note(
             &audit,
             AuthEvent::RateLimited,
@@ -162,6 +162,26 @@ pub async fn login(
 /// The current user.
 pub async fn me(AuthUser(user): AuthUser) -> Json<Value> {
     Json(json!({ "user": user }))
+}
+
+/// `POST /api/auth/logout-all`: ends every session of the current user,
+/// this one included.
+pub async fn logout_all(
+    State(state): State<AppState>,
+    audit: Option<AuditContext>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Json<Value>> {
+    users::end_sessions(&state.db.pool, &user.id, state.now()).await?;
+    audit::note(
+        &audit,
+        AuthEvent::LogoutAll,
+        Some(&user.id),
+        Some(&user.email),
+        None,
+    );
+    Ok(Json(
+        json!({ "message": "Every session of this account has ended. Log in again." }),
+    ))
 }
 
 /// Which sign-in methods this server offers.

@@ -1,12 +1,17 @@
 //! Sign in with Google (OAuth 2.0 authorization code flow with PKCE S256).
 //!
-//! `GET /auth/google` redirects to the provider with a random `state` and a
-//! PKCE challenge; the state and the verifier travel in a short-lived HttpOnly
-//! cookie scoped to `/auth/google`. `GET /auth/google/callback` checks the
-//! state against the cookie, exchanges the code (with the verifier), reads the
-//! userinfo, then links the Google account to an existing account with the
-//! same address (only when Google says the address is verified) or creates a
-//! verified account.
+//! The protocol half is the `oauth2` crate's: the authorization URL with a
+//! random `state` and a PKCE challenge, then the code exchange with the
+//! verifier (client credentials in the form body, as Google accepts them),
+//! over koldly's own HTTP client. The state and the verifier travel in a
+//! short-lived HttpOnly cookie scoped to `/auth/google`, sealed by axum-extra's
+//! private cookie jar (AES-256-GCM under a key derived from the JWT secret): a
+//! browser can neither read the verifier nor change either half.
+//!
+//! What stays koldly's own: `GET /auth/google/callback` checks the state against
+//! the cookie, reads the userinfo, then links the Google account to an existing
+//! account with the same address (only when Google says the address is
+//! verified) or creates a verified account, and records it in the audit trail.
 //!
 //! The session token never travels in a query string: the callback redirects
 //! to `PUBLIC_URL/auth/callback#token=<jwt>`. A URL fragment is not sent to any
@@ -19,14 +24,18 @@ use axum::{
     extract::{Query, State},
     response::{IntoResponse, Redirect, Response},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use axum_extra::extract::cookie::{Cookie, PrivateCookieJar, SameSite};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+    basic::BasicClient,
+};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use super::{account::session, random_token};
+use super::account::session;
 use steadfast::audit::AuditContext;
 
 use crate::{
@@ -34,14 +43,18 @@ use crate::{
     config::GoogleConfig,
     db::users::{self, NewUser, User},
     error::{ApiError, ApiResult},
-    http_client,
+    http_client::{self, HttpClient},
     state::AppState,
 };
 
 const COOKIE: &str = "koldly_oauth";
 const COOKIE_PATH: &str = "/auth/google";
-const FLOW_TTL_SECS: u64 = 600;
+const FLOW_TTL: time::Duration = time::Duration::minutes(10);
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `oauth2` client with the two endpoints koldly uses set.
+type GoogleClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 fn google(state: &AppState) -> ApiResult<&GoogleConfig> {
     state.config.google.as_ref().ok_or_else(|| {
@@ -52,46 +65,57 @@ fn google(state: &AppState) -> ApiResult<&GoogleConfig> {
     })
 }
 
-fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+fn client(google: &GoogleConfig) -> ApiResult<GoogleClient> {
+    let url = |what: &str, e: oauth2::url::ParseError| ApiError::internal(what, e);
+    Ok(BasicClient::new(ClientId::new(google.client_id.clone()))
+        .set_client_secret(ClientSecret::new(google.client_secret.clone()))
+        .set_auth_type(AuthType::RequestBody)
+        .set_auth_uri(
+            AuthUrl::new(google.auth_url.clone())
+                .map_err(|e| url("GOOGLE_AUTH_URL is not a URL", e))?,
+        )
+        .set_token_uri(
+            TokenUrl::new(google.token_url.clone())
+                .map_err(|e| url("GOOGLE_TOKEN_URL is not a URL", e))?,
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(google.redirect_url.clone())
+                .map_err(|e| url("OAUTH_REDIRECT_URL is not a URL", e))?,
+        ))
 }
 
-fn cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
-    let secure = if state.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-    ))
-    .expect("cookie value is URL-safe base64")
+/// The flow cookie: `{state}.{verifier}`, sealed by the private jar.
+fn flow_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build((COOKIE, value))
+        .path(COOKIE_PATH)
+        .max_age(FLOW_TTL)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.public_url.starts_with("https://"))
+        .build()
 }
 
 /// `GET /auth/google`: redirect to the provider.
-pub async fn start(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn start(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+) -> ApiResult<(PrivateCookieJar, Response)> {
     let google = google(&state)?;
-    let flow_state = random_token();
-    let verifier = random_token();
-    let mut url = url::Url::parse(&google.auth_url)
-        .map_err(|e| ApiError::internal("GOOGLE_AUTH_URL is not a URL", e))?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &google.client_id)
-        .append_pair("redirect_uri", &google.redirect_url)
-        .append_pair("scope", "openid email profile")
-        .append_pair("state", &flow_state)
-        .append_pair("code_challenge", &pkce_challenge(&verifier))
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("prompt", "select_account");
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, flow_state) = client(google)?
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(["openid", "email", "profile"].map(|s| Scope::new(s.to_owned())))
+        .set_pkce_challenge(challenge)
+        .add_extra_param("prompt", "select_account")
+        .url();
+    let jar = jar.add(flow_cookie(
+        &state,
+        format!("{}.{}", flow_state.secret(), verifier.secret()),
+    ));
     let mut res = Redirect::to(url.as_str()).into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        cookie(&state, &format!("{flow_state}.{verifier}"), FLOW_TTL_SECS),
-    );
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    Ok((jar, res))
 }
 
 /// The provider's redirect back.
@@ -100,11 +124,6 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenResponse {
-    access_token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,19 +149,6 @@ fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Err
     })
 }
 
-fn flow_cookie(headers: &HeaderMap) -> Option<(String, String)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .find_map(|v| {
-            let (s, v) = v.split_once('.')?;
-            Some((s.to_owned(), v.to_owned()))
-        })
-}
-
 /// Compares without stopping at the first difference.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -161,11 +167,15 @@ fn bad_flow(detail: &'static str) -> ApiError {
 pub async fn callback(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
-    headers: HeaderMap,
+    jar: PrivateCookieJar,
     Query(query): Query<CallbackQuery>,
-) -> ApiResult<Response> {
+) -> ApiResult<(PrivateCookieJar, Response)> {
     let google = google(&state)?.clone();
-    let result = finish(&state, &google, &headers, query).await;
+    let flow = jar.get(COOKIE).and_then(|c| {
+        let (flow_state, verifier) = c.value().split_once('.')?;
+        Some((flow_state.to_owned(), verifier.to_owned()))
+    });
+    let result = finish(&state, &google, flow, query).await;
     let user = match result {
         Ok(user) => user,
         Err((err, reason)) => {
@@ -186,21 +196,20 @@ pub async fn callback(
         state.config.public_url
     ))
     .into_response();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, cookie(&state, "", 0));
+    let jar = jar.remove(Cookie::build(COOKIE).path(COOKIE_PATH));
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut().insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    Ok(res)
+    Ok((jar, res))
 }
 
 async fn finish(
     state: &AppState,
     google: &GoogleConfig,
-    headers: &HeaderMap,
+    flow: Option<(String, String)>,
     query: CallbackQuery,
 ) -> Result<User, (ApiError, String)> {
     if let Some(error) = query.error {
@@ -216,7 +225,7 @@ async fn finish(
             "missing code or state".into(),
         ));
     };
-    let Some((want_state, verifier)) = flow_cookie(headers) else {
+    let Some((want_state, verifier)) = flow else {
         return Err((
             bad_flow("The sign-in flow expired or was started in another browser. Start again."),
             "no flow cookie".into(),
@@ -238,34 +247,19 @@ async fn finish(
             format!("{what}: {e}"),
         )
     };
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "authorization_code")
-        .append_pair("code", &code)
-        .append_pair("redirect_uri", &google.redirect_url)
-        .append_pair("client_id", &google.client_id)
-        .append_pair("client_secret", &google.client_secret)
-        .append_pair("code_verifier", &verifier)
-        .finish();
-    let req = Request::post(&google.token_url)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(form)))
-        .map_err(|e| upstream("bad token request", e.to_string()))?;
-    let (status, body) = http_client::fetch(state.http.clone(), req, PROVIDER_TIMEOUT)
+    let client = client(google).map_err(|e| (e, "oauth client configuration".to_owned()))?;
+    let http = state.http.clone();
+    let send = move |req| provider_call(http.clone(), req);
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+        .request_async(&send)
         .await
-        .map_err(|e| upstream("token exchange failed", e.to_string()))?;
-    if !status.is_success() {
-        return Err(upstream(
-            "token exchange refused",
-            format!("status {status}"),
-        ));
-    }
-    let tokens: TokenResponse = serde_json::from_slice(&body)
-        .map_err(|e| upstream("token response unreadable", e.to_string()))?;
+        .map_err(|e| upstream("token exchange failed", token_error(&e)))?;
     let req = Request::get(&google.userinfo_url)
         .header(
             header::AUTHORIZATION,
-            format!("Bearer {}", tokens.access_token),
+            format!("Bearer {}", tokens.access_token().secret()),
         )
         .header(header::ACCEPT, "application/json")
         .body(Full::default())
@@ -279,6 +273,44 @@ async fn finish(
     let info: UserInfo = serde_json::from_slice(&body)
         .map_err(|e| upstream("userinfo unreadable", e.to_string()))?;
     account_for(state, info).await
+}
+
+/// Why a provider call failed.
+#[derive(Debug)]
+struct ProviderError(String);
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProviderError {}
+
+/// koldly's HTTP client as the `oauth2` crate calls it: bodies bounded, the
+/// provider's answer read within [`PROVIDER_TIMEOUT`].
+async fn provider_call(
+    client: HttpClient,
+    req: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, ProviderError> {
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, Full::new(Bytes::from(body)));
+    let res = http_client::fetch_response(client, req, PROVIDER_TIMEOUT)
+        .await
+        .map_err(|e| ProviderError(e.to_string()))?;
+    Ok(res.map(|body| body.to_vec()))
+}
+
+/// A token-exchange failure, without the provider's response body.
+fn token_error<RE: std::error::Error + 'static, T: oauth2::ErrorResponse>(
+    err: &oauth2::RequestTokenError<RE, T>,
+) -> String {
+    match err {
+        oauth2::RequestTokenError::ServerResponse(refusal) => format!("refused: {refusal}"),
+        oauth2::RequestTokenError::Request(e) => format!("request: {e}"),
+        oauth2::RequestTokenError::Parse(e, _) => format!("unreadable answer: {e}"),
+        oauth2::RequestTokenError::Other(e) => e.clone(),
+    }
 }
 
 async fn account_for(state: &AppState, info: UserInfo) -> Result<User, (ApiError, String)> {
@@ -336,21 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_s256_matches_rfc7636_example() {
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-    }
-
-    #[test]
-    fn reads_the_flow_cookie() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; koldly_oauth=st.ver; c=d"),
-        );
-        assert_eq!(flow_cookie(&h), Some(("st".into(), "ver".into())));
+    fn states_compare_in_full() {
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }

@@ -1,9 +1,6 @@
 //! Password reset: request a link, check it, use it once.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use axum::{Json, extract::State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,14 +30,18 @@ pub struct ForgotRequest {
 
 const FORGOT_REPLY: &str = "If an account exists for this address, a reset link is on its way.";
 
-/// Always 200 for a well-formed address, whether or not the account exists.
+/// Always 200 for a well-formed address, whether or not the account exists,
+/// after the same work either way: the rate limit, the address check, and
+/// handing the address to a background task. The per-account work — looking
+/// the account up, storing a token, writing the mail — happens there, after
+/// the answer, so the answer's timing tells nothing about the account.
 pub async fn forgot_password(
     State(state): State<AppState>,
     meta: RequestMeta,
     audit: Option<AuditContext>,
     Json(req): Json<ForgotRequest>,
 ) -> ApiResult<Json<Value>> {
-    if let Err(retry_after) = state.forgot_limiter.check(meta.ip) {
+    if let Err(retry_after) = state.forgot_limiter.check(meta.ip).await {
         audit::note(
             &audit,
             AuthEvent::RateLimited,
@@ -51,17 +52,31 @@ pub async fn forgot_password(
         return Err(ApiError::rate_limited(retry_after));
     }
     let email = normalize_email(&req.email)?;
-    let user = users::find_by_email(&state.db.pool, &email).await?;
-    let reply = Json(json!({ "message": FORGOT_REPLY }));
+    audit::note(
+        &audit,
+        AuthEvent::PasswordResetRequested,
+        None,
+        Some(&email),
+        None,
+    );
+    let worker = state.clone();
+    state.background.spawn(async move {
+        if let Err(err) = send_reset_link(&worker, &email).await {
+            tracing::error!(error = %err, "password reset link not issued");
+        }
+    });
+    Ok(Json(json!({ "message": FORGOT_REPLY })))
+}
+
+/// The per-account half of forgot-password, after the answer: when an account
+/// has this address, a new single-use token and a mail carrying its link.
+async fn send_reset_link(state: &AppState, email: &str) -> Result<(), String> {
+    let user = users::find_by_email(&state.db.pool, email)
+        .await
+        .map_err(|e| format!("account lookup: {e}"))?;
     let Some(user) = user else {
-        audit::note(
-            &audit,
-            AuthEvent::PasswordResetRequested,
-            None,
-            Some(&email),
-            Some("unknown account"),
-        );
-        return Ok(reply);
+        tracing::debug!("password reset asked for an address without an account");
+        return Ok(());
     };
     let token = random_token();
     let now = state.now();
@@ -73,7 +88,8 @@ pub async fn forgot_password(
         now + RESET_TTL_SECS,
         now,
     )
-    .await?;
+    .await
+    .map_err(|e| format!("token write: {e}"))?;
     let link = format!("{}/reset-password?token={token}", state.config.public_url);
     let body = format!(
         "Hello {},\n\nSomeone asked to reset the password of your Koldly account. \
@@ -81,7 +97,7 @@ pub async fn forgot_password(
          If it was not you, ignore this message; your password stays as it is.\n",
         user.name
     );
-    let sent = state
+    state
         .mailer
         .send_later(Message {
             to: user.email.clone(),
@@ -89,25 +105,23 @@ pub async fn forgot_password(
             body,
             kind: "password_reset",
         })
-        .await;
-    let detail = sent
-        .as_ref()
-        .err()
-        .map(|e| format!("mail not delivered: {e}"));
-    audit::note(
-        &audit,
-        AuthEvent::PasswordResetRequested,
-        Some(&user.id),
-        Some(&email),
-        detail.as_deref(),
-    );
-    Ok(reply)
+        .await
+        .map_err(|e| format!("mail: {e}"))?;
+    tracing::info!(user_id = user.id, "password reset link issued");
+    Ok(())
 }
 
-/// `GET /api/auth/reset-password/verify/{token}`: 200 when the link still works.
+/// `POST /api/auth/reset-password/verify`.
+#[derive(Debug, Deserialize)]
+pub struct VerifyTokenRequest {
+    token: String,
+}
+
+/// `POST /api/auth/reset-password/verify` `{token}`: 200 when the link still
+/// works. The token travels in the body, never in a path that logs record.
 pub async fn verify_token(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    Json(VerifyTokenRequest { token }): Json<VerifyTokenRequest>,
 ) -> ApiResult<Json<Value>> {
     if token.len() > 128 {
         return Err(ApiError::invalid_token());

@@ -12,6 +12,7 @@ pub mod icp_templates;
 pub mod onboarding;
 pub mod outbox;
 pub mod prospects;
+pub mod server_secrets;
 pub mod tokens;
 pub mod usage;
 pub mod users;

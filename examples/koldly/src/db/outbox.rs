@@ -21,6 +21,26 @@ pub struct OutboxMessage {
     pub status: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Whether the outbox job may send it again (see [`mark`]).
+    pub resend: bool,
+}
+
+const COLUMNS: &str = "id, to_addr, subject, body_text, kind, status, created_at, attempts, resend";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxMessage, sqlx::Error> {
+    Ok(OutboxMessage {
+        id: r.try_get("id")?,
+        to_addr: r.try_get("to_addr")?,
+        subject: r.try_get("subject")?,
+        body_text: r.try_get("body_text")?,
+        kind: r.try_get("kind")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        attempts: r.try_get("attempts")?,
+        resend: r.try_get::<i64, _>("resend")? != 0,
+    })
 }
 
 /// Stores a message with `status`; returns its id.
@@ -50,20 +70,24 @@ pub async fn insert(
     Ok(id)
 }
 
-/// Records a delivery attempt's outcome.
+/// Records a delivery attempt's outcome; `resend` says whether the outbox job
+/// may try a `failed` message again (only when the failure proved the provider
+/// did not take it).
 pub async fn mark(
     pool: &AnyPool,
     id: &str,
     status: &str,
     error: Option<&str>,
+    resend: bool,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE mail_outbox SET status = $1, last_error = $2, attempts = attempts + 1, \
-         sent_at = CASE WHEN $1 = 'sent' THEN $3 ELSE sent_at END WHERE id = $4",
+         resend = $3, sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END WHERE id = $5",
     )
     .bind(status)
     .bind(error)
+    .bind(i64::from(resend))
     .bind(now)
     .bind(id)
     .execute(pool)
@@ -71,26 +95,45 @@ pub async fn mark(
     Ok(())
 }
 
+/// Failed messages the outbox job may send again (fewer than `max_attempts`
+/// attempts so far), oldest first.
+pub async fn resendable(
+    pool: &AnyPool,
+    max_attempts: i64,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM mail_outbox WHERE status = 'failed' AND resend = 1 \
+         AND attempts < $1 ORDER BY created_at, id LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Takes a resendable message for one more attempt: `pending` again, if it is
+/// still failed, resendable and at `attempts` attempts. Of several instances
+/// running the job, exactly one gets `true` for each attempt state.
+pub async fn claim(pool: &AnyPool, id: &str, attempts: i64) -> Result<bool, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE mail_outbox SET status = 'pending', resend = 0 \
+         WHERE id = $1 AND status = 'failed' AND resend = 1 AND attempts = $2",
+    )
+    .bind(id)
+    .bind(attempts)
+    .execute(pool)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
 /// Messages to `to`, newest first.
 pub async fn for_recipient(pool: &AnyPool, to: &str) -> Result<Vec<OutboxMessage>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, to_addr, subject, body_text, kind, status, created_at FROM mail_outbox \
-         WHERE lower(to_addr) = lower($1) ORDER BY id DESC",
-    )
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(OutboxMessage {
-                id: r.try_get("id")?,
-                to_addr: r.try_get("to_addr")?,
-                subject: r.try_get("subject")?,
-                body_text: r.try_get("body_text")?,
-                kind: r.try_get("kind")?,
-                status: r.try_get("status")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .collect()
+    let sql = format!(
+        "SELECT {COLUMNS} FROM mail_outbox WHERE lower(to_addr) = lower($1) ORDER BY id DESC"
+    );
+    let rows = sqlx::query(&sql).bind(to).fetch_all(pool).await?;
+    rows.iter().map(from_row).collect()
 }

@@ -30,10 +30,13 @@ pub struct User {
     pub monthly_email_quota: i64,
     /// Unix seconds.
     pub created_at: i64,
+    /// The version every session token must carry (see [`end_sessions`]).
+    #[serde(skip)]
+    pub session_version: i64,
 }
 
 const COLUMNS: &str = "id, email, name, password_hash, google_id, email_verified, \
-     subscription_plan, subscription_status, monthly_email_quota, created_at";
+     subscription_plan, subscription_status, monthly_email_quota, created_at, session_version";
 
 fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -47,6 +50,7 @@ fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         subscription_status: row.try_get("subscription_status")?,
         monthly_email_quota: row.try_get("monthly_email_quota")?,
         created_at: row.try_get("created_at")?,
+        session_version: row.try_get("session_version")?,
     })
 }
 
@@ -131,17 +135,20 @@ pub async fn link_google(
     from_row(&row)
 }
 
-/// Replaces the password hash.
+/// Replaces the password hash and ends every session issued before.
 pub async fn set_password<'c, E>(conn: E, id: &str, hash: &str, now: i64) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(hash)
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, session_version = session_version + 1, \
+         updated_at = $2 WHERE id = $3",
+    )
+    .bind(hash)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -156,4 +163,17 @@ where
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Ends every session of the user issued so far (their tokens carry an older
+/// session version); returns whether the user exists.
+pub async fn end_sessions(pool: &AnyPool, id: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE users SET session_version = session_version + 1, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(res.rows_affected() == 1)
 }

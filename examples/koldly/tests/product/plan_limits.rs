@@ -168,8 +168,19 @@ async fn imports_count_per_month_and_deletes_give_nothing_back(backend: Backend)
     assert_eq!(res.json()["imported"], 5);
     let full = import(&server, &ann, &a, &emails("e", 1)).await;
     assert_plan_limit(&full, "prospects_per_month", "free", 25);
-    // Next month the allowance is back.
+    // Next month the allowance is back (after a new login: the session
+    // token of 32 days ago has expired on the same clock).
     server.clock.advance(Duration::from_secs(32 * 24 * 3600));
+    let ann = User {
+        token: server
+            .login("ann@example.com", "correct horse 42")
+            .await
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        ..ann
+    };
     assert_eq!(
         import(&server, &ann, &a, &emails("f", 25)).await.status,
         200

@@ -159,6 +159,31 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts a new one with the same configuration on
+    /// the same database, as a restart of the process would.
+    pub async fn restart(mut self) -> Self {
+        self.signal_shutdown();
+        self.wait().await;
+        let config = self.handles.state.config.clone();
+        let (router, handles) = koldly::build_app(config).await.expect("koldly restarts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let join = tokio::spawn(koldly::serve(
+            listener,
+            router,
+            handles.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        self.addr = addr;
+        self.handles = handles;
+        self.shutdown = Some(tx);
+        self.join = Some(join);
+        self
+    }
+
     /// Sends the shutdown signal and waits for `serve` to return.
     pub async fn stop(mut self) {
         self.signal_shutdown();
@@ -227,8 +252,22 @@ impl TestServer {
         self.post("/api/auth/login", &body.to_string()).await
     }
 
-    /// The token in the newest outbox message of `kind` to `to`, and how many such messages there are.
+    /// Waits until the work requests left for after their answer is done.
+    pub async fn settle(&self) {
+        assert!(
+            self.handles
+                .state
+                .background
+                .wait_idle(std::time::Duration::from_secs(10))
+                .await,
+            "background work finished"
+        );
+    }
+
+    /// The token in the newest outbox message of `kind` to `to`, and how many
+    /// such messages there are (after background work settled).
     pub async fn mailed_token(&self, to: &str, kind: &str) -> (String, usize) {
+        self.settle().await;
         let messages = koldly::db::outbox::for_recipient(self.pool(), to)
             .await
             .unwrap();
