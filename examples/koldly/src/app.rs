@@ -66,11 +66,13 @@ use tracing::Level;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
+    ai::{self, LanguageModel},
     audit,
     auth::{self, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     config::Config,
     db::Db,
     health, http_client,
+    jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
     state::{AppState, Inner},
 };
@@ -82,6 +84,8 @@ pub struct AppHandles {
     pub state: AppState,
     /// The audit writer: flushed and stopped at shutdown.
     pub auditor: Auditor,
+    /// The background job runner: stopped gracefully at shutdown.
+    pub jobs: RunnerHandle,
 }
 
 impl AppHandles {
@@ -90,9 +94,17 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// After the server stopped: finishes background mail deliveries (10 s at
-    /// most), writes every queued audit event, then closes the pool.
+    /// After the server stopped: stops the job runner (running jobs get its
+    /// grace period), finishes background mail deliveries (10 s at most),
+    /// writes every queued audit event, then closes the pool.
     pub async fn close(&self) {
+        let interrupted = self.jobs.shutdown().await;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "jobs still running at shutdown were queued again"
+            );
+        }
         if !self.state.mailer.wait_idle(Duration::from_secs(10)).await {
             tracing::warn!(
                 "background mail deliveries still running at shutdown; they stay in the outbox as pending"
@@ -161,6 +173,22 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
             .map(|p| (p, http_client::retrying_client())),
         config.clock.clone(),
     );
+    // The language model and the job queue (issue 17).
+    let language_model: Arc<dyn LanguageModel> = match &config.ai.anthropic {
+        Some(anthropic) => {
+            tracing::info!(
+                base_url = anthropic.base_url,
+                "language model: Anthropic Messages API"
+            );
+            Arc::new(ai::Anthropic::new(
+                anthropic.clone(),
+                db.clone(),
+                config.clock.clone(),
+            ))
+        }
+        None => Arc::new(ai::Offline),
+    };
+    let job_queue = JobQueue::new(db.clone(), config.clock.clone(), &config.jobs);
     let state = AppState(Arc::new(Inner {
         jwt: JwtKeys::new(&config.jwt_secret, config.jwt_ttl),
         passwords,
@@ -169,6 +197,8 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         forgot_limiter: RateLimiter::new(config.forgot_password_limit, config.clock.clone()),
         http,
         started: Instant::now(),
+        ai: language_model,
+        jobs: job_queue,
         db,
         config,
     }));
@@ -184,7 +214,24 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         None => routes(state.clone(), MemoryStore::new()),
     };
     let app = stack(routes, state.config.body_limit, auditor.clone());
-    Ok((app, AppHandles { state, auditor }))
+    let runner = state
+        .jobs
+        .runner(job_kinds(&state), state.config.jobs.clone())
+        .spawn();
+    Ok((
+        app,
+        AppHandles {
+            state,
+            auditor,
+            jobs: runner,
+        },
+    ))
+}
+
+/// The kinds of background job this server runs (each domain registers its
+/// own here, e.g. email generation).
+fn job_kinds(_state: &AppState) -> Registry {
+    Registry::new()
 }
 
 /// The scope of an idempotency key: the user of a valid bearer token, else the
@@ -223,7 +270,8 @@ fn routes<St: Store>(state: AppState, store: St) -> Router {
     let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
-        .nest("/auth", auth::oauth_routes());
+        .nest("/auth", auth::oauth_routes())
+        .merge(jobs::routes::routes());
     idempotent.merge(plain).with_state(state)
 }
 

@@ -2,7 +2,11 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use crate::clock::{Clock, SystemClock};
+use crate::{
+    ai::AiConfig,
+    clock::{Clock, SystemClock},
+    jobs::JobsConfig,
+};
 
 /// The `--help` text: every environment variable koldly reads.
 pub const HELP: &str = "\
@@ -141,6 +145,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The clock for token expiry and rate limits (injectable for tests).
     pub clock: Arc<dyn Clock>,
+    /// The language model (`AI_*`, see [`AiConfig`]).
+    pub ai: AiConfig,
+    /// The job runner (`JOB_*`, see [`JobsConfig`]).
+    pub jobs: JobsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -207,6 +215,8 @@ impl Config {
             body_limit: 64 * 1024,
             shutdown_grace: Duration::from_secs(20),
             clock: Arc::new(SystemClock),
+            ai: AiConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 
@@ -284,6 +294,8 @@ impl Config {
                 ));
             }
         }
+        config.ai = AiConfig::from_lookup(&get).map_err(ConfigError)?;
+        config.jobs = JobsConfig::from_lookup(&get).map_err(ConfigError)?;
         if mode == Mode::Production && config.postmark.is_none() {
             tracing::warn!("POSTMARK_TOKEN is not set: mail goes to the mail_outbox table only");
         }

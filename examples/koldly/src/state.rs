@@ -3,10 +3,12 @@
 use std::{ops::Deref, sync::Arc, time::Instant};
 
 use crate::{
+    ai::LanguageModel,
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     config::Config,
     db::Db,
     http_client::HttpClient,
+    jobs::JobQueue,
     mail::Mailer,
 };
 
@@ -34,6 +36,10 @@ pub struct Inner {
     pub http: HttpClient,
     /// When the server started.
     pub started: Instant,
+    /// The language model (offline unless `AI_API_KEY` is set).
+    pub ai: Arc<dyn LanguageModel>,
+    /// Where routes queue background jobs.
+    pub jobs: JobQueue,
 }
 
 impl Deref for AppState {

@@ -6,7 +6,9 @@
 //! placeholders, `RETURNING`, `lower()`), with portable types: ids are text
 //! UUIDs, timestamps `i64` unix seconds, flags `0`/`1` integers.
 
+pub mod ai_usage;
 pub mod audit_log;
+pub mod jobs;
 pub mod outbox;
 pub mod tokens;
 pub mod users;
