@@ -71,12 +71,23 @@ impl Pricing {
             .saturating_mul(self.input)
             .saturating_add(output.saturating_mul(self.output))
     }
+
+    /// The most a call with `prompt` can cost: every prompt byte counted as a
+    /// token (a token is at least a byte), plus the API's overhead, plus
+    /// `max_tokens` of answer. This is what a call reserves.
+    pub fn most(&self, prompt: &Prompt, max_tokens: u32) -> i64 {
+        let prompt_tokens = (prompt.system.len() + prompt.data.len()) as i64;
+        self.cost(
+            prompt_tokens + PROMPT_OVERHEAD_TOKENS,
+            i64::from(max_tokens),
+        )
+    }
 }
 
 /// The Messages API version koldly speaks.
 const API_VERSION: &str = "2023-06-01";
 /// Per-call overhead the API adds to a prompt, in tokens (a generous bound).
-const PROMPT_OVERHEAD_TOKENS: i64 = 64;
+pub const PROMPT_OVERHEAD_TOKENS: i64 = 64;
 
 /// The Anthropic provider; cheap to clone.
 #[derive(Clone)]
@@ -138,11 +149,7 @@ impl Anthropic {
         }
         let now = inner.clock.now();
         let month = month_of(now);
-        let prompt_tokens = (prompt.system.len() + prompt.data.len()) as i64;
-        let most = inner.config.pricing.cost(
-            prompt_tokens + PROMPT_OVERHEAD_TOKENS,
-            i64::from(inner.config.max_tokens),
-        );
+        let most = inner.config.pricing.most(&prompt, inner.config.max_tokens);
         let reservation = Reservation {
             user_id: &call.user_id,
             job_id: call.job_id.as_deref(),

@@ -45,7 +45,7 @@ pub mod tasks;
 
 use std::{fmt, future::Future, pin::Pin};
 
-pub use anthropic::{Anthropic, Pricing};
+pub use anthropic::{Anthropic, PROMPT_OVERHEAD_TOKENS, Pricing, month_of};
 pub use config::{AiConfig, AnthropicConfig, Models};
 pub use offline::Offline;
 use steadfast::Deadline;
