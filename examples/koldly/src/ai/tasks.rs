@@ -338,19 +338,14 @@ pub fn placeholder_in(text: &str) -> Option<&str> {
             return Some(&rest[..end.min(40)]);
         }
     }
-    let mut pieces = text.split('%');
-    pieces.next();
-    for candidate in pieces {
-        if !candidate.is_empty()
+    // `%NAME%` tokens: what sits between two `%` signs.
+    text.split('%').skip(1).find(|candidate| {
+        !candidate.is_empty()
             && candidate.len() <= 30
             && candidate
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_')
-        {
-            return Some(candidate);
-        }
-    }
-    None
+    })
 }
 
 /// The email addresses in `text`: `local@domain.tld` tokens.

@@ -48,18 +48,36 @@
 //! this small runner on a `jobs` table, meeting the same requirements (see
 //! `tests/jobs.rs`). Revisit when koldly moves to sqlx 0.9.
 //!
-//! ```no_run
-//! # async fn demo(queue: koldly::jobs::JobQueue, user_id: &str) -> Result<(), sqlx::Error> {
-//! use koldly::jobs::{JobContext, JobError, Registry};
-//! let registry = Registry::new().register("demo.count", |ctx: JobContext| async move {
-//!     let items: Vec<String> = ctx.payload()?;
-//!     for (done, _item) in items.iter().enumerate() {
-//!         ctx.progress(done as i64 + 1, items.len() as i64).await?;
+//! ```
+//! use std::sync::Arc;
+//! use koldly::{clock::{Clock, SystemClock}, db::{Db, users}, jobs::{JobContext, JobError, JobQueue, JobsConfig, Registry}};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let path = std::env::temp_dir().join(format!("koldly-doc-{}.db", uuid::Uuid::new_v4()));
+//! let db = Db::connect(&format!("sqlite:{}", path.display())).await?;
+//! let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+//! # let user = users::insert(&db.pool, users::NewUser { email: "ada@example.com", name: "Ada", password_hash: None, google_id: None, email_verified: true }, clock.now()).await?;
+//! let queue = JobQueue::new(db.clone(), clock, &JobsConfig::default());
+//! let (done_tx, done) = tokio::sync::oneshot::channel();
+//! let done_tx = std::sync::Mutex::new(Some(done_tx));
+//! let registry = Registry::new().register("demo.count", move |ctx: JobContext| {
+//!     let done_tx = done_tx.lock().unwrap().take();
+//!     async move {
+//!         let items: Vec<String> = ctx.payload()?;
+//!         for done in 1..=items.len() as i64 {
+//!             ctx.progress(done, items.len() as i64).await?;
+//!         }
+//!         if let Some(tx) = done_tx { let _ = tx.send(()); }
+//!         Ok::<_, JobError>(())
 //!     }
-//!     Ok::<_, JobError>(())
 //! });
-//! let job = queue.enqueue(user_id, "demo.count", &["a", "b"]).await?;
-//! # let _ = (registry, job); Ok(()) }
+//! let runner = queue.runner(registry, JobsConfig::default()).spawn();
+//! let job = queue.enqueue(&user.id, "demo.count", &["a", "b"]).await?;
+//! done.await?;
+//! runner.shutdown().await; // lets the run record its end
+//! let job = koldly::db::jobs::find(&db.pool, &job.id).await?.unwrap();
+//! assert_eq!((job.state.as_str(), job.progress_done, job.progress_total), ("succeeded", 2, 2));
+//! # db.pool.close().await; let _ = std::fs::remove_file(&path);
+//! # Ok(()) }
 //! ```
 
 mod handler;
