@@ -28,6 +28,7 @@ use koldly::{
         ai_usage::{self, Reservation},
         users::{self, NewUser},
     },
+    jobs::{JobContext, JobError, JobQueue, JobsConfig, Registry},
 };
 use steadfast::Deadline;
 use support::{
@@ -692,7 +693,84 @@ async fn answers_are_cached_per_user(backend: Backend) {
     assert_eq!(fake.unused(), 0);
 }
 
+/// A generation job drafting for five prospects with a budget for three:
+/// three drafts are made, then the job fails for good with the budget's
+/// reason, its progress at 3 of 5, and nothing more is sent.
+async fn a_job_stops_when_the_budget_runs_out_mid_way(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let names = ["Ada", "Bob", "Cyd", "Dan", "Eve"];
+    let pricing = three_per_cent(&draft_task("Ada"), 100);
+    let prompt_tokens = {
+        let p = Prompt::for_task(&draft_task("Ada"));
+        (p.system.len() + p.data.len()) as i64 + koldly::ai::PROMPT_OVERHEAD_TOKENS
+    };
+    let fake = FakeAnthropic::start(
+        Vec::new(),
+        Answer::text(
+            &serde_json::json!({ "subject": GOOD_SUBJECT, "body": GOOD_BODY }).to_string(),
+            prompt_tokens,
+            100,
+        ),
+    )
+    .await;
+    let model: Arc<dyn LanguageModel> = Arc::new(f.provider(&fake, |c| c.pricing = pricing));
+    let drafts: Arc<std::sync::Mutex<Vec<EmailDraft>>> = Arc::default();
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let registry = Registry::new().register("test.generate", {
+        let drafts = drafts.clone();
+        move |ctx: JobContext| {
+            let (model, drafts, ended_tx) = (model.clone(), drafts.clone(), ended_tx.clone());
+            async move {
+                let names: Vec<String> = ctx.payload()?;
+                let call = Call::new(ctx.user_id(), 1)
+                    .in_job(ctx.job.id.clone())
+                    .until(ctx.deadline);
+                let total = names.len() as i64;
+                let result = async {
+                    for (done, name) in names.iter().enumerate() {
+                        let draft = model.draft_email(&call, &draft_task(name)).await?;
+                        drafts.lock().unwrap().push(draft);
+                        ctx.progress(done as i64 + 1, total).await?;
+                    }
+                    Ok::<_, JobError>(())
+                }
+                .await;
+                ended_tx.send(()).unwrap();
+                result
+            }
+        }
+    });
+    let queue = JobQueue::new(f.db.clone(), f.clock.clone(), &JobsConfig::default());
+    let job = queue
+        .enqueue(&f.ada, "test.generate", &names)
+        .await
+        .unwrap();
+    let runner = queue.runner(registry, JobsConfig::default()).spawn();
+    tokio::time::timeout(Duration::from_secs(30), ended.recv())
+        .await
+        .expect("the job ran")
+        .unwrap();
+    runner.shutdown().await;
+    let job = koldly::db::jobs::find(&f.db.pool, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, "failed");
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("the monthly AI budget is exhausted")
+    );
+    assert_eq!((job.progress_done, job.progress_total), (3, 5));
+    assert_eq!(job.attempts, 1, "a permanent failure is not retried");
+    assert_eq!(drafts.lock().unwrap().len(), 3);
+    assert_eq!(fake.calls(), 3);
+    let calls = ai_usage::calls(&f.db.pool, &f.ada).await.unwrap();
+    assert_eq!(calls.len(), 3);
+    assert!(f.budget(&f.ada).await.spent <= 1_000_000);
+}
+
 on_both!(
+    a_job_stops_when_the_budget_runs_out_mid_way,
     overload_is_retried_after_retry_after,
     malformed_answers_are_errors_never_half_filled_values,
     a_hang_beyond_the_attempt_timeout_is_a_timeout,

@@ -584,7 +584,134 @@ async fn failures_are_classified_and_recorded(backend: Backend) {
     );
 }
 
+/// A running job's lease is renewed every third of it, so a run longer than
+/// the lease is not taken over. (The renewal runs on a real 1 s interval; the
+/// test waits for it by re-reading the row, never by sleeping.)
+async fn a_running_job_keeps_its_lease(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    let gate = Arc::new(Notify::new());
+    let registry = {
+        let gate = gate.clone();
+        Registry::new().register("test.long", move |_: JobContext| {
+            let (started_tx, gate) = (started_tx.clone(), gate.clone());
+            async move {
+                started_tx.send(()).unwrap();
+                gate.notified().await;
+                Ok::<_, JobError>(())
+            }
+        })
+    };
+    let queue = f.queue();
+    let runner = queue
+        .runner(
+            registry,
+            JobsConfig {
+                lease: Duration::from_secs(3),
+                ..config()
+            },
+        )
+        .spawn();
+    let queued = queue
+        .enqueue(&f.user_id, "test.long", &json!({}))
+        .await
+        .unwrap();
+    next(&mut started).await;
+    // Three times: two seconds pass on the manual clock (the lease has one
+    // left), then wait for a renewal from the new time. In all, three times
+    // the lease passes and no one else can claim the job.
+    for _ in 0..3 {
+        f.clock.advance(Duration::from_secs(2));
+        let now = f.clock.now();
+        let probe = jobs::claim(&f.db, "probe", &["test.long"], now, now + 60)
+            .await
+            .unwrap();
+        assert!(
+            probe.is_none(),
+            "the probe took a job whose runner is alive"
+        );
+        let renewed = tokio::time::timeout(Duration::from_secs(30), async {
+            while lease_until(&f.db, &queued.id).await < Some(now + 3) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(renewed.is_ok(), "the lease was renewed");
+    }
+    gate.notify_one();
+    runner.shutdown().await;
+    let done = job(&f.db, &queued.id).await;
+    assert_eq!((done.state.as_str(), done.attempts), ("succeeded", 1));
+}
+
+/// `lease_until` of a job (tests read it raw).
+async fn lease_until(db: &Db, id: &str) -> Option<i64> {
+    use sqlx::Row;
+    sqlx::query("SELECT lease_until FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        .try_get("lease_until")
+        .unwrap()
+}
+
+/// A job whose runs keep dying (each claim counts) fails once its attempts
+/// are spent, without running again.
+async fn a_job_that_keeps_killing_its_runner_fails(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let (started_tx, mut started) = mpsc::unbounded_channel::<i64>();
+    let registry = Registry::new().register("test.poison", move |ctx: JobContext| {
+        let started_tx = started_tx.clone();
+        async move {
+            started_tx.send(ctx.job.attempts).unwrap();
+            std::future::pending::<()>().await;
+            Ok::<_, JobError>(())
+        }
+    });
+    let queued = jobs::enqueue(
+        &f.db.pool,
+        jobs::NewJob {
+            user_id: &f.user_id,
+            kind: "test.poison",
+            payload: &json!({}),
+            max_attempts: 1,
+            run_at: f.clock.now(),
+        },
+        f.clock.now(),
+    )
+    .await
+    .unwrap();
+    let queue = f.queue();
+    let doomed = queue.runner(registry.clone(), config()).spawn();
+    assert_eq!(next(&mut started).await, 1);
+    doomed.kill();
+    f.clock.advance(Duration::from_secs(61));
+    let survivor = queue.runner(registry, config()).spawn();
+    // The survivor claims it (attempt 2 of 1) and fails it without running it.
+    let failed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let job = job(&f.db, &queued.id).await;
+            if job.state == "failed" {
+                return job;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the job failed");
+    survivor.shutdown().await;
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("the job was interrupted too many times")
+    );
+    assert!(started.try_recv().is_err(), "it did not run again");
+}
+
 on_both!(
+    a_running_job_keeps_its_lease,
+    a_job_that_keeps_killing_its_runner_fails,
     job_status_is_owner_scoped,
     a_claimed_job_is_not_run_by_another_runner,
     two_runners_never_run_a_job_twice,
