@@ -128,10 +128,16 @@ impl AiConfig {
         let Some(api_key) = get("AI_API_KEY") else {
             return Ok(Self::default());
         };
-        let mut c = AnthropicConfig::new(
-            get("AI_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".to_owned()),
-            api_key,
-        );
+        let base_url = get("AI_BASE_URL").unwrap_or_else(|| "https://api.anthropic.com".to_owned());
+        match url::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "AI_BASE_URL must be an http(s) URL, not `{base_url}`"
+                ));
+            }
+        }
+        let mut c = AnthropicConfig::new(base_url, api_key);
         if let Some(model) = get("AI_MODEL") {
             c.models = Models::all(&model);
         }
@@ -229,6 +235,13 @@ mod tests {
         assert!(!format!("{c:?} {a:?}").contains("sk-secret"));
         assert!(
             AiConfig::from_lookup(lookup(&[("AI_API_KEY", "k"), ("AI_MAX_TOKENS", "x")])).is_err()
+        );
+        assert!(
+            AiConfig::from_lookup(lookup(&[
+                ("AI_API_KEY", "k"),
+                ("AI_BASE_URL", "api.example")
+            ]))
+            .is_err()
         );
         assert!(
             AiConfig::from_lookup(lookup(&[
