@@ -84,6 +84,9 @@ impl Pricing {
     }
 }
 
+/// The largest request kept for a retry (a bigger one is sent once).
+const MAX_PROMPT_BYTES: usize = 256 * 1024;
+
 /// The Messages API version koldly speaks.
 const API_VERSION: &str = "2023-06-01";
 /// Per-call overhead the API adds to a prompt, in tokens (a generous bound).
@@ -120,7 +123,9 @@ impl Anthropic {
             .build();
         // POST is allowed to be retried at all; `retry_if` narrows it to
         // failures after which the provider provably did no work.
-        let layer = RetryLayer::new(policy).idempotent_methods([Method::POST]);
+        let layer = RetryLayer::new(policy)
+            .idempotent_methods([Method::POST])
+            .max_body_bytes(MAX_PROMPT_BYTES);
         Self {
             inner: Arc::new(Inner {
                 client: http_client::retrying_client_with(layer),
