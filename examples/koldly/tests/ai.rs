@@ -766,6 +766,11 @@ async fn a_job_stops_when_the_budget_runs_out_mid_way(backend: Backend) {
     assert_eq!(fake.calls(), 3);
     let calls = ai_usage::calls(&f.db.pool, &f.ada).await.unwrap();
     assert_eq!(calls.len(), 3);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.job_id.as_deref() == Some(job.id.as_str()))
+    );
     assert!(f.budget(&f.ada).await.spent <= 1_000_000);
 }
 

@@ -204,13 +204,15 @@ pub struct UsageRow {
     pub spend: Spend,
     /// How it ended.
     pub outcome: Option<String>,
+    /// The job it was part of.
+    pub job_id: Option<String>,
 }
 
 /// The calls of `user_id`, oldest first.
 pub async fn calls(pool: &AnyPool, user_id: &str) -> Result<Vec<UsageRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT state, task, model, reserved_microcents, cost_microcents, input_tokens, \
-         output_tokens, outcome FROM ai_usage WHERE user_id = $1 ORDER BY id",
+         output_tokens, outcome, job_id FROM ai_usage WHERE user_id = $1 ORDER BY id",
     )
     .bind(user_id)
     .fetch_all(pool)
@@ -228,6 +230,7 @@ pub async fn calls(pool: &AnyPool, user_id: &str) -> Result<Vec<UsageRow>, sqlx:
                     cost: r.try_get("cost_microcents")?,
                 },
                 outcome: r.try_get("outcome")?,
+                job_id: r.try_get("job_id")?,
             })
         })
         .collect()
