@@ -192,3 +192,36 @@ impl From<sqlx::Error> for JobError {
         Self::transient("a database error interrupted the job")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified_by_steadfast() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(JobError::classified(&refused, "the provider is unreachable").is_transient());
+        let timeout = steadfast::Error::new(steadfast::ErrorClass::Timeout, "slow");
+        assert!(JobError::classified(&timeout, "too slow").is_transient());
+        let bad_input = serde_json::from_str::<u32>("x").unwrap_err();
+        let err = JobError::classified(&bad_input, "the input is invalid");
+        assert!(!err.is_transient());
+        assert_eq!(err.message(), "the input is invalid");
+
+        assert!(!JobError::from(AiError::BudgetExhausted).is_transient());
+        assert!(!JobError::from(AiError::InvalidAnswer("x".into())).is_transient());
+        assert!(JobError::from(AiError::Timeout).is_transient());
+        assert!(JobError::from(AiError::Provider { status: 429 }).is_transient());
+        assert!(!JobError::from(AiError::Provider { status: 401 }).is_transient());
+        assert_eq!(
+            JobError::from(AiError::BudgetExhausted).message(),
+            "the monthly AI budget is exhausted"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "job kind `Bad_Kind`")]
+    fn kinds_are_checked() {
+        let _ = Registry::new().register("Bad_Kind", |_: JobContext| async { Ok(()) });
+    }
+}
