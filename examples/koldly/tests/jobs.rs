@@ -2,9 +2,10 @@
 //!
 //! Leases and retry times are unix seconds from koldly's `ManualClock`, which
 //! the tests move; no test sleeps. "Two processes" are two runners with their
-//! own connection pools on one database. "Killed" is `RunnerHandle::kill`: the
-//! runner's task (and every job task under it) is aborted where it stands,
-//! without releasing its leases, as a process kill would leave them.
+//! own connection pools on one database. A runner is killed two ways: a real
+//! child process killed with SIGKILL mid-job, and `RunnerHandle::kill`, which
+//! aborts the runner's task (and every job task under it) where it stands
+//! without releasing its leases.
 
 mod support;
 
@@ -356,6 +357,94 @@ async fn a_killed_runner_s_job_runs_again_after_its_lease(backend: Backend) {
     let done = job(&f.db, &queued.id).await;
     assert_eq!((done.state.as_str(), done.attempts), ("succeeded", 2));
     assert!(finished.try_recv().is_err(), "the first run never finished");
+}
+
+/// The same with a real process: a child process (this test binary, running
+/// only `child_process_runner`) claims the job and is killed with SIGKILL
+/// mid-job; the job is still leased to it, and runs again here once the lease
+/// has passed.
+async fn a_killed_process_s_job_runs_again_after_its_lease(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let f = Fixture::new(backend).await;
+    let queued = f
+        .queue()
+        .enqueue(&f.user_id, "test.process", &json!({}))
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_process_runner",
+            "--nocapture",
+        ])
+        .env(CHILD_DB, &f.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the child process starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = format!("STARTED {}", queued.id);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == started {
+                return;
+            }
+        }
+        panic!("the child process ended before running the job");
+    })
+    .await
+    .expect("the child process ran the job");
+    child.kill().await.expect("SIGKILL");
+
+    let orphan = job(&f.db, &queued.id).await;
+    assert_eq!((orphan.state.as_str(), orphan.attempts), ("running", 1));
+    let (ran_tx, mut ran) = mpsc::unbounded_channel::<i64>();
+    let registry = Registry::new().register("test.process", move |ctx: JobContext| {
+        let ran_tx = ran_tx.clone();
+        async move {
+            ran_tx.send(ctx.job.attempts).unwrap();
+            Ok::<_, JobError>(())
+        }
+    });
+    let survivor = f.queue().runner(registry, config()).spawn();
+    let now = f.clock.now();
+    assert!(
+        jobs::claim(&f.db, "probe", &["test.process"], now, now + 60)
+            .await
+            .unwrap()
+            .is_none(),
+        "still leased to the killed process"
+    );
+    f.clock.advance(Duration::from_secs(61));
+    assert_eq!(next(&mut ran).await, 2, "run again after the lease");
+    survivor.shutdown().await;
+    let done = job(&f.db, &queued.id).await;
+    assert_eq!((done.state.as_str(), done.attempts), ("succeeded", 2));
+}
+
+/// The database URL the child process of the kill test runs on.
+const CHILD_DB: &str = "KOLDLY_TEST_JOB_CHILD_DB";
+
+/// Not a test of its own: the child process of
+/// `a_killed_process_s_job_runs_again_after_its_lease`, started with
+/// `--ignored --exact child_process_runner`. It runs a job runner whose
+/// `test.process` jobs print `STARTED {id}` and never end, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the kill test; started by it"]
+async fn child_process_runner() {
+    let url = std::env::var(CHILD_DB).expect("started by the kill test");
+    let db = Db::connect(&url).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(koldly::clock::SystemClock);
+    let queue = JobQueue::new(db, clock, &config());
+    let registry = Registry::new().register("test.process", |ctx: JobContext| async move {
+        println!("STARTED {}", ctx.job.id);
+        std::future::pending::<()>().await;
+        Ok::<_, JobError>(())
+    });
+    let _runner = queue.runner(registry, config()).spawn();
+    std::future::pending::<()>().await;
 }
 
 /// Shutdown stops claiming at once, lets a running job finish, and reports
@@ -716,6 +805,7 @@ on_both!(
     a_claimed_job_is_not_run_by_another_runner,
     two_runners_never_run_a_job_twice,
     a_killed_runner_s_job_runs_again_after_its_lease,
+    a_killed_process_s_job_runs_again_after_its_lease,
     shutdown_stops_claiming_and_lets_running_jobs_finish,
     failures_are_classified_and_recorded,
 );
