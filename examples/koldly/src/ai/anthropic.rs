@@ -186,13 +186,15 @@ impl Anthropic {
                 (Err(failure.into_error()), settle)
             }
             Ok(reply) => {
+                // A provider's counts are not trusted to be sane.
+                let (input, output) = (
+                    reply.usage.input_tokens.max(0),
+                    reply.usage.output_tokens.max(0),
+                );
                 let spend = Spend {
-                    input_tokens: reply.usage.input_tokens,
-                    output_tokens: reply.usage.output_tokens,
-                    cost: inner
-                        .config
-                        .pricing
-                        .cost(reply.usage.input_tokens, reply.usage.output_tokens),
+                    input_tokens: input,
+                    output_tokens: output,
+                    cost: inner.config.pricing.cost(input, output),
                 };
                 match answer::<T>(&reply, &known) {
                     Ok((output, text)) => (Ok((output, text)), Settle::Charge(spend, "ok")),
