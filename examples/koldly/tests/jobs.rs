@@ -1,8 +1,9 @@
 //! The job runner and `GET /api/jobs/{id}`, on SQLite and PostgreSQL.
 //!
 //! Leases and retry times are unix seconds from koldly's `ManualClock`, which
-//! the tests move; no test sleeps. "Two processes" are two runners with their
-//! own connection pools on one database. A runner is killed two ways: a real
+//! the tests move; no test sleeps. Two processes on one database are tested
+//! both as two runners with their own pools and as this test binary plus a
+//! child process running an ignored `child_process_*` test. A runner is killed two ways: a real
 //! child process killed with SIGKILL mid-job, and `RunnerHandle::kill`, which
 //! aborts the runner's task (and every job task under it) where it stands
 //! without releasing its leases.
@@ -447,6 +448,137 @@ async fn child_process_runner() {
     std::future::pending::<()>().await;
 }
 
+/// Two koldly processes on one database — this one and a child process —
+/// drain 40 jobs, 4 workers each, in rounds of 8 that need both at once (each
+/// round's jobs wait for a `GO` the test sends when all 8 have started); every
+/// job runs exactly once.
+async fn two_processes_never_run_a_job_twice(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let f = Fixture::new(backend).await;
+    let queue = f.queue();
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(
+            queue
+                .enqueue(&f.user_id, "test.round", &json!({ "n": n }))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_process_round_runner",
+            "--nocapture",
+        ])
+        .env(CHILD_DB, &f.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the child process starts");
+    let mut child_go = child.stdin.take().unwrap();
+    let mut child_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    let (go, _) = tokio::sync::watch::channel(0u32);
+    let (ran_tx, mut ran) = mpsc::unbounded_channel::<String>();
+    let registry = Registry::new().register("test.round", {
+        let go = go.clone();
+        move |ctx: JobContext| {
+            let (ran_tx, mut go) = (ran_tx.clone(), go.subscribe());
+            async move {
+                ran_tx.send(ctx.job.id.clone()).unwrap();
+                let _ = go.changed().await;
+                Ok::<_, JobError>(())
+            }
+        }
+    });
+    let here = queue.runner(registry, config()).spawn();
+
+    let mut runs: HashMap<String, u32> = HashMap::new();
+    let mut by_process = [0u32; 2];
+    for round in 1..=5 {
+        for _ in 0..4 {
+            *runs.entry(next(&mut ran).await).or_default() += 1;
+            by_process[0] += 1;
+        }
+        let mut from_child = 0;
+        while from_child < 4 {
+            let line = tokio::time::timeout(Duration::from_secs(60), child_lines.next_line())
+                .await
+                .expect("the child reports")
+                .unwrap()
+                .expect("the child is alive");
+            if let Some(id) = line.strip_prefix("RAN ") {
+                *runs.entry(id.to_owned()).or_default() += 1;
+                from_child += 1;
+            }
+        }
+        by_process[1] += 4;
+        go.send_replace(round);
+        child_go.write_all(b"GO\n").await.unwrap();
+    }
+    // Every job recorded as succeeded, by whichever process ran it.
+    let all_done = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut succeeded = 0;
+            for id in &ids {
+                succeeded += usize::from(job(&f.db, id).await.state == "succeeded");
+            }
+            if succeeded == ids.len() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    here.shutdown().await;
+    child.kill().await.unwrap();
+    assert!(all_done.is_ok(), "every job succeeded");
+    assert_eq!(runs.len(), 40, "every job ran");
+    assert!(runs.values().all(|&n| n == 1), "no job ran twice: {runs:?}");
+    assert_eq!(by_process, [20, 20]);
+    for id in &ids {
+        assert_eq!(job(&f.db, id).await.attempts, 1, "{id}");
+    }
+}
+
+/// Not a test of its own: the child process of
+/// `two_processes_never_run_a_job_twice`. Its `test.round` jobs print
+/// `RAN {id}` and end at the next `GO` line on stdin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the two-process test; started by it"]
+async fn child_process_round_runner() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let url = std::env::var(CHILD_DB).expect("started by the two-process test");
+    let db = Db::connect(&url).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(koldly::clock::SystemClock);
+    let queue = JobQueue::new(db, clock, &config());
+    let (go, _) = tokio::sync::watch::channel(0u32);
+    let registry = Registry::new().register("test.round", {
+        let go = go.clone();
+        move |ctx: JobContext| {
+            let mut go = go.subscribe();
+            async move {
+                println!("RAN {}", ctx.job.id);
+                let _ = go.changed().await;
+                Ok::<_, JobError>(())
+            }
+        }
+    });
+    let _runner = queue.runner(registry, config()).spawn();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut round = 0;
+    while let Ok(Some(_)) = lines.next_line().await {
+        round += 1;
+        go.send_replace(round);
+    }
+    std::future::pending::<()>().await;
+}
+
 /// Shutdown stops claiming at once, lets a running job finish, and reports
 /// none interrupted; with no grace left, a running job is queued again.
 async fn shutdown_stops_claiming_and_lets_running_jobs_finish(backend: Backend) {
@@ -804,6 +936,7 @@ on_both!(
     job_status_is_owner_scoped,
     a_claimed_job_is_not_run_by_another_runner,
     two_runners_never_run_a_job_twice,
+    two_processes_never_run_a_job_twice,
     a_killed_runner_s_job_runs_again_after_its_lease,
     a_killed_process_s_job_runs_again_after_its_lease,
     shutdown_stops_claiming_and_lets_running_jobs_finish,
