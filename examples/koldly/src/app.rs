@@ -77,6 +77,7 @@ use tracing::Level;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
+    ai::{self, LanguageModel},
     audit,
     auth::{self, extract::AuthUser, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     background::Background,
@@ -84,6 +85,7 @@ use crate::{
     config::{Config, Mode},
     db::{self, Db},
     health, http_client, icp,
+    jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, prospects,
     state::{AppState, Inner},
@@ -99,6 +101,8 @@ pub struct AppHandles {
     pub auditor: Auditor,
     /// The outbox job (with a mail provider): stopped at shutdown.
     pub outbox_job: Option<tokio::task::AbortHandle>,
+    /// The background job runner: stopped gracefully at shutdown.
+    pub jobs: RunnerHandle,
 }
 
 impl AppHandles {
@@ -107,9 +111,17 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// After the server stopped: finishes background work (10 s at most),
-    /// writes every queued audit event, then closes the pool.
+    /// After the server stopped: stops the job runner (running jobs get its
+    /// grace period), finishes background work (10 s at most), writes every
+    /// queued audit event, then closes the pool.
     pub async fn close(&self) {
+        let interrupted = self.jobs.shutdown().await;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "jobs still running at shutdown were queued again"
+            );
+        }
         if let Some(job) = &self.outbox_job {
             job.abort();
         }
@@ -195,6 +207,22 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         config.clock.clone(),
         background.clone(),
     );
+    // The language model and the job queue (issue 17).
+    let language_model: Arc<dyn LanguageModel> = match &config.ai.anthropic {
+        Some(anthropic) => {
+            tracing::info!(
+                base_url = anthropic.base_url,
+                "language model: Anthropic Messages API"
+            );
+            Arc::new(ai::Anthropic::new(
+                anthropic.clone(),
+                db.clone(),
+                config.clock.clone(),
+            ))
+        }
+        None => Arc::new(ai::Offline),
+    };
+    let job_queue = JobQueue::new(db.clone(), config.clock.clone(), &config.jobs);
     let state = AppState(Arc::new(Inner {
         jwt: JwtKeys::new(&jwt_secret, config.jwt_ttl),
         cookie_key: cookie_key(&jwt_secret),
@@ -215,6 +243,8 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         ),
         http,
         started: Instant::now(),
+        ai: language_model,
+        jobs: job_queue,
         db,
         config,
     }));
@@ -236,14 +266,25 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
             .mailer
             .spawn_outbox_job(state.config.mail_resend_interval)
     });
+    let runner = state
+        .jobs
+        .runner(job_kinds(&state), state.config.jobs.clone())
+        .spawn();
     Ok((
         app,
         AppHandles {
             state,
             auditor,
             outbox_job,
+            jobs: runner,
         },
     ))
+}
+
+/// The kinds of background job this server runs (each domain registers its
+/// own here, e.g. email generation).
+fn job_kinds(_state: &AppState) -> Registry {
+    Registry::new()
 }
 
 /// The JWT signing secret: the configured one, else (development only) the one
@@ -318,7 +359,8 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let plain = Router::new()
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
-        .nest("/auth", auth::oauth_routes());
+        .nest("/auth", auth::oauth_routes())
+        .merge(jobs::routes::routes());
     idempotent.merge(plain).merge(product).with_state(state)
 }
 

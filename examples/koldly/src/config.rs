@@ -7,7 +7,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use clap::{CommandFactory, Parser};
 use steadfast::audit::{IpRange, TrustedProxies};
 
-use crate::clock::{Clock, SystemClock};
+use crate::{
+    ai::AiConfig,
+    clock::{Clock, SystemClock},
+    jobs::JobsConfig,
+};
 
 /// koldly's command line. Every flag is also read from the environment
 /// variable shown in `--help`; a flag wins over its variable. (No `Debug`:
@@ -228,6 +232,10 @@ pub struct Config {
     pub mail_resend_interval: Duration,
     /// The clock for token expiry and rate limits (injectable for tests).
     pub clock: Arc<dyn Clock>,
+    /// The language model (`AI_*`, see [`AiConfig`]).
+    pub ai: AiConfig,
+    /// The job runner (`JOB_*`, see [`JobsConfig`]).
+    pub jobs: JobsConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -296,13 +304,15 @@ impl Config {
             shutdown_grace: Duration::from_secs(20),
             mail_resend_interval: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
+            ai: AiConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 
     /// Reads the command line and the process environment; exits with clap's
     /// message (or `--help`, `--version`) when they do not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_cli(Cli::parse())
+        Self::from_cli(Cli::parse())?.with_background_settings(|k| std::env::var(k).ok())
     }
 
     /// Reads the configuration through `get` (a map in tests): each variable it
@@ -320,7 +330,18 @@ impl Config {
             }
         }
         let cli = Cli::try_parse_from(args).map_err(|e| ConfigError(e.to_string()))?;
-        Self::from_cli(cli)
+        Self::from_cli(cli)?.with_background_settings(&get)
+    }
+
+    /// The language model's and the job runner's settings (`AI_*`, `JOB_*`),
+    /// read through `get`.
+    fn with_background_settings(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        self.ai = AiConfig::from_lookup(&get).map_err(ConfigError)?;
+        self.jobs = JobsConfig::from_lookup(&get).map_err(ConfigError)?;
+        Ok(self)
     }
 
     /// Checks what `cli` says and builds the configuration.

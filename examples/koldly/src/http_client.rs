@@ -84,7 +84,12 @@ pub fn retrying_client() -> RetryingClient {
         .attempt_timeout(Duration::from_secs(10))
         .deadline(Duration::from_secs(25))
         .build();
-    RetryLayer::new(policy).layer(client())
+    retrying_client_with(RetryLayer::new(policy))
+}
+
+/// A client behind `layer` (a caller's own retry policy).
+pub fn retrying_client_with(layer: RetryLayer) -> RetryingClient {
+    layer.layer(client())
 }
 
 /// Sends `req` through `service` and reads the whole response (at most 1 MiB)

@@ -7,6 +7,7 @@
 //! configuration and calls both; the integration tests do the same on an
 //! ephemeral port.
 
+pub mod ai;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod health;
 pub mod http_client;
 pub mod icp;
+pub mod jobs;
 pub mod logging;
 pub mod mail;
 pub mod onboarding;

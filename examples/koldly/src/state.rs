@@ -6,11 +6,13 @@ use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
 
 use crate::{
+    ai::LanguageModel,
     auth::{jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     background::Background,
     config::Config,
     db::Db,
     http_client::HttpClient,
+    jobs::JobQueue,
     mail::Mailer,
 };
 
@@ -42,6 +44,10 @@ pub struct Inner {
     pub http: HttpClient,
     /// When the server started.
     pub started: Instant,
+    /// The language model (offline unless `AI_API_KEY` is set).
+    pub ai: Arc<dyn LanguageModel>,
+    /// Where routes queue background jobs.
+    pub jobs: JobQueue,
 }
 
 impl Deref for AppState {

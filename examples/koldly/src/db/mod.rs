@@ -6,9 +6,11 @@
 //! placeholders, `RETURNING`, `lower()`), with portable types: ids are text
 //! UUIDs, timestamps `i64` unix seconds, flags `0`/`1` integers.
 
+pub mod ai_usage;
 pub mod audit_log;
 pub mod campaigns;
 pub mod icp_templates;
+pub mod jobs;
 pub mod onboarding;
 pub mod outbox;
 pub mod prospects;

@@ -4,6 +4,7 @@
 
 #[path = "../../../../tests/common/mod.rs"]
 pub mod common;
+pub mod fake_anthropic;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
