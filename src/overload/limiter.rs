@@ -192,7 +192,7 @@ impl Limiter {
             let cfg = &self.config;
             let too_slow = latency > cfg.latency_target || overloaded == Some(true);
             if too_slow {
-                if s.last_decrease.is_none_or(|at| admitted > at) {
+                if s.last_decrease.is_none_or(|at| admitted >= at) {
                     s.limit = (s.limit * cfg.decrease_factor).max(f64::from(cfg.min_limit));
                     s.last_decrease = Some(Instant::now());
                 }
