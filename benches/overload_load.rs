@@ -41,7 +41,8 @@ const ROUTE_TIMEOUT: Duration = Duration::from_millis(200);
 const WARM_UP: Duration = Duration::from_secs(2);
 
 /// The handler: waits for one of 8 workers (FIFO), then works 10 ms.
-fn handler() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send>
+fn handler()
+-> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send>
 + Clone
 + Send
 + 'static {
@@ -119,7 +120,11 @@ fn report(name: &str, mut t: Tally, measured: Duration) {
     t.admitted_latencies.sort();
     let p99 = t
         .admitted_latencies
-        .get((t.admitted_latencies.len() * 99).div_ceil(100).saturating_sub(1))
+        .get(
+            (t.admitted_latencies.len() * 99)
+                .div_ceil(100)
+                .saturating_sub(1),
+        )
         .copied()
         .unwrap_or_default();
     let goodput = t.ok as f64 / measured.as_secs_f64();

@@ -125,7 +125,8 @@ async fn a_percentile_delay_follows_the_measured_latency() {
     let attempts = Attempts::default();
     let hedging = HedgeLayer::percentile(0.9, Duration::from_millis(200));
     let mut hedged =
-        run_against_slow_fraction(hedging.layer(server(attempts.clone(), slow_fraction_plan(11)))).await;
+        run_against_slow_fraction(hedging.layer(server(attempts.clone(), slow_fraction_plan(11))))
+            .await;
     let delay = hedging.current_delay();
     assert!(
         (Duration::from_millis(10)..Duration::from_millis(12)).contains(&delay),
@@ -156,7 +157,9 @@ async fn an_empty_budget_stops_hedging() {
     let budget = RetryBudget::new(Duration::from_secs(2), 1, 0.0);
     let hedging = HedgeLayer::fixed(Duration::from_millis(30)).budget(budget.clone());
     let svc = hedging.layer(server(attempts.clone(), |_| (1000, 200)));
-    let calls: Vec<_> = (0..3).map(|_| tokio::spawn(svc.clone().oneshot(get()))).collect();
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(get())))
+        .collect();
     for call in calls {
         call.await.unwrap().unwrap();
     }
@@ -171,18 +174,30 @@ async fn the_losing_attempt_is_dropped_when_the_other_answers() {
     let attempts = Attempts::default();
     let hedging = HedgeLayer::fixed(Duration::from_millis(50));
     // The first call takes a minute; the hedge 10 ms.
-    let svc = hedging.layer(server(attempts.clone(), |n| (if n == 0 { 60_000 } else { 10 }, 200)));
+    let svc = hedging.layer(server(attempts.clone(), |n| {
+        (if n == 0 { 60_000 } else { 10 }, 200)
+    }));
     let started = Instant::now();
     let res = svc.oneshot(get()).await.unwrap();
     assert_eq!(*res.body(), 1, "the hedge's answer");
     assert_eq!(started.elapsed(), Duration::from_millis(60));
-    assert_eq!(attempts.dropped.load(Ordering::SeqCst), 1, "the first attempt was dropped");
+    assert_eq!(
+        attempts.dropped.load(Ordering::SeqCst),
+        1,
+        "the first attempt was dropped"
+    );
     tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(attempts.finished.load(Ordering::SeqCst), 1, "and never finished");
+    assert_eq!(
+        attempts.finished.load(Ordering::SeqCst),
+        1,
+        "and never finished"
+    );
 
     // The other way round: the first attempt wins, the hedge is dropped.
     let attempts = Attempts::default();
-    let svc = hedging.layer(server(attempts.clone(), |n| (if n == 0 { 70 } else { 60_000 }, 200)));
+    let svc = hedging.layer(server(attempts.clone(), |n| {
+        (if n == 0 { 70 } else { 60_000 }, 200)
+    }));
     let res = svc.oneshot(get()).await.unwrap();
     assert_eq!(*res.body(), 0);
     assert_eq!(attempts.started.load(Ordering::SeqCst), 2);
@@ -222,12 +237,20 @@ async fn no_hedge_is_sent_past_the_deadline() {
     let mut req = get();
     Deadline::after(Duration::from_millis(30)).insert_into(req.extensions_mut());
     svc.clone().oneshot(req).await.unwrap();
-    assert_eq!(attempts.started.load(Ordering::SeqCst), 1, "the hedge would start at the deadline");
+    assert_eq!(
+        attempts.started.load(Ordering::SeqCst),
+        1,
+        "the hedge would start at the deadline"
+    );
 
     let mut req = get();
     Deadline::after(Duration::from_millis(30) + MS).insert_into(req.extensions_mut());
     svc.clone().oneshot(req).await.unwrap();
-    assert_eq!(attempts.started.load(Ordering::SeqCst), 3, "1 ms before it, it is sent");
+    assert_eq!(
+        attempts.started.load(Ordering::SeqCst),
+        3,
+        "1 ms before it, it is sent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,7 +258,9 @@ async fn a_transient_failure_of_one_attempt_waits_for_the_other() {
     let attempts = Attempts::default();
     let hedging = HedgeLayer::fixed(Duration::from_millis(30));
     // The first attempt answers 200 after 200 ms; the hedge a quick 503.
-    let svc = hedging.layer(server(attempts.clone(), |n| if n == 0 { (200, 200) } else { (5, 503) }));
+    let svc = hedging.layer(server(attempts.clone(), |n| {
+        if n == 0 { (200, 200) } else { (5, 503) }
+    }));
     let started = Instant::now();
     let res = svc.clone().oneshot(get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -243,7 +268,9 @@ async fn a_transient_failure_of_one_attempt_waits_for_the_other() {
 
     // A definite answer (404) from the hedge ends the race.
     let attempts = Attempts::default();
-    let svc = hedging.layer(server(attempts.clone(), |n| if n == 0 { (200, 200) } else { (5, 404) }));
+    let svc = hedging.layer(server(attempts.clone(), |n| {
+        if n == 0 { (200, 200) } else { (5, 404) }
+    }));
     let started = Instant::now();
     let res = svc.clone().oneshot(get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);

@@ -97,18 +97,30 @@ async fn a_request_that_cannot_start_before_its_deadline_is_refused_at_once() {
     // The slot frees in about 100 ms (the target, as nothing was measured
     // yet), and the request needs about 100 ms to run: 150 ms is not enough.
     let started = Instant::now();
-    let res = svc.clone().oneshot(req_within(2, Duration::from_millis(150))).await.unwrap();
+    let res = svc
+        .clone()
+        .oneshot(req_within(2, Duration::from_millis(150)))
+        .await
+        .unwrap();
     assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
     assert_refused(&res);
     assert_eq!(res.headers()["retry-after"], "1");
 
     // An expired deadline is refused too.
-    let res = svc.clone().oneshot(req_within(3, Duration::ZERO)).await.unwrap();
+    let res = svc
+        .clone()
+        .oneshot(req_within(3, Duration::ZERO))
+        .await
+        .unwrap();
     assert_refused(&res);
 
     assert_eq!(overload.refused_past_deadline(), 2);
     assert_eq!(overload.refused(), 2);
-    assert_eq!(handler.ran(), vec![1], "refused requests never reach the handler");
+    assert_eq!(
+        handler.ran(),
+        vec![1],
+        "refused requests never reach the handler"
+    );
     assert_eq!(running.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
@@ -131,7 +143,11 @@ async fn queued_requests_run_in_order_and_the_queue_is_bounded() {
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
     }
-    assert_eq!(started.elapsed(), Duration::from_millis(150), "one at a time");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(150),
+        "one at a time"
+    );
     assert_eq!(handler.ran(), vec![1, 2, 3]);
     assert_eq!((overload.in_flight(), overload.queued()), (0, 0));
 }
@@ -148,7 +164,11 @@ async fn a_queued_request_is_refused_when_its_latest_start_passes() {
     // it queues; the slot stays taken, and at 400 ms (the deadline less the
     // estimated run) it gives up.
     let started = Instant::now();
-    let res = svc.clone().oneshot(req_within(2, Duration::from_millis(500))).await.unwrap();
+    let res = svc
+        .clone()
+        .oneshot(req_within(2, Duration::from_millis(500)))
+        .await
+        .unwrap();
     assert_eq!(started.elapsed(), Duration::from_millis(400));
     assert_refused(&res);
     assert_eq!(overload.refused_past_deadline(), 1);
@@ -238,7 +258,11 @@ async fn the_limit_grows_while_latency_is_under_target_and_shrinks_once_per_slow
     // Fast again: it grows back.
     handler.latency_ms.store(10, Ordering::SeqCst);
     saturate(&svc, &overload, 10).await;
-    assert!(overload.limit() >= shrunk + 4, "{} after {shrunk}", overload.limit());
+    assert!(
+        overload.limit() >= shrunk + 4,
+        "{} after {shrunk}",
+        overload.limit()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,6 +305,9 @@ fn a_configuration_that_cannot_work_is_an_error() {
         OverloadConfig::new().latency_target(Duration::ZERO),
     ] {
         let err = OverloadLayer::try_new(config).unwrap_err();
-        assert!(err.to_string().starts_with("invalid overload configuration"));
+        assert!(
+            err.to_string()
+                .starts_with("invalid overload configuration")
+        );
     }
 }
