@@ -501,3 +501,64 @@ fn a_configuration_that_cannot_work_is_an_error() {
     }
     assert!(BreakerLayer::try_client(BreakerConfig::new()).is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_layer_outside_waits_out_the_open_circuit_or_gives_up_at_once() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use steadfast::retry::{RetryBody, RetryLayer, RetryPolicy};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = service_fn({
+        let calls = calls.clone();
+        move |_req: Request<RetryBody<Full<Bytes>>>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let status = if n < 4 { 500 } else { 200 };
+                Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+            }
+        }
+    });
+    let get = || {
+        Request::get("http://upstream/")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    for (open_for, retried) in [(secs(2), true), (secs(10), false)] {
+        calls.store(0, Ordering::SeqCst);
+        let breaker = BreakerLayer::client(count_window().open_for(open_for));
+        let client = tower::ServiceBuilder::new()
+            // Retry-After up to 5 s is waited for (the default ceiling).
+            .layer(RetryLayer::new(
+                RetryPolicy::builder().max_retries(3).build(),
+            ))
+            .layer(breaker.clone())
+            .service(upstream.clone());
+        for _ in 0..4 {
+            let res = client.clone().oneshot(get()).await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 is not retried"
+            );
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+
+        let started = tokio::time::Instant::now();
+        let result = client.clone().oneshot(get()).await;
+        if retried {
+            assert_eq!(result.unwrap().status(), StatusCode::OK);
+            assert_eq!(started.elapsed(), open_for, "exactly the breaker's delay");
+            assert_eq!(calls.load(Ordering::SeqCst), 5, "one probe, no hammering");
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(classify_error(&*err).class(), ErrorClass::Overloaded);
+            assert_eq!(
+                started.elapsed(),
+                Duration::ZERO,
+                "a 10 s delay is not waited for"
+            );
+            assert_eq!(calls.load(Ordering::SeqCst), 4);
+        }
+    }
+}

@@ -342,7 +342,7 @@ impl Outcomes {
                 let current = generation(*start, *slot_nanos, now);
                 slots
                     .iter()
-                    .filter(|s| s.calls > 0 && current - s.generation < SLOTS as u64)
+                    .filter(|s| s.calls > 0 && current.saturating_sub(s.generation) < SLOTS as u64)
                     .fold((0, 0, 0), |(c, f, s), slot| {
                         (c + slot.calls, f + slot.failures, s + slot.slow)
                     })

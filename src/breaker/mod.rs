@@ -37,8 +37,8 @@
 //! # Cost
 //!
 //! A closed circuit costs per call two short, uncontended locks of the
-//! circuit's mutex (admission and outcome), one `Arc` increment, one reading
-//! of the clock and the classification of the outcome; nothing is boxed or
+//! circuit's mutex (admission and outcome), two `Arc` increments, two
+//! readings of the clock and the classification of the outcome; nothing is boxed or
 //! allocated (the response future is a named type), except the key `String`
 //! when circuits are keyed. An open circuit answers without calling anything.
 //! `benches/README.md` compares the closed path with tower-resilience's breaker.
