@@ -240,7 +240,7 @@ enum Outcomes {
     Time {
         start: Instant,
         slot_nanos: u128,
-        slots: [Slot; SLOTS],
+        slots: Box<[Slot; SLOTS]>,
     },
 }
 
@@ -266,7 +266,7 @@ impl Outcomes {
             Window::Time(d) => Outcomes::Time {
                 start: Instant::now(),
                 slot_nanos: (d.as_nanos() / SLOTS as u128).max(1),
-                slots: [Slot::default(); SLOTS],
+                slots: Box::new([Slot::default(); SLOTS]),
             },
         }
     }
@@ -283,7 +283,7 @@ impl Outcomes {
                 *failures = 0;
                 *slow = 0;
             }
-            Outcomes::Time { slots, .. } => *slots = [Slot::default(); SLOTS],
+            Outcomes::Time { slots, .. } => **slots = [Slot::default(); SLOTS],
         }
     }
 

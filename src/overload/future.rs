@@ -37,18 +37,24 @@ where
         future: S::Future,
         slot: Slot,
     },
-    Queued {
-        place: Place,
-        /// The service that was ready for this request (a clone took its place).
-        service: S,
-        request: Option<Request<B>>,
-        give_up: Pin<Box<Sleep>>,
-    },
+    /// Boxed: the queued path allocates anyway (its timer), and the future
+    /// every admitted request moves stays the size of the inner one.
+    Queued(Pin<Box<Queued<S, B>>>),
     Refused {
         why: Refusal,
         retry_after: Duration,
     },
     Done,
+}
+
+#[pin_project(project = QueuedProj)]
+struct Queued<S, B> {
+    place: Place,
+    /// The service that was ready for this request (a clone took its place).
+    service: S,
+    request: Option<Request<B>>,
+    #[pin]
+    give_up: Sleep,
 }
 
 /// A slot held by a running request; given back when it ends or is dropped.
@@ -121,7 +127,7 @@ where
         request: Request<B>,
     ) -> Self {
         Self {
-            state: State::Queued {
+            state: State::Queued(Box::pin(Queued {
                 place: Place {
                     limiter,
                     waiter,
@@ -129,8 +135,8 @@ where
                 },
                 service,
                 request: Some(request),
-                give_up: Box::pin(tokio::time::sleep_until(give_up_at)),
-            },
+                give_up: tokio::time::sleep_until(give_up_at),
+            })),
         }
     }
 
@@ -148,7 +154,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Running { .. } => "running",
-            State::Queued { .. } => "queued",
+            State::Queued(_) => "queued",
             State::Refused { .. } => "refused",
             State::Done => "done",
         };
@@ -182,14 +188,15 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(result.map(|res| res.map(ResponseBody::Inner)));
                 }
-                StateProj::Queued {
-                    place,
-                    service,
-                    request,
-                    give_up,
-                } => {
+                StateProj::Queued(queued) => {
+                    let QueuedProj {
+                        place,
+                        service,
+                        request,
+                        give_up,
+                    } = queued.as_mut().project();
                     if !place.waiter.is_granted(cx.waker()) {
-                        if give_up.as_mut().poll(cx).is_pending() {
+                        if give_up.poll(cx).is_pending() {
                             return Poll::Pending;
                         }
                         if !place.limiter.leave_queue(&place.waiter) {
