@@ -65,10 +65,10 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(limiter: Arc<Limiter>) -> Self {
+    fn new(limiter: Arc<Limiter>, admitted: Instant) -> Self {
         Self {
             limiter,
-            admitted: Instant::now(),
+            admitted,
             released: false,
         }
     }
@@ -110,11 +110,11 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(super) fn running(future: S::Future, limiter: Arc<Limiter>) -> Self {
+    pub(super) fn running(future: S::Future, limiter: Arc<Limiter>, admitted: Instant) -> Self {
         Self {
             state: State::Running {
                 future,
-                slot: Slot::new(limiter),
+                slot: Slot::new(limiter, admitted),
             },
         }
     }
@@ -221,7 +221,7 @@ where
                     let future = service.call(request);
                     this.state.set(State::Running {
                         future,
-                        slot: Slot::new(limiter),
+                        slot: Slot::new(limiter, Instant::now()),
                     });
                 }
                 StateProj::Refused { why, retry_after } => {

@@ -103,8 +103,9 @@ impl Limiter {
         self.lock().queue.len()
     }
 
-    pub(crate) fn admit(&self, deadline: Option<Deadline>) -> Admission {
-        let now = Instant::now();
+    /// Admits, queues or refuses a request arriving at `now` (the caller's
+    /// clock reading, which also dates an admitted request's slot).
+    pub(crate) fn admit(&self, deadline: Option<Deadline>, now: Instant) -> Admission {
         let mut s = self.lock();
         let latency = self.latency_estimate(&s);
         if deadline.is_some_and(|d| d.instant() <= now) {

@@ -38,7 +38,7 @@
 //!
 //! An admitted request takes the limiter's mutex twice (admission and
 //! release; a few comparisons and float operations each), reads the clock
-//! three times and holds one `Arc`; nothing is boxed. A queued request also clones
+//! twice and holds one `Arc`; nothing is boxed. A queued request also clones
 //! the inner service and boxes its state (the request, that clone, a timer). `benches/README.md` has the per
 //! request cost beside tower's `ConcurrencyLimit` + `LoadShed`, and goodput
 //! at three times capacity with and without the layer.

@@ -144,8 +144,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limiter = &self.layer.limiter;
-        match limiter.admit(Deadline::from_extensions(req.extensions())) {
-            Admission::Now => ResponseFuture::running(self.inner.call(req), limiter.clone()),
+        let now = tokio::time::Instant::now();
+        match limiter.admit(Deadline::from_extensions(req.extensions()), now) {
+            Admission::Now => ResponseFuture::running(self.inner.call(req), limiter.clone(), now),
             Admission::Queued { waiter, give_up_at } => {
                 // Keep the service that is ready for this request; a clone
                 // takes its place for the next one.
