@@ -65,6 +65,7 @@ struct Slot {
 }
 
 impl Slot {
+    #[inline]
     fn new(limiter: Arc<Limiter>, admitted: Instant) -> Self {
         Self {
             limiter,
@@ -110,6 +111,7 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline]
     pub(super) fn running(future: S::Future, limiter: Arc<Limiter>, admitted: Instant) -> Self {
         Self {
             state: State::Running {
@@ -170,6 +172,7 @@ where
 {
     type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {

@@ -106,16 +106,15 @@ impl Limiter {
     /// Admits, queues or refuses a request arriving at `now` (the caller's
     /// clock reading, which also dates an admitted request's slot).
     pub(crate) fn admit(&self, deadline: Option<Deadline>, now: Instant) -> Admission {
-        let mut s = self.lock();
-        let latency = self.latency_estimate(&s);
         if deadline.is_some_and(|d| d.instant() <= now) {
-            drop(s);
             return self.refuse(Refusal::Deadline, Duration::ZERO);
         }
+        let mut s = self.lock();
         if s.queue.is_empty() && (s.in_flight as f64) < s.limit.floor() {
             s.in_flight += 1;
             return Admission::Now;
         }
+        let latency = self.latency_estimate(&s);
         // A slot frees every `latency / limit` on average.
         let wait = latency.mul_f64((s.queue.len() + 1) as f64 / s.limit.max(1.0));
         if s.queue.len() >= self.config.max_queue {

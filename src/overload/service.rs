@@ -142,6 +142,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let limiter = &self.layer.limiter;
         let now = tokio::time::Instant::now();
