@@ -562,3 +562,40 @@ async fn a_retry_layer_outside_waits_out_the_open_circuit_or_gives_up_at_once() 
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_breaker_keyed_by_route_opens_one_route_of_a_router() {
+    use axum::{Router, body::Body, routing::get};
+    use steadfast::breaker::ByRoute;
+
+    let breaker = BreakerLayer::server(count_window().key_by(ByRoute));
+    let app: Router = Router::new()
+        .route(
+            "/reports/{id}",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "database down") }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route_layer(breaker.clone());
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+    for id in 1..=4 {
+        let res = app
+            .clone()
+            .oneshot(get(&format!("/reports/{id}")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    // One circuit for the route pattern, whatever the id.
+    assert_eq!(breaker.state_of("/reports/{id}"), Some(BreakerState::Open));
+    let res = app.clone().oneshot(get("/reports/99")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "10");
+    let res = app.clone().oneshot(get("/health")).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "another route is not affected"
+    );
+    assert_eq!(breaker.state_of("/health"), Some(BreakerState::Closed));
+}
