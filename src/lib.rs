@@ -15,6 +15,9 @@
 //! | [`idempotency`] | `Idempotency-Key` deduplication with memory and Redis stores |
 //! | [`timeout`] | per-route timeouts that drop the work, with a readable [`Deadline`] |
 //! | [`audit`] | structured, redacted audit events that are never silently lost |
+//! | [`breaker`] | a circuit breaker on error classes and `Retry-After` (feature `breaker`) |
+//! | [`hedge`] | hedged requests for idempotent client calls, paid from the retry budget (feature `hedge`) |
+//! | [`overload`] | an adaptive concurrency limit that refuses what cannot start before its deadline (feature `overload`) |
 //!
 //! Everything works on plain `tower` and `hyper`; the default `axum` feature adds
 //! `IntoResponse` for [`Problem`] and route matching on axum's `MatchedPath`.
@@ -39,11 +42,20 @@
 
 pub mod audit;
 pub mod body;
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+pub mod breaker;
 pub mod classify;
 mod deadline;
 mod error;
 pub mod error_handler;
+#[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
+pub mod hedge;
 pub mod idempotency;
+#[cfg(feature = "overload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
+pub mod overload;
 pub mod problem;
 pub mod retry;
 pub mod timeout;
