@@ -37,15 +37,28 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "audit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "audit")))]
 pub mod audit;
 pub mod body;
 pub mod classify;
 mod deadline;
 mod error;
+#[cfg(feature = "error-handler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "error-handler")))]
 pub mod error_handler;
+mod headers;
+#[cfg(feature = "idempotency")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
 pub mod problem;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(any(feature = "timeout", feature = "audit"))]
+mod route;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
 pub mod timeout;
 
 pub use body::ResponseBody;
@@ -53,6 +66,9 @@ pub use classify::{Classification, ErrorClass};
 pub use deadline::Deadline;
 pub use error::Error;
 pub use problem::Problem;
+#[cfg(any(feature = "timeout", feature = "audit"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "timeout", feature = "audit"))))]
+pub use route::RouteError;
 
 /// The boxed error type tower services use at their boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -108,12 +108,8 @@ pub(crate) fn from_error<B>(err: BoxError, ctx: &RequestContext) -> Response<Res
     )
 }
 
-/// A panic caught by tower-http.
-pub(crate) fn from_panic<B>(
-    message: &str,
-    ctx: &RequestContext,
-    parts: http::response::Parts,
-) -> Response<ResponseBody<B>> {
+/// A panic of the inner service, caught.
+pub(crate) fn from_panic<B>(message: &str, ctx: &RequestContext) -> Response<ResponseBody<B>> {
     let status = StatusCode::INTERNAL_SERVER_ERROR;
     tracing::error!(
         method = %ctx.method,
@@ -130,7 +126,7 @@ pub(crate) fn from_panic<B>(
         ctx,
         Classification::new(ErrorClass::Panic).with_status(status),
         HeaderMap::new(),
-        parts.extensions,
+        http::Extensions::new(),
     )
 }
 

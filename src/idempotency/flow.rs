@@ -170,7 +170,7 @@ where
             return Err(err);
         }
     };
-    if !(config.store_if)(res.status()) {
+    if !config.store_if.store(res.status()) {
         guard.release().await;
         return Ok(pass(res));
     }

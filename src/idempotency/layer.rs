@@ -2,13 +2,13 @@
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
-use http::{HeaderName, Method, StatusCode, request::Parts};
+use http::{HeaderName, Method, StatusCode};
 use tower::Layer;
 
 use super::{
     Idempotency,
     fingerprint::FingerprintSpec,
-    scope::{GlobalScope, Scope, ScopeFn},
+    scope::{GlobalScope, Scope},
     store::Store,
 };
 
@@ -25,13 +25,45 @@ pub enum OnStoreFailure {
     FailOpen,
 }
 
+/// Which response statuses are stored and replayed; for any other the claim is
+/// released, so a retry runs the handler again. Any closure
+/// `Fn(StatusCode) -> bool` is one.
+///
+/// ```
+/// use http::StatusCode;
+/// use steadfast::idempotency::{DefaultStoreIf, IdempotencyLayer, MemoryStore, StoreIf};
+///
+/// // Store what the default stores, and 409 answers too.
+/// let layer = IdempotencyLayer::new(MemoryStore::new())
+///     .store_if(|status: StatusCode| status == StatusCode::CONFLICT || DefaultStoreIf.store(status));
+/// # let _ = layer;
+/// ```
+pub trait StoreIf: Send + Sync + 'static {
+    /// Whether a response with `status` is stored.
+    fn store(&self, status: StatusCode) -> bool;
+}
+
+impl<F> StoreIf for F
+where
+    F: Fn(StatusCode) -> bool + Send + Sync + 'static,
+{
+    fn store(&self, status: StatusCode) -> bool {
+        self(status)
+    }
+}
+
 /// The statuses stored by default: everything below 500 except 408, 409 and 429
 /// (and 1xx). A validation error (400, 422) replays as itself, as Stripe does; a
 /// transient failure (408, 409, 429, any 5xx) is not stored, so a retry runs again.
-pub fn default_store_if(status: StatusCode) -> bool {
-    !status.is_informational()
-        && !status.is_server_error()
-        && !matches!(status.as_u16(), 408 | 409 | 429)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultStoreIf;
+
+impl StoreIf for DefaultStoreIf {
+    fn store(&self, status: StatusCode) -> bool {
+        !status.is_informational()
+            && !status.is_server_error()
+            && !matches!(status.as_u16(), 408 | 409 | 429)
+    }
 }
 
 /// The default documentation the problems' `type` URIs point to (with an anchor
@@ -39,7 +71,7 @@ pub fn default_store_if(status: StatusCode) -> bool {
 pub const DEFAULT_DOCUMENTATION: &str =
     "https://docs.rs/steadfast/latest/steadfast/idempotency/index.html";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) methods: Vec<Method>,
     /// The standard methods among `methods`, one bit each (see [`method_bit`]).
@@ -51,7 +83,7 @@ pub(crate) struct Config {
     pub(crate) max_request_bytes: usize,
     pub(crate) max_response_bytes: usize,
     pub(crate) fingerprint: FingerprintSpec,
-    pub(crate) store_if: fn(StatusCode) -> bool,
+    pub(crate) store_if: Arc<dyn StoreIf>,
     pub(crate) on_store_failure: OnStoreFailure,
     pub(crate) store_timeout: Duration,
     pub(crate) retry_after: Duration,
@@ -70,12 +102,31 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             max_response_bytes: 1024 * 1024,
             fingerprint: FingerprintSpec::default(),
-            store_if: default_store_if,
+            store_if: Arc::new(DefaultStoreIf),
             on_store_failure: OnStoreFailure::FailClosed,
             store_timeout: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
             documentation: Cow::Borrowed(DEFAULT_DOCUMENTATION),
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("methods", &self.methods)
+            .field("required", &self.required)
+            .field("wait", &self.wait)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("retention", &self.retention)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("fingerprint", &self.fingerprint)
+            .field("on_store_failure", &self.on_store_failure)
+            .field("store_timeout", &self.store_timeout)
+            .field("retry_after", &self.retry_after)
+            .field("documentation", &self.documentation)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,22 +167,41 @@ fn method_mask(methods: &[Method]) -> u16 {
         .fold(0, |mask, bit| mask | bit)
 }
 
-/// What every clone of the layer and its services shares.
+/// What every clone of a service shares.
 pub(crate) struct Shared<St, Sc> {
     pub(crate) store: St,
-    pub(crate) scope: Sc,
+    pub(crate) scope: Arc<Sc>,
     pub(crate) config: Config,
 }
 
 /// Applies [`Idempotency`] to a service. See the [module docs](super).
+///
+/// Configured with setters, as tower-http's layers are:
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::idempotency::{IdempotencyLayer, MemoryStore};
+///
+/// let layer = IdempotencyLayer::new(MemoryStore::new())
+///     .scope(|parts: &http::request::Parts| {
+///         parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned)
+///     })
+///     .lock_ttl(Duration::from_secs(30))
+///     .wait(Duration::from_secs(5));
+/// # let _ = layer;
+/// ```
 pub struct IdempotencyLayer<St, Sc = GlobalScope> {
-    shared: Arc<Shared<St, Sc>>,
+    store: St,
+    scope: Arc<Sc>,
+    config: Config,
 }
 
-impl<St, Sc> Clone for IdempotencyLayer<St, Sc> {
+impl<St: Clone, Sc> Clone for IdempotencyLayer<St, Sc> {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            store: self.store.clone(),
+            scope: self.scope.clone(),
+            config: self.config.clone(),
         }
     }
 }
@@ -139,23 +209,18 @@ impl<St, Sc> Clone for IdempotencyLayer<St, Sc> {
 impl<St, Sc> std::fmt::Debug for IdempotencyLayer<St, Sc> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyLayer")
-            .field("config", &self.shared.config)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl<St: Store> IdempotencyLayer<St, GlobalScope> {
-    /// The layer with its defaults over `store`. Set a [scope](IdempotencyLayerBuilder::scope)
-    /// with [`builder`](Self::builder) for anything with more than one client.
+    /// The layer with its defaults over `store`. Set a [scope](Self::scope) for
+    /// anything with more than one client.
     pub fn new(store: St) -> Self {
-        Self::builder(store).build()
-    }
-
-    /// A builder over `store`, with every default.
-    pub fn builder(store: St) -> IdempotencyLayerBuilder<St, GlobalScope> {
-        IdempotencyLayerBuilder {
+        Self {
             store,
-            scope: GlobalScope,
+            scope: Arc::new(GlobalScope),
             config: Config::default(),
         }
     }
@@ -164,53 +229,36 @@ impl<St: Store> IdempotencyLayer<St, GlobalScope> {
 impl<St, Sc> IdempotencyLayer<St, Sc> {
     /// The store.
     pub fn store(&self) -> &St {
-        &self.shared.store
+        &self.store
     }
 }
 
-impl<S, St, Sc> Layer<S> for IdempotencyLayer<St, Sc> {
+impl<S, St: Store, Sc> Layer<S> for IdempotencyLayer<St, Sc> {
     type Service = Idempotency<S, St, Sc>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Idempotency::new(inner, self.shared.clone())
+        let shared = Shared {
+            store: self.store.clone(),
+            scope: self.scope.clone(),
+            config: self.config.clone(),
+        };
+        Idempotency::new(inner, Arc::new(shared))
     }
 }
 
-/// Configures an [`IdempotencyLayer`].
-pub struct IdempotencyLayerBuilder<St, Sc> {
-    store: St,
-    scope: Sc,
-    config: Config,
-}
-
-impl<St, Sc> std::fmt::Debug for IdempotencyLayerBuilder<St, Sc> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdempotencyLayerBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<St: Store, Sc: Scope> IdempotencyLayerBuilder<St, Sc> {
+impl<St: Store, Sc: Scope> IdempotencyLayer<St, Sc> {
     /// Scopes keys by what `scope` returns for a request — the authenticated
-    /// principal, an API key, a tenant. **Set this in production**: without it, one
-    /// scope is shared by every client, and two clients sending the same key
+    /// principal, an API key, a tenant: a [`Scope`], or any closure
+    /// `Fn(&Parts) -> Option<String>`. **Set this in production**: without it,
+    /// one scope is shared by every client, and two clients sending the same key
     /// would be answered each other's responses.
     ///
     /// `None` means the request has no identity: a keyed request is then answered
     /// 400 and never reaches the store.
-    pub fn scope<F>(self, scope: F) -> IdempotencyLayerBuilder<St, ScopeFn<F>>
-    where
-        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
-    {
-        self.scope_with(ScopeFn(scope))
-    }
-
-    /// Scopes keys with a [`Scope`] implementation.
-    pub fn scope_with<S2: Scope>(self, scope: S2) -> IdempotencyLayerBuilder<St, S2> {
-        IdempotencyLayerBuilder {
+    pub fn scope<Sc2: Scope>(self, scope: Sc2) -> IdempotencyLayer<St, Sc2> {
+        IdempotencyLayer {
             store: self.store,
-            scope,
+            scope: Arc::new(scope),
             config: self.config,
         }
     }
@@ -284,10 +332,11 @@ impl<St: Store, Sc: Scope> IdempotencyLayerBuilder<St, Sc> {
     }
 
     /// Which response statuses are stored and replayed (default
-    /// [`default_store_if`]). For any other status the claim is released, so a
-    /// retry runs the handler again.
-    pub fn store_if(mut self, predicate: fn(StatusCode) -> bool) -> Self {
-        self.config.store_if = predicate;
+    /// [`DefaultStoreIf`]): a [`StoreIf`], or any closure `Fn(StatusCode) -> bool`.
+    /// For any other status the claim is released, so a retry runs the handler
+    /// again.
+    pub fn store_if(mut self, store_if: impl StoreIf) -> Self {
+        self.config.store_if = Arc::new(store_if);
         self
     }
 
@@ -317,16 +366,5 @@ impl<St: Store, Sc: Scope> IdempotencyLayerBuilder<St, Sc> {
     pub fn documentation(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
         self.config.documentation = uri.into();
         self
-    }
-
-    /// The layer.
-    pub fn build(self) -> IdempotencyLayer<St, Sc> {
-        IdempotencyLayer {
-            shared: Arc::new(Shared {
-                store: self.store,
-                scope: self.scope,
-                config: self.config,
-            }),
-        }
     }
 }

@@ -35,6 +35,21 @@ impl<S, St, Sc> Idempotency<S, St, Sc> {
     pub(crate) fn new(inner: S, shared: Arc<Shared<St, Sc>>) -> Self {
         Self { inner, shared }
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone, St, Sc> Clone for Idempotency<S, St, Sc> {
@@ -90,17 +105,11 @@ where
     }
 }
 
-/// Whether `headers` holds an `Idempotency-Key`. The usual request carries a
-/// dozen headers or fewer, mostly standard ones: comparing names is cheaper than
-/// hashing the key's name for a map lookup.
+/// Whether `headers` holds an `Idempotency-Key`.
 #[inline]
 fn has_key_header(headers: &http::HeaderMap) -> bool {
     static NAME: http::HeaderName = IDEMPOTENCY_KEY;
-    if headers.keys_len() <= 16 {
-        headers.keys().any(|name| *name == NAME)
-    } else {
-        headers.contains_key(&NAME)
-    }
+    crate::headers::contains(headers, &NAME)
 }
 
 impl<S, St, Sc> Idempotency<S, St, Sc> {

@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use pin_project::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use crate::{Classification, ErrorClass, Problem, ResponseBody};
+use crate::{Classification, ErrorClass, Problem, ResponseBody, route::RouteName};
 
 /// The `detail` of the timeout answer: what happened, naming no internals.
 const DETAIL: &str = "The server did not finish the request in time.";
@@ -39,7 +39,7 @@ enum State<F> {
         sleep: Option<Pin<Box<Sleep>>>,
         deadline: Instant,
         started: Instant,
-        route: &'static str,
+        route: RouteName,
         status: StatusCode,
     },
     Unlimited {
@@ -55,7 +55,7 @@ impl<F> ResponseFuture<F> {
         future: F,
         deadline: Instant,
         started: Instant,
-        route: &'static str,
+        route: RouteName,
         status: StatusCode,
     ) -> Self {
         Self {
@@ -83,7 +83,9 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
         match &self.state {
             State::Limited {
                 deadline, route, ..
-            } => d.field("route", route).field("deadline", deadline),
+            } => d
+                .field("route", &route.as_str())
+                .field("deadline", deadline),
             State::Unlimited { .. } => d.field("deadline", &None::<Instant>),
             State::Expired => d.field("expired", &true),
         };
@@ -120,13 +122,13 @@ where
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                (*started, *route, *status, *deadline)
+                (*started, route.clone(), *status, *deadline)
             }
             StateProj::Expired => panic!("ResponseFuture polled after completion"),
         };
         // Drop the inner future now, before answering: the work stops here.
         this.state.set(State::Expired);
-        Poll::Ready(Ok(timed_out(started, deadline, route, status)))
+        Poll::Ready(Ok(timed_out(started, deadline, route.as_str(), status)))
     }
 }
 
@@ -134,7 +136,7 @@ where
 fn timed_out<B>(
     started: Instant,
     deadline: Instant,
-    route: &'static str,
+    route: &str,
     status: StatusCode,
 ) -> Response<ResponseBody<B>> {
     tracing::warn!(

@@ -123,10 +123,9 @@
 //! ```
 
 mod future;
-mod matcher;
 mod service;
 mod table;
 
 pub use future::ResponseFuture;
 pub use service::{RouteTimeout, RouteTimeoutLayer};
-pub use table::{DEFAULT_DEADLINE_HEADER, Limit, TableError, TimeoutTable};
+pub use table::{DEFAULT_DEADLINE_HEADER, Limit, TimeoutTable};

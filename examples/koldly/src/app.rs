@@ -213,10 +213,9 @@ const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The routes, with idempotency on its route group.
 fn routes<St: Store>(state: AppState, store: St) -> Router {
-    let idempotency = IdempotencyLayer::builder(store)
+    let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.jwt.clone()))
-        .max_request_bytes(state.config.body_limit)
-        .build();
+        .max_request_bytes(state.config.body_limit);
     let idempotent = Router::new()
         .nest("/api/auth", auth::idempotent_api_routes())
         .layer(idempotency);
