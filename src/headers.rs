@@ -1,9 +1,10 @@
 //! Header lookups shared by the layers.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 /// The header a request id is read from by default (what tower-http's
 /// `SetRequestIdLayer::x_request_id` sets on the request).
+#[cfg(any(feature = "error-handler", feature = "audit"))]
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether `headers` holds `name`. A usual request carries a dozen headers or
@@ -19,16 +20,19 @@ pub(crate) fn contains(headers: &HeaderMap, name: &HeaderName) -> bool {
 }
 
 /// The value of `name`, found as [`contains`] finds it.
+#[cfg(any(feature = "error-handler", feature = "audit"))]
 #[inline]
-pub(crate) fn get<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
+pub(crate) fn get<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h http::HeaderValue> {
     if !contains(headers, name) {
         return None;
     }
     headers.get(name)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "error-handler"))]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]

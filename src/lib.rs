@@ -47,6 +47,12 @@ mod error;
 #[cfg(feature = "error-handler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "error-handler")))]
 pub mod error_handler;
+#[cfg(any(
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "error-handler",
+    feature = "audit"
+))]
 mod headers;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
@@ -61,7 +67,7 @@ mod route;
 #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
 pub mod timeout;
 
-pub use body::ResponseBody;
+pub use body::{PrefixedBody, ResponseBody};
 pub use classify::{Classification, ErrorClass};
 pub use deadline::Deadline;
 pub use error::Error;

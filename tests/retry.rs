@@ -234,7 +234,7 @@ async fn send<B>(
 ) -> Result<Response<Full<Bytes>>, BoxError>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError> + std::fmt::Debug,
+    B::Error: Into<BoxError> + Send + std::fmt::Debug,
 {
     layer.layer(upstream.clone()).oneshot(req).await
 }

@@ -165,7 +165,6 @@ mod scope;
 mod service;
 mod store;
 
-pub use body::{IdempotencyBody, PrefixedBody};
 pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
 pub use key::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, IdempotencyKey, KeyError, MAX_KEY_LEN};

@@ -11,7 +11,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::{
-    IDEMPOTENCY_KEY, IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
+    IDEMPOTENCY_KEY, IdempotencyKey, ResponseFuture, flow,
     future::ready,
     layer::Shared,
     problems,
@@ -19,6 +19,7 @@ use super::{
     store::{EntryKey, Store},
 };
 use crate::BoxError;
+use crate::ResponseBody;
 
 /// Deduplicates requests by their `Idempotency-Key`. See the [module docs](super).
 ///
@@ -83,7 +84,7 @@ where
     ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
     ResBody::Error: Send + 'static,
 {
-    type Response = Response<IdempotencyBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 

@@ -317,7 +317,7 @@ where
 /// (and a copy kept in `copy`) when it fit, else what was read followed by the
 /// rest of the stream.
 #[inline(always)]
-fn first_attempt<B>(
+fn first_attempt<B: Body>(
     request: Request<B>,
     mut reading: Reading,
     overflow: Option<Bytes>,

@@ -34,7 +34,7 @@
 
 mod matcher;
 
-use std::{borrow::Cow, fmt};
+use std::fmt;
 
 pub(crate) use matcher::Matcher;
 
@@ -87,12 +87,14 @@ impl std::error::Error for RouteError {}
 
 /// A rule's path as configured: borrowed when it is a literal, shared when it
 /// was built at run time, so naming it per request never copies the text.
+#[cfg(feature = "timeout")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RouteName {
     Static(&'static str),
     Shared(std::sync::Arc<str>),
 }
 
+#[cfg(feature = "timeout")]
 impl RouteName {
     pub(crate) fn as_str(&self) -> &str {
         match self {
@@ -102,11 +104,12 @@ impl RouteName {
     }
 }
 
-impl From<Cow<'static, str>> for RouteName {
-    fn from(path: Cow<'static, str>) -> Self {
+#[cfg(feature = "timeout")]
+impl From<std::borrow::Cow<'static, str>> for RouteName {
+    fn from(path: std::borrow::Cow<'static, str>) -> Self {
         match path {
-            Cow::Borrowed(s) => Self::Static(s),
-            Cow::Owned(s) => Self::Shared(s.into()),
+            std::borrow::Cow::Borrowed(s) => Self::Static(s),
+            std::borrow::Cow::Owned(s) => Self::Shared(s.into()),
         }
     }
 }

@@ -96,6 +96,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
@@ -133,7 +134,7 @@ where
 }
 
 /// Logs the timeout once and builds the answer.
-fn timed_out<B>(
+fn timed_out<B: http_body::Body>(
     started: Instant,
     deadline: Instant,
     route: &str,

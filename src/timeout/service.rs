@@ -141,6 +141,7 @@ impl<S> RouteTimeout<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RouteTimeout<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResBody>>;
     type Error = S::Error;
