@@ -16,10 +16,10 @@ use tower::Service;
 
 use super::{
     HttpOptions, Random, Replay, RetryPolicy,
-    log::{Reason, log_retry, log_stop},
-    policy::{Decision, RequestFacts, RetryState},
+    log::Reason,
+    policy::{RequestFacts, RetryState},
 };
-use crate::{BoxError, Classification, ErrorClass, classify::Classifier};
+use crate::{BoxError, Classification, ErrorClass, classify::Classifier, deadline::earlier};
 
 /// What every service made by one layer shares.
 pub(super) struct Shared<C> {
@@ -159,23 +159,13 @@ fn attempt_end_slow(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<I
     let by_timeout = policy
         .attempt_timeout()
         .and_then(|timeout| Instant::now().checked_add(timeout));
-    match (by_timeout, deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    earlier(by_timeout, deadline)
 }
 
 fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
     match timer {
         Some(sleep) => sleep.as_mut().reset(at),
         None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -263,25 +253,24 @@ where
                     };
                     let facts = RequestFacts {
                         connect_only: K::connect_only(copy, &this.shared.http),
-                        deadline: earliest(*this.deadline, K::deadline(copy).map(|d| d.instant())),
+                        deadline: earlier(*this.deadline, K::deadline(copy).map(|d| d.instant())),
                         retry_if: K::retry_if(copy),
                     };
-                    let decision =
-                        this.shared
-                            .policy
-                            .decide(&classification, this.retry, facts, this.rng);
+                    let reason = || match &outcome {
+                        Outcome::Done(Err(err)) => Reason::Error(err),
+                        Outcome::Done(Ok(_)) => Reason::Response(classification.status()),
+                        Outcome::TimedOut => Reason::TimedOut,
+                    };
+                    let decision = this.shared.policy.decide_and_log(
+                        &classification,
+                        this.retry,
+                        facts,
+                        this.rng,
+                        reason,
+                    );
                     match decision {
-                        Decision::Stop(why) => {
-                            log_stop(&classification, why, this.retry.retries);
-                            return Poll::Ready(finish(outcome, *this.deadline));
-                        }
-                        Decision::Retry(event) => {
-                            let reason = match &outcome {
-                                Outcome::Done(Err(err)) => Reason::Error(err),
-                                Outcome::Done(Ok(_)) => Reason::Response(classification.status()),
-                                Outcome::TimedOut => Reason::TimedOut,
-                            };
-                            log_retry(&event, reason);
+                        None => return Poll::Ready(finish(outcome, *this.deadline)),
+                        Some(event) => {
                             drop(outcome);
                             *this.timed_attempt = false;
                             if event.delay == Duration::ZERO {

@@ -12,8 +12,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::{
     Random, RetryPolicy, ThreadRandom,
-    log::{Reason, log_retry, log_stop},
-    policy::{Decision, RequestFacts, RetryState},
+    log::Reason,
+    policy::{RequestFacts, RetryState},
 };
 use crate::{
     Classification, Deadline, ErrorClass,
@@ -149,10 +149,7 @@ where
             .policy
             .deadline()
             .and_then(|total| Instant::now().checked_add(total));
-        let deadline = match (own, self.deadline.map(|d| d.instant())) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = crate::deadline::earlier(own, self.deadline.map(|d| d.instant()));
         let future = (self.operation)();
         RunFuture {
             state: RunState::Calling { future },
@@ -214,20 +211,20 @@ where
                         deadline: *this.deadline,
                         ..RequestFacts::default()
                     };
-                    match this
-                        .policy
-                        .decide(&classification, this.retry, facts, this.rng)
-                    {
-                        Decision::Stop(why) => {
-                            log_stop(&classification, why, this.retry.retries);
-                            return Poll::Ready(result);
-                        }
-                        Decision::Retry(event) => {
-                            let reason = match &result {
-                                Err(err) => Reason::Error(err),
-                                Ok(_) => Reason::Response(classification.status()),
-                            };
-                            log_retry(&event, reason);
+                    let reason = || match &result {
+                        Err(err) => Reason::Error(err),
+                        Ok(_) => Reason::Response(classification.status()),
+                    };
+                    let decision = this.policy.decide_and_log(
+                        &classification,
+                        this.retry,
+                        facts,
+                        this.rng,
+                        reason,
+                    );
+                    match decision {
+                        None => return Poll::Ready(result),
+                        Some(event) => {
                             drop(result);
                             let sleep = tokio::time::sleep_until(Instant::now() + event.delay);
                             this.state.set(RunState::Sleeping { sleep });

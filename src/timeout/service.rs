@@ -159,10 +159,7 @@ where
             .header
             .as_ref()
             .and_then(|name| shared.client_limit(req.headers(), name));
-        let limit = match (entry.limit.duration(), requested) {
-            (Some(route), Some(client)) => Some(route.min(client)),
-            (route, client) => route.or(client),
-        };
+        let limit = crate::deadline::earlier(entry.limit.duration(), requested);
         let Some(limit) = limit else {
             return ResponseFuture::unlimited(self.inner.call(req));
         };
