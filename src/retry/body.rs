@@ -257,14 +257,14 @@ impl Reading {
 /// stream, to be sent once. The body is never truncated and never held whole
 /// once it proves too big.
 #[derive(Debug)]
-pub struct BufferBody<B> {
+pub(crate) struct BufferBody<B> {
     body: Option<B>,
     reading: Reading,
 }
 
 /// What [`BufferBody`] read: the body, and its whole content or a prefix.
 #[derive(Debug)]
-pub struct Buffered<B> {
+pub(crate) struct Buffered<B> {
     pub(super) body: B,
     pub(super) reading: Reading,
     pub(super) overflow: Option<Bytes>,
@@ -340,7 +340,10 @@ mod tests {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        use crate::retry::{HttpCopy, HttpReplay, Replay};
+        use crate::retry::{
+            HttpReplay,
+            replay::{HttpCopy, Replay},
+        };
         let read = BufferBody::new(body, Reading::new(limit)).await;
         let mut copy = Some(HttpCopy::head(parts()));
         let req = <HttpReplay as Replay<Request<B>>>::prepared(read, &mut copy)?;

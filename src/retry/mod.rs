@@ -124,11 +124,11 @@ mod run;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
-pub use body::{BufferBody, Buffered, RetryBody};
+pub use body::RetryBody;
 pub use budget::RetryBudget;
-pub use future::ResponseFuture;
+pub use future::{CloneResponseFuture, ResponseFuture};
 pub use policy::{DelaySource, RetryEvent, RetryIf, RetryPolicy, RetryPolicyBuilder};
 pub use random::{Random, ThreadRandom};
-pub use replay::{Attempt, CloneReplay, HttpCopy, HttpOptions, HttpReplay, Replay, Start};
+pub use replay::{Attempt, CloneReplay, HttpReplay};
 pub use run::{ClassifyErrors, Run, RunFuture};
 pub use service::{Retry, RetryLayer};
