@@ -19,6 +19,28 @@
 //! Everything works on plain `tower` and `hyper`; the default `axum` feature adds
 //! `IntoResponse` for [`Problem`] and route matching on axum's `MatchedPath`.
 //!
+//! # Features
+//!
+//! Each layer is a feature, all on by default; turn the defaults off and name
+//! the layers you use to compile only their dependencies (`retry` alone compiles
+//! no moka and no sha2):
+//!
+//! | feature | enables | adds |
+//! | --- | --- | --- |
+//! | `retry` | [`retry`] | rand (public: any seedable rand 0.9 generator is a jitter source) |
+//! | `idempotency` | [`idempotency`] with your own `Store` | sha2 |
+//! | `memory-store` | `idempotency::MemoryStore` (implies `idempotency`) | moka |
+//! | `redis` | `idempotency::RedisStore` (implies `idempotency`) | redis 1.x |
+//! | `timeout` | [`timeout`] | |
+//! | `audit` | [`audit`] (implies `retry`, whose backoff its sink retries use) | futures-util |
+//! | `error-handler` | [`error_handler`] | |
+//! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
+//! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
+//!
+//! No tower-http type appears in steadfast's API, so any tower-http version
+//! stacks with it; the request id is read from the `x-request-id` header, which
+//! tower-http's `SetRequestIdLayer` sets.
+//!
 //! ```
 //! use steadfast::error_handler::ErrorHandlerLayer;
 //! use tower::{ServiceBuilder, service_fn};
@@ -34,6 +56,8 @@
 //! # let _ = svc;
 //! ```
 #![deny(missing_docs)]
+// The README's code blocks compile and run as doctests.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
