@@ -167,11 +167,21 @@ fn method_mask(methods: &[Method]) -> u16 {
         .fold(0, |mask, bit| mask | bit)
 }
 
-/// What every clone of a service shares.
+/// What every clone of the layer and its services shares.
 pub(crate) struct Shared<St, Sc> {
     pub(crate) store: St,
     pub(crate) scope: Arc<Sc>,
     pub(crate) config: Config,
+}
+
+impl<St: Clone, Sc> Clone for Shared<St, Sc> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            scope: self.scope.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 /// Applies [`Idempotency`] to a service. See the [module docs](super).
@@ -191,17 +201,15 @@ pub(crate) struct Shared<St, Sc> {
 /// # let _ = layer;
 /// ```
 pub struct IdempotencyLayer<St, Sc = GlobalScope> {
-    store: St,
-    scope: Arc<Sc>,
-    config: Config,
+    /// Shared with every service the layer makes: `layer` is a reference count,
+    /// however often a router calls it.
+    shared: Arc<Shared<St, Sc>>,
 }
 
-impl<St: Clone, Sc> Clone for IdempotencyLayer<St, Sc> {
+impl<St, Sc> Clone for IdempotencyLayer<St, Sc> {
     fn clone(&self) -> Self {
         Self {
-            store: self.store.clone(),
-            scope: self.scope.clone(),
-            config: self.config.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -209,7 +217,7 @@ impl<St: Clone, Sc> Clone for IdempotencyLayer<St, Sc> {
 impl<St, Sc> std::fmt::Debug for IdempotencyLayer<St, Sc> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdempotencyLayer")
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
@@ -219,9 +227,11 @@ impl<St: Store> IdempotencyLayer<St, GlobalScope> {
     /// anything with more than one client.
     pub fn new(store: St) -> Self {
         Self {
-            store,
-            scope: Arc::new(GlobalScope),
-            config: Config::default(),
+            shared: Arc::new(Shared {
+                store,
+                scope: Arc::new(GlobalScope),
+                config: Config::default(),
+            }),
         }
     }
 }
@@ -229,20 +239,15 @@ impl<St: Store> IdempotencyLayer<St, GlobalScope> {
 impl<St, Sc> IdempotencyLayer<St, Sc> {
     /// The store.
     pub fn store(&self) -> &St {
-        &self.store
+        &self.shared.store
     }
 }
 
-impl<S, St: Store, Sc> Layer<S> for IdempotencyLayer<St, Sc> {
+impl<S, St, Sc> Layer<S> for IdempotencyLayer<St, Sc> {
     type Service = Idempotency<S, St, Sc>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let shared = Shared {
-            store: self.store.clone(),
-            scope: self.scope.clone(),
-            config: self.config.clone(),
-        };
-        Idempotency::new(inner, Arc::new(shared))
+        Idempotency::new(inner, self.shared.clone())
     }
 }
 
@@ -256,115 +261,147 @@ impl<St: Store, Sc: Scope> IdempotencyLayer<St, Sc> {
     /// `None` means the request has no identity: a keyed request is then answered
     /// 400 and never reaches the store.
     pub fn scope<Sc2: Scope>(self, scope: Sc2) -> IdempotencyLayer<St, Sc2> {
+        let Shared { store, config, .. } = self.into_shared();
         IdempotencyLayer {
-            store: self.store,
-            scope: Arc::new(scope),
-            config: self.config,
+            shared: Arc::new(Shared {
+                store,
+                scope: Arc::new(scope),
+                config,
+            }),
+        }
+    }
+
+    /// The shared part, to change: taken over when this is the only handle
+    /// (configuration before the layer is used), copied otherwise.
+    fn into_shared(self) -> Shared<St, Sc> {
+        Arc::try_unwrap(self.shared).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Changes the configuration.
+    fn configure(self, set: impl FnOnce(&mut Config)) -> Self {
+        let mut shared = self.into_shared();
+        set(&mut shared.config);
+        Self {
+            shared: Arc::new(shared),
         }
     }
 
     /// The methods deduplicated (default `POST` and `PATCH`); others pass through
     /// untouched, without a store access or an allocation.
-    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.config.methods = methods.into_iter().collect();
-        self.config.method_mask = method_mask(&self.config.methods);
-        self
+    pub fn methods(self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.configure(|config| {
+            config.methods = methods.into_iter().collect();
+            config.method_mask = method_mask(&config.methods);
+        })
     }
 
     /// Whether a request without an `Idempotency-Key` is answered 400 (default
     /// false: it passes through, without deduplication).
-    pub fn required(mut self, required: bool) -> Self {
-        self.config.required = required;
-        self
+    pub fn required(self, required: bool) -> Self {
+        self.configure(|config| {
+            config.required = required;
+        })
     }
 
     /// Makes a duplicate that arrives while the first request is in flight wait
     /// up to `max` for it, and replay its response (or run, if the first released
     /// its claim), instead of being answered 409 at once (the default, as the
     /// draft describes).
-    pub fn wait(mut self, max: Duration) -> Self {
-        self.config.wait = Some(max);
-        self
+    pub fn wait(self, max: Duration) -> Self {
+        self.configure(|config| {
+            config.wait = Some(max);
+        })
     }
 
     /// How long a claim holds at most (default 60 s). After it, another request
     /// may take the key over — the claim of a process that died. Set it above
     /// the longest time the handler may take.
-    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.config.lock_ttl = ttl;
-        self
+    pub fn lock_ttl(self, ttl: Duration) -> Self {
+        self.configure(|config| {
+            config.lock_ttl = ttl;
+        })
     }
 
     /// How long a completed response is kept for replay (default 24 h).
-    pub fn retention(mut self, retention: Duration) -> Self {
-        self.config.retention = retention;
-        self
+    pub fn retention(self, retention: Duration) -> Self {
+        self.configure(|config| {
+            config.retention = retention;
+        })
     }
 
     /// The largest request body buffered to fingerprint it (default 1 MiB); a
     /// larger keyed request is answered 413.
-    pub fn max_request_bytes(mut self, max: usize) -> Self {
-        self.config.max_request_bytes = max;
-        self
+    pub fn max_request_bytes(self, max: usize) -> Self {
+        self.configure(|config| {
+            config.max_request_bytes = max;
+        })
     }
 
     /// The largest response body stored (default 1 MiB). A larger response still
     /// reaches its client whole, but is not stored: its duplicates are answered
     /// 409 ("response not stored") and never run the handler again.
-    pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.config.max_response_bytes = max;
-        self
+    pub fn max_response_bytes(self, max: usize) -> Self {
+        self.configure(|config| {
+            config.max_response_bytes = max;
+        })
     }
 
     /// Adds a request header to the fingerprint (none by default), so that the
     /// same key with another value of it is answered 422.
-    pub fn fingerprint_header(mut self, name: HeaderName) -> Self {
-        self.config.fingerprint.headers.push(name);
-        self
+    pub fn fingerprint_header(self, name: HeaderName) -> Self {
+        self.configure(|config| {
+            config.fingerprint.headers.push(name);
+        })
     }
 
     /// Whether JSON bodies are canonicalised before fingerprinting (default true):
     /// whitespace and the order of object members then do not make a request
     /// different.
-    pub fn canonical_json(mut self, canonical: bool) -> Self {
-        self.config.fingerprint.canonical_json = canonical;
-        self
+    pub fn canonical_json(self, canonical: bool) -> Self {
+        self.configure(|config| {
+            config.fingerprint.canonical_json = canonical;
+        })
     }
 
     /// Which response statuses are stored and replayed (default
     /// [`DefaultStoreIf`]): a [`StoreIf`], or any closure `Fn(StatusCode) -> bool`.
     /// For any other status the claim is released, so a retry runs the handler
     /// again.
-    pub fn store_if(mut self, store_if: impl StoreIf) -> Self {
-        self.config.store_if = Arc::new(store_if);
-        self
+    pub fn store_if(self, store_if: impl StoreIf) -> Self {
+        self.configure(|config| {
+            config.store_if = Arc::new(store_if);
+        })
     }
 
     /// What to do when the store fails (default [`OnStoreFailure::FailClosed`]).
-    pub fn on_store_failure(mut self, policy: OnStoreFailure) -> Self {
-        self.config.on_store_failure = policy;
-        self
+    pub fn on_store_failure(self, policy: OnStoreFailure) -> Self {
+        self.configure(|config| {
+            config.on_store_failure = policy;
+        })
     }
 
     /// The longest the layer waits for one store call (default 1 s); a slower
     /// store counts as failed.
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.config.store_timeout = timeout;
-        self
+    pub fn store_timeout(self, timeout: Duration) -> Self {
+        self.configure(|config| {
+            config.store_timeout = timeout;
+        })
     }
 
     /// The `Retry-After` of 409 (in flight) and 503 (store failed) answers
     /// (default 1 s).
-    pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.config.retry_after = delay;
-        self
+    pub fn retry_after(self, delay: Duration) -> Self {
+        self.configure(|config| {
+            config.retry_after = delay;
+        })
     }
 
     /// The page documenting this endpoint's idempotency behaviour; the problems'
     /// `type` URIs are it plus an anchor (`#key-reused`, ...). Defaults to
     /// [`DEFAULT_DOCUMENTATION`], this module's docs.
-    pub fn documentation(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
-        self.config.documentation = uri.into();
-        self
+    pub fn documentation(self, uri: impl Into<Cow<'static, str>>) -> Self {
+        self.configure(|config| {
+            config.documentation = uri.into();
+        })
     }
 }
