@@ -182,10 +182,10 @@ impl RetryPolicy {
                 return Decision::Stop(StopReason::Deadline);
             }
         }
-        if let Some(budget) = &c.budget {
-            if !budget.withdraw() {
-                return Decision::Stop(StopReason::Budget);
-            }
+        if let Some(budget) = &c.budget
+            && !budget.withdraw()
+        {
+            return Decision::Stop(StopReason::Budget);
         }
         state.retries += 1;
         state.previous_delay = delay;
