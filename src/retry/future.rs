@@ -94,7 +94,7 @@ where
     pub(super) fn new(shared: Arc<Shared<C>>, rng: R) -> Self {
         let deadline = shared
             .policy
-            .deadline()
+            .total_limit()
             .and_then(|total| Instant::now().checked_add(total));
         Self {
             state: State::Starting,
@@ -150,7 +150,7 @@ where
 /// deadline, whichever is first.
 #[inline(always)]
 fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
-    if deadline.is_none() && policy.attempt_timeout().is_none() {
+    if deadline.is_none() && policy.attempt_limit().is_none() {
         return None;
     }
     attempt_end_slow(policy, deadline)
@@ -159,7 +159,7 @@ fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instan
 #[cold]
 fn attempt_end_slow(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
     let by_timeout = policy
-        .attempt_timeout()
+        .attempt_limit()
         .and_then(|timeout| Instant::now().checked_add(timeout));
     earlier(by_timeout, deadline)
 }

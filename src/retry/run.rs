@@ -51,7 +51,7 @@ impl RetryPolicy {
     /// By default `Ok` is success and an error is classified through
     /// [`AsError`] (its `source()` chain, as [`classify_error`] does); give
     /// another [`Classifier`] with [`Run::classifier`]. Each attempt is one call
-    /// of `operation`. The policy's [`deadline`](super::RetryPolicyBuilder::deadline)
+    /// of `operation`. The policy's [`deadline`](super::RetryPolicy::deadline)
     /// and a [`Run::deadline`] bound the delays; an attempt itself is not timed
     /// out here (its error type is yours): wrap it in `tokio::time::timeout`, or
     /// [`Deadline::run`], if it needs to be.
@@ -147,7 +147,7 @@ where
         self.policy.deposit();
         let own = self
             .policy
-            .deadline()
+            .total_limit()
             .and_then(|total| Instant::now().checked_add(total));
         let deadline = crate::deadline::earlier(own, self.deadline.map(|d| d.instant()));
         let future = (self.operation)();

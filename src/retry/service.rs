@@ -280,7 +280,7 @@ impl<S, K, C, R: Random> Retry<S, K, C, R> {
     {
         let policy = &self.shared.policy;
         policy.deposit();
-        let may_retry = policy.max_retries() > 0;
+        let may_retry = policy.retries_allowed() > 0;
         let mut future = RetryFuture::new(self.shared.clone(), self.rng.fork());
         match K::start(request, &self.shared.http, may_retry, future.copy_slot()) {
             Start::Ready(request) => {

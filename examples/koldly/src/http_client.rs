@@ -61,13 +61,12 @@ pub fn new_client() -> HttpClient {
 /// 502–504) of idempotent requests and of requests carrying an
 /// `Idempotency-Key`: at most 3 retries, 10 s per attempt, 25 s in all.
 pub fn retrying_client() -> RetryingClient {
-    let policy = RetryPolicy::builder()
+    let policy = RetryPolicy::new()
         .max_retries(3)
         .base_delay(Duration::from_millis(200))
         .max_delay(Duration::from_secs(2))
         .attempt_timeout(Duration::from_secs(10))
-        .deadline(Duration::from_secs(25))
-        .build();
+        .deadline(Duration::from_secs(25));
     RetryLayer::new(policy).layer(client())
 }
 
