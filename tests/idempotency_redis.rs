@@ -36,7 +36,7 @@ fn store(test: &str) -> Option<(RedisStore, String)> {
     let url = common::service_url("REDIS_URL")?;
     let prefix = prefix(test);
     Some((
-        RedisStore::open(&url).unwrap().with_prefix(prefix.clone()),
+        RedisStore::open(&url).unwrap().prefix(prefix.clone()),
         prefix,
     ))
 }
@@ -136,7 +136,7 @@ async fn two_instances_racing_on_one_key_run_the_handler_once() {
         return;
     };
     let url = std::env::var("REDIS_URL").unwrap();
-    let two = RedisStore::open(&url).unwrap().with_prefix(prefix.clone());
+    let two = RedisStore::open(&url).unwrap().prefix(prefix.clone());
     cases::concurrent_first_requests_run_once(vec![one, two]).await;
     assert_eq!(keys(&prefix).await.len(), 1, "one entry, under the prefix");
     cleanup(&prefix).await;
@@ -179,7 +179,7 @@ async fn lock_ttl_lets_another_instance_take_over() {
         return;
     };
     let url = std::env::var("REDIS_URL").unwrap();
-    let two = RedisStore::open(&url).unwrap().with_prefix(prefix.clone());
+    let two = RedisStore::open(&url).unwrap().prefix(prefix.clone());
     let probe = Arc::new(Probe::default());
     let ttl = Duration::from_millis(300);
     let app_one = cases::app(scoped(one).lock_ttl(ttl), &probe);

@@ -103,7 +103,7 @@ return {1, current, redis.call('PTTL', KEYS[1])}
 /// ```no_run
 /// use steadfast::idempotency::{IdempotencyLayer, RedisStore};
 ///
-/// let store = RedisStore::open("redis://127.0.0.1:6379/")?.with_prefix("orders-api:idem:");
+/// let store = RedisStore::open("redis://127.0.0.1:6379/")?.prefix("orders-api:idem:");
 /// let layer = IdempotencyLayer::new(store).scope(|parts: &http::request::Parts| {
 ///     parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned)
 /// });
@@ -142,7 +142,7 @@ pub struct RedisLease {
 impl RedisStore {
     /// A store on `client`, connecting on first use. The connection gives up an
     /// attempt after 1 s and retries once; set your own with
-    /// [`with_manager_config`](Self::with_manager_config).
+    /// [`manager_config`](Self::manager_config).
     pub fn new(client: Client) -> Self {
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
@@ -207,19 +207,19 @@ impl RedisStore {
 
     /// The prefix of every key the store writes (default `steadfast:idempotency:`):
     /// give each service (or test run) its own.
-    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.configure(|inner| inner.prefix = prefix)
     }
 
     /// How the connection is made and kept (used when the store connects itself).
-    pub fn with_manager_config(self, config: ConnectionManagerConfig) -> Self {
+    pub fn manager_config(self, config: ConnectionManagerConfig) -> Self {
         self.configure(|inner| inner.config = config)
     }
 
     /// The half of every lease token that identifies this instance (default
     /// random): set it for reproducible tokens in tests.
-    pub fn with_instance_id(self, id: u64) -> Self {
+    pub fn instance_id(self, id: u64) -> Self {
         self.configure(|inner| inner.instance = id)
     }
 
