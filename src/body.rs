@@ -223,6 +223,7 @@ where
 }
 
 /// Data frames collected without copying the common single-frame body.
+#[cfg(any(feature = "retry", feature = "idempotency"))]
 #[derive(Debug, Default)]
 pub(crate) struct Chunks {
     first: Option<Bytes>,
@@ -230,7 +231,9 @@ pub(crate) struct Chunks {
     len: usize,
 }
 
+#[cfg(any(feature = "retry", feature = "idempotency"))]
 impl Chunks {
+    #[cfg(feature = "idempotency")]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
