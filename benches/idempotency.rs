@@ -84,7 +84,7 @@ fn redis(c: &mut Criterion) {
     };
     let store = steadfast::idempotency::RedisStore::open(&url)
         .expect("REDIS_URL is not a valid Redis URL")
-        .with_prefix(format!("steadfast-bench:{}:", std::process::id()));
+        .prefix(format!("steadfast-bench:{}:", std::process::id()));
     store_group(c, "redis", store);
 }
 

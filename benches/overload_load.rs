@@ -42,7 +42,7 @@ const WARM_UP: Duration = Duration::from_secs(2);
 
 /// The handler: waits for one of 8 workers (FIFO), then works 10 ms.
 fn handler()
--> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = impl Send>
+-> impl Service<Request<()>, Response = Response<String>, Error = Infallible, Future = impl Send>
 + Clone
 + Send
 + 'static {
@@ -52,7 +52,7 @@ fn handler()
         async move {
             let _worker = workers.acquire().await.unwrap();
             tokio::time::sleep(WORK).await;
-            Ok::<_, Infallible>(Response::new(()))
+            Ok::<_, Infallible>(Response::new(String::new()))
         }
     })
 }

@@ -100,6 +100,17 @@ impl Deadline {
     }
 }
 
+/// The earlier of two optional limits (instants or durations): either one when
+/// the other is absent.
+#[cfg(any(feature = "retry", feature = "timeout"))]
+#[inline]
+pub(crate) fn earlier<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(feature = "axum")]
 impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Deadline {
     type Rejection = std::convert::Infallible;

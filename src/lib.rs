@@ -22,6 +22,28 @@
 //! Everything works on plain `tower` and `hyper`; the default `axum` feature adds
 //! `IntoResponse` for [`Problem`] and route matching on axum's `MatchedPath`.
 //!
+//! # Features
+//!
+//! Each layer is a feature, all on by default; turn the defaults off and name
+//! the layers you use to compile only their dependencies (`retry` alone compiles
+//! no moka and no sha2):
+//!
+//! | feature | enables | adds |
+//! | --- | --- | --- |
+//! | `retry` | [`retry`] | rand (public: any seedable rand 0.9 generator is a jitter source) |
+//! | `idempotency` | [`idempotency`] with your own `Store` | sha2 |
+//! | `memory-store` | `idempotency::MemoryStore` (implies `idempotency`) | moka |
+//! | `redis` | `idempotency::RedisStore` (implies `idempotency`) | redis 1.x |
+//! | `timeout` | [`timeout`] | |
+//! | `audit` | [`audit`] (implies `retry`, whose backoff its sink retries use) | futures-util |
+//! | `error-handler` | [`error_handler`] | |
+//! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
+//! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
+//!
+//! No tower-http type appears in steadfast's API, so any tower-http version
+//! stacks with it; the request id is read from the `x-request-id` header, which
+//! tower-http's `SetRequestIdLayer` sets.
+//!
 //! ```
 //! use steadfast::error_handler::ErrorHandlerLayer;
 //! use tower::{ServiceBuilder, service_fn};
@@ -37,9 +59,13 @@
 //! # let _ = svc;
 //! ```
 #![deny(missing_docs)]
+// The README's code blocks compile and run as doctests.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "audit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "audit")))]
 pub mod audit;
 pub mod body;
 #[cfg(feature = "breaker")]
@@ -48,23 +74,43 @@ pub mod breaker;
 pub mod classify;
 mod deadline;
 mod error;
+#[cfg(feature = "error-handler")]
+#[cfg_attr(docsrs, doc(cfg(feature = "error-handler")))]
 pub mod error_handler;
+#[cfg(any(
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "error-handler",
+    feature = "audit"
+))]
+mod headers;
 #[cfg(feature = "hedge")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
 pub mod hedge;
+#[cfg(feature = "idempotency")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
 #[cfg(feature = "overload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
 pub mod overload;
 pub mod problem;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(any(feature = "timeout", feature = "audit"))]
+mod route;
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
 pub mod timeout;
 
-pub use body::ResponseBody;
+pub use body::{PrefixedBody, ResponseBody};
 pub use classify::{Classification, ErrorClass};
 pub use deadline::Deadline;
 pub use error::Error;
 pub use problem::Problem;
+#[cfg(any(feature = "timeout", feature = "audit"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "timeout", feature = "audit"))))]
+pub use route::RouteError;
 
 /// The boxed error type tower services use at their boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

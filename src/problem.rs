@@ -172,10 +172,20 @@ impl Problem {
 }
 
 /// Marks a problem response written by a steadfast layer (not by a handler), so
-/// the error handler may complete it with the request id.
+/// the error handler may complete it with the request id. Written by the layers
+/// that answer themselves, read by the error handler: either side may be
+/// compiled out by the features chosen.
 #[derive(Debug, Clone)]
+#[cfg_attr(
+    not(all(
+        feature = "error-handler",
+        any(feature = "timeout", feature = "idempotency")
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct LayerProblem(pub(crate) Problem);
 
+#[cfg(any(feature = "timeout", feature = "idempotency"))]
 impl Problem {
     /// [`Problem::to_response`], marked as written by a steadfast layer.
     pub(crate) fn into_layer_response<B: From<Bytes>>(self) -> Response<B> {

@@ -53,7 +53,7 @@ impl Upstream {
         &self,
     ) -> impl Service<
         Request<()>,
-        Response = Response<()>,
+        Response = Response<String>,
         Error = Infallible,
         Future = impl Send + 'static,
     > + Clone
@@ -77,7 +77,7 @@ impl Upstream {
                 if let Some(value) = retry_after {
                     res = res.header("retry-after", value);
                 }
-                Ok::<_, Infallible>(res.body(()).unwrap())
+                Ok::<_, Infallible>(res.body(String::new()).unwrap())
             }
         })
     }
@@ -227,11 +227,13 @@ async fn half_open_lets_only_the_configured_probes_through_at_once() {
                 .is_ok();
             async move {
                 if failing {
-                    return Ok::<_, Infallible>(Response::builder().status(500).body(()).unwrap());
+                    return Ok::<_, Infallible>(
+                        Response::builder().status(500).body(String::new()).unwrap(),
+                    );
                 }
                 entered.fetch_add(1, Ordering::SeqCst);
                 gate.acquire().await.unwrap().forget();
-                Ok(Response::new(()))
+                Ok(Response::new(String::new()))
             }
         }
     });
@@ -466,7 +468,9 @@ async fn a_client_breaker_counts_errors_by_class() {
         move |_req: Request<()>| {
             calls.fetch_add(1, Ordering::SeqCst);
             async {
-                Err::<Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+                Err::<Response<String>, _>(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                ))
             }
         }
     });
@@ -515,7 +519,12 @@ async fn a_retry_layer_outside_waits_out_the_open_circuit_or_gives_up_at_once() 
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 let status = if n < 4 { 500 } else { 200 };
-                Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .body(String::new())
+                        .unwrap(),
+                )
             }
         }
     });
@@ -529,9 +538,7 @@ async fn a_retry_layer_outside_waits_out_the_open_circuit_or_gives_up_at_once() 
         let breaker = BreakerLayer::client(count_window().open_for(open_for));
         let client = tower::ServiceBuilder::new()
             // Retry-After up to 5 s is waited for (the default ceiling).
-            .layer(RetryLayer::new(
-                RetryPolicy::builder().max_retries(3).build(),
-            ))
+            .layer(RetryLayer::new(RetryPolicy::new().max_retries(3)))
             .layer(breaker.clone())
             .service(upstream.clone());
         for _ in 0..4 {

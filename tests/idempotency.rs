@@ -16,7 +16,7 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use idempotency_cases::{self as cases, Probe, builder, order, send};
+use idempotency_cases::{self as cases, Probe, order, scoped, send};
 use steadfast::idempotency::{
     Claim, Completion, Entry, EntryKey, IdempotencyLayer, MemoryStore, Store, StoreError,
 };
@@ -99,9 +99,7 @@ async fn fingerprinted_headers() {
 async fn lock_ttl_lets_another_request_take_over() {
     let probe = Arc::new(Probe::default());
     let app = cases::app(
-        builder(MemoryStore::new())
-            .lock_ttl(Duration::from_secs(60))
-            .build(),
+        scoped(MemoryStore::new()).lock_ttl(Duration::from_secs(60)),
         &probe,
     );
     let stuck = tokio::spawn({
@@ -135,11 +133,22 @@ async fn lock_ttl_lets_another_request_take_over() {
     assert_eq!(probe.runs(), 2);
 }
 
+/// A handler that outlives its lock while nobody takes the key over: its
+/// response is stored and replayed (as on `RedisStore`).
+#[tokio::test(start_paused = true)]
+async fn outlived_lock_is_stored_when_nobody_took_over() {
+    let ttl = Duration::from_secs(60);
+    cases::outlived_lock_is_stored_when_nobody_took_over(MemoryStore::new(), ttl, async move {
+        tokio::time::advance(ttl + Duration::from_secs(1)).await;
+    })
+    .await;
+}
+
 /// Entries expire after the retention period; the key is then new again.
 #[tokio::test(start_paused = true)]
 async fn entries_expire_after_retention() {
     let probe = Arc::new(Probe::default());
-    let app = cases::app(builder(MemoryStore::new()).build(), &probe);
+    let app = cases::app(scoped(MemoryStore::new()), &probe);
     send(&app, order("\"k-exp\"", "{}")).await;
     tokio::time::advance(Duration::from_secs(24 * 3600 - 1)).await;
     let replay = send(&app, order("\"k-exp\"", "{}")).await;
@@ -155,9 +164,7 @@ async fn entries_expire_after_retention() {
 async fn wait_mode_is_bounded() {
     let probe = Arc::new(Probe::default());
     let app = cases::app(
-        builder(MemoryStore::new())
-            .wait(Duration::from_secs(5))
-            .build(),
+        scoped(MemoryStore::new()).wait(Duration::from_secs(5)),
         &probe,
     );
     let _stuck = tokio::spawn({
@@ -178,9 +185,7 @@ async fn wait_mode_is_bounded() {
 async fn waiting_duplicate_runs_when_the_first_fails() {
     let probe = Arc::new(Probe::default());
     let app = cases::app(
-        builder(MemoryStore::new())
-            .wait(Duration::from_secs(30))
-            .build(),
+        scoped(MemoryStore::new()).wait(Duration::from_secs(30)),
         &probe,
     );
     let first = tokio::spawn({
@@ -213,7 +218,7 @@ async fn waiting_duplicate_runs_when_the_first_fails() {
 #[tokio::test]
 async fn replay_over_a_real_socket() {
     let probe = Arc::new(Probe::default());
-    let addr = common::serve(cases::app(builder(MemoryStore::new()).build(), &probe)).await;
+    let addr = common::serve(cases::app(scoped(MemoryStore::new()), &probe)).await;
     let req = || {
         Request::post(format!("http://{addr}/orders"))
             .header("authorization", "Bearer alice")
@@ -319,7 +324,7 @@ impl Store for CountingStore {
 async fn pass_through_requests_never_touch_the_store() {
     let store = CountingStore::default();
     let probe = Arc::new(Probe::default());
-    let app = cases::app(builder(store.clone()).build(), &probe);
+    let app = cases::app(scoped(store.clone()), &probe);
     let get = Request::get("/orders")
         .header("authorization", "Bearer alice")
         .header("idempotency-key", "\"k-get\"")
@@ -378,9 +383,7 @@ impl Store for HangingStore {
 async fn a_hanging_store_is_bounded_by_the_store_timeout() {
     let probe = Arc::new(Probe::default());
     let closed = cases::app(
-        builder(HangingStore)
-            .store_timeout(Duration::from_millis(300))
-            .build(),
+        scoped(HangingStore).store_timeout(Duration::from_millis(300)),
         &probe,
     );
     let started = Instant::now();
@@ -397,10 +400,9 @@ async fn a_hanging_store_is_bounded_by_the_store_timeout() {
     assert_eq!(probe.runs(), 0);
 
     let open = cases::app(
-        builder(HangingStore)
+        scoped(HangingStore)
             .store_timeout(Duration::from_millis(300))
-            .on_store_failure(steadfast::idempotency::OnStoreFailure::FailOpen)
-            .build(),
+            .on_store_failure(steadfast::idempotency::OnStoreFailure::FailOpen),
         &probe,
     );
     let reply = send(&open, order("\"k-hang\"", "{}")).await;
@@ -411,7 +413,7 @@ async fn a_hanging_store_is_bounded_by_the_store_timeout() {
 #[tokio::test]
 async fn under_the_error_handler_its_problems_carry_the_request_id() {
     let probe = Arc::new(Probe::default());
-    let app = cases::app(builder(MemoryStore::new()).build(), &probe)
+    let app = cases::app(scoped(MemoryStore::new()), &probe)
         .layer(steadfast::error_handler::ErrorHandlerLayer::new());
     let reply = send(&app, order("\"abc", "{}").header("x-request-id", "req-42")).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);

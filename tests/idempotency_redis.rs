@@ -16,7 +16,7 @@ use std::{
 };
 
 use http::StatusCode;
-use idempotency_cases::{self as cases, Probe, builder, order, send};
+use idempotency_cases::{self as cases, Probe, order, scoped, send};
 use redis::AsyncCommands;
 use steadfast::idempotency::{EntryKey, IdempotencyKey, OnStoreFailure, RedisStore};
 
@@ -36,7 +36,7 @@ fn store(test: &str) -> Option<(RedisStore, String)> {
     let url = common::service_url("REDIS_URL")?;
     let prefix = prefix(test);
     Some((
-        RedisStore::open(&url).unwrap().with_prefix(prefix.clone()),
+        RedisStore::open(&url).unwrap().prefix(prefix.clone()),
         prefix,
     ))
 }
@@ -136,7 +136,7 @@ async fn two_instances_racing_on_one_key_run_the_handler_once() {
         return;
     };
     let url = std::env::var("REDIS_URL").unwrap();
-    let two = RedisStore::open(&url).unwrap().with_prefix(prefix.clone());
+    let two = RedisStore::open(&url).unwrap().prefix(prefix.clone());
     cases::concurrent_first_requests_run_once(vec![one, two]).await;
     assert_eq!(keys(&prefix).await.len(), 1, "one entry, under the prefix");
     cleanup(&prefix).await;
@@ -149,7 +149,7 @@ async fn claims_and_entries_carry_their_ttls_in_redis() {
         return;
     };
     let probe = Arc::new(Probe::default());
-    let app = cases::app(builder(store.clone()).build(), &probe);
+    let app = cases::app(scoped(store.clone()), &probe);
     let key = EntryKey::new("alice", &IdempotencyKey::parse(b"\"k-ttl\"").unwrap());
     let redis_key = store.redis_key(&key);
     assert!(redis_key.starts_with(&prefix));
@@ -179,11 +179,11 @@ async fn lock_ttl_lets_another_instance_take_over() {
         return;
     };
     let url = std::env::var("REDIS_URL").unwrap();
-    let two = RedisStore::open(&url).unwrap().with_prefix(prefix.clone());
+    let two = RedisStore::open(&url).unwrap().prefix(prefix.clone());
     let probe = Arc::new(Probe::default());
     let ttl = Duration::from_millis(300);
-    let app_one = cases::app(builder(one).lock_ttl(ttl).build(), &probe);
-    let app_two = cases::app(builder(two).lock_ttl(ttl).build(), &probe);
+    let app_one = cases::app(scoped(one).lock_ttl(ttl), &probe);
+    let app_two = cases::app(scoped(two).lock_ttl(ttl), &probe);
     let stuck = tokio::spawn({
         let app = app_one.clone();
         async move { send(&app, order("\"k-dead\"", "{}").header("x-block", "1")).await }
@@ -204,6 +204,30 @@ async fn lock_ttl_lets_another_instance_take_over() {
     cleanup(&prefix).await;
 }
 
+/// A handler that outlives its lock while nobody takes the key over: the claim
+/// has expired in Redis, and the late completion is stored and replayed (as on
+/// `MemoryStore`), so the retry does not run the handler again.
+#[tokio::test]
+async fn outlived_lock_is_stored_when_nobody_took_over() {
+    let Some((store, prefix)) = store("outlived") else {
+        return;
+    };
+    let ttl = Duration::from_millis(200);
+    let expired = {
+        let prefix = prefix.clone();
+        async move {
+            // Redis's clock: wait (bounded) until the claim has expired there.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !keys(&prefix).await.is_empty() {
+                assert!(Instant::now() < deadline, "the claim never expired");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    cases::outlived_lock_is_stored_when_nobody_took_over(store, ttl, expired).await;
+    cleanup(&prefix).await;
+}
+
 /// Entries expire after the retention period.
 #[tokio::test]
 async fn entries_expire_after_retention() {
@@ -211,10 +235,7 @@ async fn entries_expire_after_retention() {
         return;
     };
     let probe = Arc::new(Probe::default());
-    let app = cases::app(
-        builder(store).retention(Duration::from_millis(200)).build(),
-        &probe,
-    );
+    let app = cases::app(scoped(store).retention(Duration::from_millis(200)), &probe);
     send(&app, order("\"k-exp\"", "{}")).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -247,7 +268,7 @@ async fn redis_down_fails_closed_by_default_and_open_when_configured() {
     let down = RedisStore::open(&closed_port().await).unwrap();
     let probe = Arc::new(Probe::default());
     let timeout = Duration::from_millis(500);
-    let closed = cases::app(builder(down.clone()).store_timeout(timeout).build(), &probe);
+    let closed = cases::app(scoped(down.clone()).store_timeout(timeout), &probe);
     let started = Instant::now();
     let reply = tokio::time::timeout(
         Duration::from_secs(10),
@@ -271,10 +292,9 @@ async fn redis_down_fails_closed_by_default_and_open_when_configured() {
     assert_eq!(probe.runs(), 0);
 
     let open = cases::app(
-        builder(down)
+        scoped(down)
             .store_timeout(timeout)
-            .on_store_failure(OnStoreFailure::FailOpen)
-            .build(),
+            .on_store_failure(OnStoreFailure::FailOpen),
         &probe,
     );
     let reply = tokio::time::timeout(
@@ -304,9 +324,7 @@ async fn a_silent_redis_is_bounded_by_the_store_timeout() {
     let store = RedisStore::open(&format!("redis://{addr}/")).unwrap();
     let probe = Arc::new(Probe::default());
     let app = cases::app(
-        builder(store)
-            .store_timeout(Duration::from_millis(300))
-            .build(),
+        scoped(store).store_timeout(Duration::from_millis(300)),
         &probe,
     );
     let started = Instant::now();

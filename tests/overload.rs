@@ -41,8 +41,12 @@ impl Handler {
 
     fn service(
         &self,
-    ) -> impl Service<Request<u32>, Response = Response<()>, Error = Infallible, Future = impl Send>
-    + Clone
+    ) -> impl Service<
+        Request<u32>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
     + Send
     + 'static {
         let handler = self.clone();
@@ -51,7 +55,7 @@ impl Handler {
             let latency = Duration::from_millis(handler.latency_ms.load(Ordering::SeqCst));
             async move {
                 tokio::time::sleep(latency).await;
-                Ok::<_, Infallible>(Response::new(()))
+                Ok::<_, Infallible>(Response::new(String::new()))
             }
         })
     }
@@ -67,7 +71,7 @@ fn req_within(id: u32, deadline: Duration) -> Request<u32> {
     req
 }
 
-fn assert_refused(res: &Response<steadfast::ResponseBody<()>>) {
+fn assert_refused(res: &Response<steadfast::ResponseBody<String>>) {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert!(res.headers().contains_key("retry-after"));
@@ -274,7 +278,7 @@ async fn overload_answers_from_the_handler_cut_the_limit_and_the_floor_holds() {
             calls.fetch_add(1, Ordering::SeqCst);
             async {
                 tokio::time::sleep(MS).await;
-                Ok::<_, Infallible>(Response::builder().status(503).body(()).unwrap())
+                Ok::<_, Infallible>(Response::builder().status(503).body(String::new()).unwrap())
             }
         }
     });

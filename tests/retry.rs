@@ -24,7 +24,7 @@ use steadfast::{
     BoxError, Classification, Deadline, ErrorClass,
     retry::{
         Attempt, Backoff, DelaySource, Jitter, Random, RetryBudget, RetryEvent, RetryIf,
-        RetryLayer, RetryPolicy, RetryPolicyBuilder,
+        RetryLayer, RetryPolicy,
     },
 };
 use tokio::time::Instant;
@@ -209,17 +209,15 @@ fn post(body: &'static str) -> Request<Full<Bytes>> {
 }
 
 /// No jitter, 100 ms base, ×2: delays 100, 200, 400 ms.
-fn exact() -> RetryPolicyBuilder {
-    RetryPolicy::builder().jitter(Jitter::None)
+fn exact() -> RetryPolicy {
+    RetryPolicy::new().jitter(Jitter::None)
 }
 
 /// Collects every retry event the policy reports.
-fn recorded(builder: RetryPolicyBuilder) -> (RetryPolicy, Arc<Mutex<Vec<RetryEvent>>>) {
+fn recorded(policy: RetryPolicy) -> (RetryPolicy, Arc<Mutex<Vec<RetryEvent>>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let policy = builder
-        .on_retry(move |e| sink.lock().unwrap().push(*e))
-        .build();
+    let policy = policy.on_retry(move |e| sink.lock().unwrap().push(*e));
     (policy, events)
 }
 
@@ -234,7 +232,7 @@ async fn send<B>(
 ) -> Result<Response<Full<Bytes>>, BoxError>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError> + std::fmt::Debug,
+    B::Error: Into<BoxError> + Send + std::fmt::Debug,
 {
     layer.layer(upstream.clone()).oneshot(req).await
 }
@@ -281,7 +279,7 @@ async fn each_jitter_kind_gives_its_formula_exactly() {
     ];
     for (jitter, expected) in cases {
         let upstream = Upstream::always(503);
-        let (policy, events) = recorded(RetryPolicy::builder().jitter(jitter));
+        let (policy, events) = recorded(RetryPolicy::new().jitter(jitter));
         let layer = RetryLayer::new(policy).rng(Script::new(&[0.5, 0.25, 0.75]));
         send(&layer, &upstream, get()).await.unwrap();
 
@@ -302,7 +300,7 @@ async fn a_seeded_rng_gives_reproducible_delays_that_follow_the_formula() {
     let backoff = Backoff::new(ms(100), 2.0, Duration::from_secs(5), Jitter::Full);
     let delays_of = |seed| async move {
         let upstream = Upstream::always(503);
-        let (policy, events) = recorded(RetryPolicy::builder().backoff(backoff));
+        let (policy, events) = recorded(RetryPolicy::new().backoff(backoff));
         let layer = RetryLayer::new(policy).rng(SmallRng::seed_from_u64(seed));
         send(&layer, &upstream, get()).await.unwrap();
         let delays: Vec<_> = events.lock().unwrap().iter().map(|e| e.delay).collect();
@@ -327,7 +325,7 @@ async fn a_seeded_rng_gives_reproducible_delays_that_follow_the_formula() {
 #[tokio::test(start_paused = true)]
 async fn requests_through_one_service_get_different_jitter() {
     let upstream = Upstream::always(503);
-    let (policy, events) = recorded(RetryPolicy::builder().max_retries(1));
+    let (policy, events) = recorded(RetryPolicy::new().max_retries(1));
     let mut svc = RetryLayer::new(policy)
         .rng(SmallRng::seed_from_u64(1))
         .layer(upstream.clone());
@@ -348,7 +346,7 @@ async fn requests_through_one_service_get_different_jitter() {
 async fn max_retries_bounds_the_attempts() {
     for (max, calls) in [(0, 1), (1, 2), (5, 6)] {
         let upstream = Upstream::new([], Step::Fail(io::ErrorKind::ConnectionReset));
-        let layer = RetryLayer::new(exact().max_retries(max).max_delay(ms(200)).build());
+        let layer = RetryLayer::new(exact().max_retries(max).max_delay(ms(200)));
         let err = send(&layer, &upstream, get()).await.unwrap_err();
         let io = err
             .downcast_ref::<io::Error>()
@@ -368,7 +366,7 @@ async fn a_failure_that_recovers_returns_the_success() {
         ],
         Step::Status(200),
     );
-    let res = send(&RetryLayer::new(exact().build()), &upstream, get())
+    let res = send(&RetryLayer::new(exact()), &upstream, get())
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -386,7 +384,7 @@ async fn a_failure_that_recovers_returns_the_success() {
 async fn client_errors_are_never_retried() {
     for status in [400, 401, 404, 409, 422] {
         let upstream = Upstream::always(status);
-        let res = send(&RetryLayer::new(exact().build()), &upstream, get())
+        let res = send(&RetryLayer::new(exact()), &upstream, get())
             .await
             .unwrap();
         assert_eq!(res.status().as_u16(), status);
@@ -397,13 +395,13 @@ async fn client_errors_are_never_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_500_is_retried_only_when_configured() {
     let upstream = Upstream::always(500);
-    send(&RetryLayer::new(exact().build()), &upstream, get())
+    send(&RetryLayer::new(exact()), &upstream, get())
         .await
         .unwrap();
     assert_eq!(upstream.count(), 1);
 
     let upstream = Upstream::always(500);
-    let layer = RetryLayer::new(exact().retry_internal_server_error(true).build());
+    let layer = RetryLayer::new(exact().retry_internal_server_error(true));
     send(&layer, &upstream, get()).await.unwrap();
     assert_eq!(upstream.count(), 4);
 }
@@ -412,20 +410,15 @@ async fn a_500_is_retried_only_when_configured() {
 async fn a_predicate_widens_and_narrows_what_is_retried() {
     // Narrowed: timeouts are not worth another try here.
     let upstream = Upstream::new([], Step::Fail(io::ErrorKind::TimedOut));
-    let layer = RetryLayer::new(
-        exact()
-            .retry_if(|c| c.is_transient() && c.class() != ErrorClass::Timeout)
-            .build(),
-    );
+    let layer =
+        RetryLayer::new(exact().retry_if(|c| c.is_transient() && c.class() != ErrorClass::Timeout));
     send(&layer, &upstream, get()).await.unwrap_err();
     assert_eq!(upstream.count(), 1);
 
     // Widened: a 409 from this upstream is a lock that clears.
     let upstream = Upstream::new([Step::Status(409)], Step::Status(200));
     let layer = RetryLayer::new(
-        exact()
-            .retry_if(|c| c.is_transient() || c.status() == Some(StatusCode::CONFLICT))
-            .build(),
+        exact().retry_if(|c| c.is_transient() || c.status() == Some(StatusCode::CONFLICT)),
     );
     let res = send(&layer, &upstream, get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -437,7 +430,7 @@ async fn a_request_can_override_the_policy() {
     let upstream = Upstream::always(503);
     let mut req = get();
     req.extensions_mut().insert(RetryIf::never());
-    send(&RetryLayer::new(exact().build()), &upstream, req)
+    send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(upstream.count(), 1, "RetryIf::never");
@@ -446,7 +439,7 @@ async fn a_request_can_override_the_policy() {
     let mut req = get();
     req.extensions_mut()
         .insert(RetryIf::new(|c| c.status() == Some(StatusCode::CONFLICT)));
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -464,7 +457,7 @@ async fn a_request_can_override_the_policy() {
 #[tokio::test(start_paused = true)]
 async fn a_post_without_key_is_sent_once_on_a_503() {
     let upstream = Upstream::always(503);
-    let res = send(&RetryLayer::new(exact().build()), &upstream, post("{}"))
+    let res = send(&RetryLayer::new(exact()), &upstream, post("{}"))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -475,7 +468,7 @@ async fn a_post_without_key_is_sent_once_on_a_503() {
 async fn a_post_without_key_is_sent_once_after_a_reset_or_a_timeout() {
     for kind in [io::ErrorKind::ConnectionReset, io::ErrorKind::TimedOut] {
         let upstream = Upstream::new([Step::Fail(kind)], Step::Status(200));
-        let err = send(&RetryLayer::new(exact().build()), &upstream, post("{}"))
+        let err = send(&RetryLayer::new(exact()), &upstream, post("{}"))
             .await
             .unwrap_err();
         assert_eq!(err.downcast_ref::<io::Error>().unwrap().kind(), kind);
@@ -489,13 +482,9 @@ async fn a_post_without_key_is_retried_after_a_refused_connection() {
         [Step::Fail(io::ErrorKind::ConnectionRefused)],
         Step::Status(201),
     );
-    let res = send(
-        &RetryLayer::new(exact().build()),
-        &upstream,
-        post(r#"{"qty":1}"#),
-    )
-    .await
-    .unwrap();
+    let res = send(&RetryLayer::new(exact()), &upstream, post(r#"{"qty":1}"#))
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(upstream.count(), 2);
     assert_eq!(upstream.bodies()[1], r#"{"qty":1}"#, "the body is replayed");
@@ -507,7 +496,7 @@ async fn a_post_with_an_idempotency_key_is_retried() {
     let mut req = post(r#"{"qty":1}"#);
     req.headers_mut()
         .insert("idempotency-key", "3f1c".parse().unwrap());
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -518,7 +507,7 @@ async fn a_post_with_an_idempotency_key_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn idempotent_methods_and_key_header_are_configurable() {
     // PATCH declared idempotent; PUT no longer.
-    let layer = RetryLayer::new(exact().build())
+    let layer = RetryLayer::new(exact())
         .idempotent_methods([Method::GET, Method::PATCH])
         .idempotency_key_header(Some(HeaderName::from_static("x-request-key")));
     let upstream = Upstream::always(503);
@@ -584,7 +573,7 @@ async fn retry_after_as_an_http_date_sets_the_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_clamped_to_the_ceiling() {
-    let layer = RetryLayer::new(exact().max_retry_after(Duration::from_secs(3)).build());
+    let layer = RetryLayer::new(exact().max_retry_after(Duration::from_secs(3)));
 
     // At the ceiling: honoured exactly.
     let upstream = Upstream::new([Step::RetryAfter(503, "3".into())], Step::Status(200));
@@ -611,7 +600,7 @@ async fn retry_after_beyond_the_deadline_is_not_retried() {
     let upstream = Upstream::new([Step::RetryAfter(429, "3".into())], Step::Status(200));
     let mut req = get();
     Deadline::after(Duration::from_secs(2)).insert_into(req.extensions_mut());
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -627,13 +616,9 @@ async fn an_empty_budget_returns_the_failure_at_once() {
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.0);
     let upstream = Upstream::always(503);
     let started = Instant::now();
-    let res = send(
-        &RetryLayer::new(exact().budget(budget).build()),
-        &upstream,
-        get(),
-    )
-    .await
-    .unwrap();
+    let res = send(&RetryLayer::new(exact().budget(budget)), &upstream, get())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream.count(), 1);
     assert_eq!(started.elapsed(), Duration::ZERO);
@@ -661,7 +646,7 @@ async fn storm(policy: RetryPolicy, rate: u64, seconds: u64) -> (usize, usize) {
 async fn the_budget_caps_amplification_at_20_percent_under_total_failure() {
     // Without the floor, retries may add at most 20% to the requests.
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.2);
-    let policy = RetryPolicy::builder().budget(budget).build();
+    let policy = RetryPolicy::new().budget(budget);
     let (requests, calls) = storm(policy, 100, 60).await;
     let amplification = calls as f64 / requests as f64;
     assert!(amplification <= 1.2, "amplification {amplification}");
@@ -685,8 +670,8 @@ async fn the_default_budget_adds_20_percent_plus_10_retries_per_second() {
 #[tokio::test(start_paused = true)]
 async fn a_budget_is_shared_between_layers() {
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 1.0);
-    let a = RetryLayer::new(exact().budget(budget.clone()).build());
-    let b = RetryLayer::new(exact().budget(budget.clone()).build());
+    let a = RetryLayer::new(exact().budget(budget.clone()));
+    let b = RetryLayer::new(exact().budget(budget.clone()));
     // Two successful requests through `a` earn two retries...
     let ok = Upstream::always(200);
     send(&a, &ok, get()).await.unwrap();
@@ -726,7 +711,7 @@ async fn a_small_body_is_replayed_identically_on_every_attempt() {
     let req = Request::put("http://upstream/blob")
         .body(chunked(&data, 1000))
         .unwrap();
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -737,7 +722,7 @@ async fn a_small_body_is_replayed_identically_on_every_attempt() {
 async fn a_streamed_body_over_the_limit_is_sent_once_and_intact() {
     let data = payload(100 * 1024);
     let upstream = Upstream::always(503);
-    let layer = RetryLayer::new(exact().build()).max_body_bytes(16 * 1024);
+    let layer = RetryLayer::new(exact()).max_body_bytes(16 * 1024);
     let req = Request::put("http://upstream/blob")
         .body(chunked(&data, 1000))
         .unwrap();
@@ -754,7 +739,7 @@ async fn a_one_chunk_body_is_replayed_identically() {
     let req = Request::put("http://upstream/blob")
         .body(Full::new(data.clone()))
         .unwrap();
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -765,7 +750,7 @@ async fn a_one_chunk_body_is_replayed_identically() {
 async fn one_chunk_over_the_limit_without_a_size_hint_is_sent_once_and_intact() {
     let data = payload(20 * 1024);
     let upstream = Upstream::always(503);
-    let layer = RetryLayer::new(exact().build()).max_body_bytes(16 * 1024);
+    let layer = RetryLayer::new(exact()).max_body_bytes(16 * 1024);
     // One ready chunk, its size unknown until it is read.
     let req = Request::put("http://upstream/blob")
         .body(chunked(&data, data.len()))
@@ -783,7 +768,7 @@ async fn a_body_known_to_be_over_the_limit_passes_through_untouched() {
     let req = Request::put("http://upstream/blob")
         .body(Full::new(data.clone()))
         .unwrap();
-    send(&RetryLayer::new(exact().build()), &upstream, req)
+    send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(upstream.count(), 1);
@@ -822,7 +807,7 @@ async fn a_big_stream_is_never_read_whole_before_it_is_sent() {
     };
     let mut upstream = Upstream::always(503);
     upstream.read_limit = Some(4 * 1024); // answers after reading 4 KiB
-    let layer = RetryLayer::new(exact().build()).max_body_bytes(8 * 1024);
+    let layer = RetryLayer::new(exact()).max_body_bytes(8 * 1024);
     let req = Request::put("http://upstream/blob").body(body).unwrap();
     send(&layer, &upstream, req).await.unwrap();
     assert_eq!(upstream.count(), 1);
@@ -873,7 +858,7 @@ async fn a_body_still_arriving_is_read_once_then_replayed() {
     let req = Request::put("http://upstream/blob")
         .body(arriving(chunks, None))
         .unwrap();
-    let res = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let res = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -886,7 +871,7 @@ async fn a_body_still_arriving_over_the_limit_is_streamed_once() {
     let data = payload(20 * 1024);
     let chunks = data.chunks(1024).map(|c| data.slice_ref(c)).collect();
     let upstream = Upstream::always(503);
-    let layer = RetryLayer::new(exact().build()).max_body_bytes(4 * 1024);
+    let layer = RetryLayer::new(exact()).max_body_bytes(4 * 1024);
     let req = Request::put("http://upstream/blob")
         .body(arriving(chunks, None))
         .unwrap();
@@ -909,7 +894,7 @@ async fn a_failing_body_fails_the_request_before_any_attempt() {
             Some(io::Error::other("client went away")),
         ))
         .unwrap();
-    let err = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let err = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "client went away");
@@ -921,7 +906,7 @@ async fn a_failing_body_fails_the_request_before_any_attempt() {
     let req = Request::put("http://upstream/blob")
         .body(StreamBody::new(futures_util::stream::iter(failed)))
         .unwrap();
-    let err = send(&RetryLayer::new(exact().build()), &upstream, req)
+    let err = send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "truncated upload");
@@ -935,7 +920,7 @@ async fn a_failing_body_fails_the_request_before_any_attempt() {
 #[tokio::test(start_paused = true)]
 async fn the_policy_deadline_cuts_retries_short() {
     let upstream = Upstream::always(503);
-    let layer = RetryLayer::new(exact().deadline(ms(250)).build());
+    let layer = RetryLayer::new(exact().deadline(ms(250)));
     let started = Instant::now();
     let res = send(&layer, &upstream, get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -949,7 +934,7 @@ async fn a_deadline_in_the_request_extensions_is_honoured() {
     let upstream = Upstream::always(503);
     let mut req = get();
     Deadline::after(ms(350)).insert_into(req.extensions_mut());
-    send(&RetryLayer::new(exact().build()), &upstream, req)
+    send(&RetryLayer::new(exact()), &upstream, req)
         .await
         .unwrap();
     assert_eq!(upstream.times(), [0, 100, 300]);
@@ -958,7 +943,7 @@ async fn a_deadline_in_the_request_extensions_is_honoured() {
 #[tokio::test(start_paused = true)]
 async fn a_hung_attempt_times_out_and_is_retried() {
     let upstream = Upstream::new([Step::Hang], Step::Status(200));
-    let layer = RetryLayer::new(exact().attempt_timeout(ms(50)).build());
+    let layer = RetryLayer::new(exact().attempt_timeout(ms(50)));
     let res = send(&layer, &upstream, get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
@@ -971,7 +956,7 @@ async fn a_hung_attempt_times_out_and_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn the_deadline_stops_an_attempt_in_flight() {
     let upstream = Upstream::new([], Step::Hang);
-    let layer = RetryLayer::new(exact().deadline(ms(300)).build());
+    let layer = RetryLayer::new(exact().deadline(ms(300)));
     let started = Instant::now();
     let err = send(&layer, &upstream, get()).await.unwrap_err();
     assert_eq!(started.elapsed(), ms(300));
@@ -987,8 +972,7 @@ async fn the_deadline_stops_an_attempt_in_flight() {
 #[tokio::test(start_paused = true)]
 async fn the_inner_service_sees_the_attempt_number() {
     let upstream = Upstream::new([Step::Status(503), Step::Status(504)], Step::Status(200));
-    let layer =
-        RetryLayer::new(exact().build()).attempt_header(HeaderName::from_static("x-retry-attempt"));
+    let layer = RetryLayer::new(exact()).attempt_header(HeaderName::from_static("x-retry-attempt"));
     send(&layer, &upstream, get()).await.unwrap();
     let calls = upstream.calls();
     let attempts: Vec<_> = calls.iter().map(|c| c.attempt).collect();
@@ -1057,7 +1041,7 @@ async fn each_retry_is_a_tracing_event() {
     let _guard = tracing::subscriber::set_default(subscriber);
     tracing::callsite::rebuild_interest_cache();
     let upstream = Upstream::new([Step::Status(503)], Step::Status(200));
-    send(&RetryLayer::new(exact().build()), &upstream, get())
+    send(&RetryLayer::new(exact()), &upstream, get())
         .await
         .unwrap();
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -1096,7 +1080,7 @@ async fn any_service_with_clone_requests_is_retried() {
             .err()
             .map(|e| steadfast::classify::classify_error(e))
     };
-    let svc = RetryLayer::for_clone_requests(exact().build())
+    let svc = RetryLayer::for_clone_requests(exact())
         .classifier(classify)
         .layer(inner);
     let rows = svc.oneshot("select 1".to_owned()).await.unwrap();
@@ -1141,9 +1125,8 @@ async fn run_retries_plain_async_code_with_the_same_policy() {
 async fn run_takes_a_classifier_a_deadline_and_shares_the_budget() {
     // An Ok value can be a failure ("try again later" in a 200).
     let calls = AtomicUsize::new(0);
-    let answer = RetryPolicy::builder()
+    let answer = RetryPolicy::new()
         .jitter(Jitter::None)
-        .build()
         .run(|| async {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             Ok::<_, io::Error>(if n == 0 { "pending" } else { "done" })
@@ -1162,7 +1145,6 @@ async fn run_takes_a_classifier_a_deadline_and_shares_the_budget() {
     let calls = AtomicUsize::new(0);
     let started = Instant::now();
     exact()
-        .build()
         .run(|| async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionRefused))
@@ -1175,7 +1157,7 @@ async fn run_takes_a_classifier_a_deadline_and_shares_the_budget() {
 
     // An empty budget, shared with a layer, stops run too.
     let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.0);
-    let policy = exact().budget(budget).build();
+    let policy = exact().budget(budget);
     let calls = AtomicUsize::new(0);
     policy
         .run(|| async {
@@ -1235,7 +1217,7 @@ mod end_to_end {
     }
 
     fn policy() -> (RetryPolicy, Arc<Mutex<Vec<RetryEvent>>>) {
-        recorded(RetryPolicy::builder().base_delay(ms(10)))
+        recorded(RetryPolicy::new().base_delay(ms(10)))
     }
 
     #[tokio::test]

@@ -801,6 +801,32 @@ fn an_invalid_table_is_an_error() {
     .unwrap_err();
     assert_eq!(
         panic.downcast_ref::<String>().map(String::as_str),
-        Some("invalid timeout rule `api`: a path must start with '/'")
+        Some("invalid route rule `api`: a path must start with '/'")
     );
+}
+
+/// Rule paths read from configuration are owned `String`s: no leaking needed,
+/// and they match exactly as literals do.
+#[test]
+fn rule_paths_may_be_owned_strings() {
+    let from_config: Vec<(String, u64)> = vec![
+        ("/api/reports/".to_owned(), 30),
+        ("/api/reports/{id}/export".to_owned(), 90),
+    ];
+    let table =
+        from_config
+            .into_iter()
+            .fold(TimeoutTable::new(secs(15)), |table, (path, limit)| {
+                if path.ends_with('/') {
+                    table.prefix(path, secs(limit))
+                } else {
+                    table.route(path, secs(limit))
+                }
+            });
+    let layer = RouteTimeoutLayer::new(table);
+    let limit = |path| layer.limit_for(&http::Method::GET, path);
+    assert_eq!(limit("/api/reports/7"), Limit::After(secs(30)));
+    assert_eq!(limit("/api/reports/7/export"), Limit::After(secs(90)));
+    assert_eq!(limit("/api/reports/{id}/export"), Limit::After(secs(90)));
+    assert_eq!(limit("/health"), Limit::After(secs(15)));
 }

@@ -140,10 +140,9 @@ pub fn steadfast_retry() -> RetryLayer {
 /// steadfast's `RetryLayer` with zero backoff and a budget every retry is paid for.
 pub fn steadfast_retry_always() -> RetryLayer {
     RetryLayer::new(
-        RetryPolicy::builder()
+        RetryPolicy::new()
             .base_delay(Duration::ZERO)
             .jitter(Jitter::None)
-            .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0))
-            .build(),
+            .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0)),
     )
 }

@@ -10,7 +10,6 @@ use std::{
 use http::{HeaderValue, Method, Request, Response, header::USER_AGENT};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tower_http::request_id::RequestId;
 
 use super::{AuditEvent, Outcome, Target, layer::Config, writer::SendLater};
 use crate::{Classification, classify::classify_status};
@@ -89,11 +88,7 @@ pub(crate) enum Ending<'a, B> {
 impl AuditContext {
     /// The context of an audited request, captured before the inner service runs.
     pub(crate) fn capture<B>(config: Arc<Config>, rule: usize, request: &Request<B>) -> Self {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.header_value().clone())
-            .or_else(|| request.headers().get("x-request-id").cloned());
+        let request_id = crate::headers::get(request.headers(), &config.request_id_header).cloned();
         let client_ip = config.proxies.resolve(request);
         Self {
             inner: Arc::new(Inner {

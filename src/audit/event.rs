@@ -59,7 +59,8 @@ pub struct AuditEvent {
     /// The client's `User-Agent`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// The request id (tower-http's `RequestId` or the `x-request-id` header).
+    /// The request id (the `x-request-id` header, which tower-http's
+    /// `SetRequestIdLayer` sets; see [`AuditLayer::request_id_header`](super::AuditLayer::request_id_header)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The request method.

@@ -111,11 +111,11 @@ where
 #[pinned_drop]
 impl<F: Future> PinnedDrop for ResponseFuture<F> {
     fn drop(self: Pin<&mut Self>) {
-        if let StateProj::Audited { context, .. } = self.project().state.project() {
-            if let Some(context) = context.take() {
-                // Never waits: what does not fit is counted as dropped.
-                let _ = context.finish::<()>(Ending::Cancelled);
-            }
+        if let StateProj::Audited { context, .. } = self.project().state.project()
+            && let Some(context) = context.take()
+        {
+            // Never waits: what does not fit is counted as dropped.
+            let _ = context.finish::<()>(Ending::Cancelled);
         }
     }
 }

@@ -1,25 +1,22 @@
 //! [`AuditLayer`]: which routes are audited, as which action.
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
-    sync::Arc,
-};
+use std::{borrow::Cow, sync::Arc};
 
-use http::{Method, Request};
+use http::{HeaderName, Method, Request};
 use tower::Layer;
 
 use super::{Audit, Auditor, TrustedProxies};
+use crate::route::{Matcher, RouteError, RuleKind};
 
 /// Applies [`Audit`] to a service. See the [module docs](super).
 ///
-/// Routes are the patterns of axum's router (`/campaigns/{id}`). Behind an axum
-/// `Router` the request's `MatchedPath` is looked up as is; elsewhere (plain
-/// tower or hyper, or outside the router) the path is matched segment by segment,
-/// `{name}` matching any one segment and `{*name}` the rest (a static route
-/// wins over a parameterised one, as in axum). A request that matches no route
-/// passes straight through: a lookup, no allocation.
+/// Routes are the patterns of axum's router (`/campaigns/{id}`, `/files/{*path}`),
+/// matched as every steadfast layer matches routes (the [timeout
+/// layer's rules](crate::timeout#how-rules-match) say how): behind an axum
+/// `Router` against the request's `MatchedPath`, elsewhere (plain tower or
+/// hyper, or outside the router) against the URI path; when several routes
+/// match, the most specific wins. A request that matches no route passes
+/// straight through: a lookup, no allocation.
 #[derive(Debug, Clone)]
 pub struct AuditLayer {
     config: Arc<Config>,
@@ -29,31 +26,17 @@ pub struct AuditLayer {
 pub(crate) struct Config {
     pub(crate) auditor: Auditor,
     pub(crate) rules: Vec<Rule>,
-    /// Rule indexes by pattern: for axum's `MatchedPath`, and for paths equal
-    /// to a static pattern.
-    by_pattern: HashMap<Box<str>, Vec<usize>, BuildHasherDefault<PathHasher>>,
-    /// The rules with `{param}` segments, matched segment by segment.
-    dynamic: Vec<usize>,
+    /// The rules compiled, each to its index in `rules`.
+    matcher: Matcher<usize>,
     pub(crate) proxies: TrustedProxies,
+    pub(crate) request_id_header: HeaderName,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Rule {
     method: Option<Method>,
     pub(crate) pattern: Box<str>,
-    segments: Box<[Segment]>,
-    /// Whether the last segment is `{*rest}`.
-    rest: bool,
-    /// The literal start of the pattern, up to its first parameter.
-    prefix: Box<str>,
     pub(crate) action: Cow<'static, str>,
-}
-
-#[derive(Debug, Clone)]
-enum Segment {
-    Literal(Box<str>),
-    Param,
-    Rest,
 }
 
 impl AuditLayer {
@@ -63,21 +46,53 @@ impl AuditLayer {
             config: Arc::new(Config {
                 auditor,
                 rules: Vec::new(),
-                by_pattern: HashMap::default(),
-                dynamic: Vec::new(),
+                matcher: Matcher::compile([]).expect("no rules"),
                 proxies: TrustedProxies::none(),
+                request_id_header: crate::headers::X_REQUEST_ID.clone(),
             }),
         }
     }
 
-    /// Audits `method` requests to `route` as `action`. The first matching
-    /// route wins.
+    /// Audits `method` requests to `route` as `action`.
+    ///
+    /// # Panics
+    ///
+    /// When `route` is not a valid pattern or repeats another route's pattern
+    /// and method (see [`try_route`](Self::try_route)), as axum's
+    /// `Router::route` does: routes are configuration, written once.
     pub fn route(self, method: Method, route: &str, action: impl Into<Cow<'static, str>>) -> Self {
+        self.try_route(method, route, action)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Audits `method` requests to `route` as `action`; an error when `route` is
+    /// not a valid pattern or repeats another route's pattern and method.
+    pub fn try_route(
+        self,
+        method: Method,
+        route: &str,
+        action: impl Into<Cow<'static, str>>,
+    ) -> Result<Self, RouteError> {
         self.add(Some(method), route, action.into())
     }
 
     /// Audits requests of any method to `route` as `action`.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route); see [`try_route_any`](Self::try_route_any).
     pub fn route_any(self, route: &str, action: impl Into<Cow<'static, str>>) -> Self {
+        self.try_route_any(route, action)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Audits requests of any method to `route` as `action`; an error as for
+    /// [`try_route`](Self::try_route).
+    pub fn try_route_any(
+        self,
+        route: &str,
+        action: impl Into<Cow<'static, str>>,
+    ) -> Result<Self, RouteError> {
         self.add(None, route, action.into())
     }
 
@@ -87,20 +102,36 @@ impl AuditLayer {
         self
     }
 
-    fn add(mut self, method: Option<Method>, route: &str, action: Cow<'static, str>) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        let index = config.rules.len();
-        let rule = Rule::new(method, route, action);
-        if rule.is_dynamic() {
-            config.dynamic.push(index);
-        }
-        config.rules.push(rule);
-        config
-            .by_pattern
-            .entry(route.into())
-            .or_default()
-            .push(index);
+    /// The request header the request id is read from (default `x-request-id`,
+    /// which tower-http's `SetRequestIdLayer::x_request_id` sets, whatever its
+    /// version).
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        Arc::make_mut(&mut self.config).request_id_header = name;
         self
+    }
+
+    fn add(
+        mut self,
+        method: Option<Method>,
+        route: &str,
+        action: Cow<'static, str>,
+    ) -> Result<Self, RouteError> {
+        let config = Arc::make_mut(&mut self.config);
+        let mut rules = config.rules.clone();
+        rules.push(Rule {
+            method,
+            pattern: route.into(),
+            action,
+        });
+        // Recompiled whole: configuration is written once, lookups are per request.
+        config.matcher = Matcher::compile(
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| (RuleKind::Pattern, rule.method.as_ref(), &*rule.pattern, i)),
+        )?;
+        config.rules = rules;
+        Ok(self)
     }
 }
 
@@ -112,187 +143,97 @@ impl<S> Layer<S> for AuditLayer {
     }
 }
 
-/// A word-at-a-time multiplicative hash for the route table, several times
-/// cheaper than SipHash on short paths. The table is fixed at configuration and
-/// only looked up per request, so a client choosing paths that collide can at
-/// worst probe the few configured entries: there is no flooding to defend against.
-#[derive(Default)]
-pub(crate) struct PathHasher(u64);
-
-impl PathHasher {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-
-    #[inline(always)]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(Self::K);
-    }
-}
-
-impl Hasher for PathHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Mix the high bits down: the table uses both ends of the hash.
-        self.0 ^ (self.0 >> 32)
-    }
-}
-
 impl Config {
     /// The index of the rule `request` falls under.
+    #[inline]
     pub(crate) fn find<B>(&self, request: &Request<B>) -> Option<usize> {
         if self.rules.is_empty() {
             return None;
         }
-        let method = request.method();
-        #[cfg(feature = "axum")]
-        if let Some(matched) = request.extensions().get::<axum::extract::MatchedPath>() {
-            return self
-                .by_pattern
-                .get(matched.as_str())?
-                .iter()
-                .copied()
-                .find(|&i| self.rules[i].allows(method));
-        }
-        let path = request.uri().path();
-        let exact = self.by_pattern.get(path).and_then(|indexes| {
-            indexes
-                .iter()
-                .copied()
-                .find(|&i| self.rules[i].allows(method))
-        });
-        if exact.is_some() || self.dynamic.is_empty() {
-            return exact;
-        }
-        let segments = path.bytes().filter(|&b| b == b'/').count() + 1;
-        self.dynamic.iter().copied().find(|&i| {
-            let rule = &self.rules[i];
-            rule.fits(path, segments) && rule.allows(method) && rule.matches(path)
-        })
+        self.matcher
+            .lookup(request.method(), crate::route::route_path(request))
+            .copied()
     }
-}
-
-impl Rule {
-    fn new(method: Option<Method>, route: &str, action: Cow<'static, str>) -> Self {
-        let segments = parse_segments(route);
-        let prefix = match route.find(['{', ':']) {
-            Some(at) => &route[..at],
-            None => route,
-        };
-        Self {
-            method,
-            pattern: route.into(),
-            rest: matches!(segments.last(), Some(Segment::Rest)),
-            prefix: prefix.into(),
-            segments,
-            action,
-        }
-    }
-
-    fn is_dynamic(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| !matches!(s, Segment::Literal(_)))
-    }
-
-    /// Whether a path of `segments` segments can match, by its start and
-    /// segment count alone: the cheap test that rejects most paths.
-    fn fits(&self, path: &str, segments: usize) -> bool {
-        let count = if self.rest {
-            segments >= self.segments.len()
-        } else {
-            segments == self.segments.len()
-        };
-        count && path.starts_with(&*self.prefix)
-    }
-
-    fn allows(&self, method: &Method) -> bool {
-        self.method.as_ref().is_none_or(|m| m == method)
-    }
-
-    fn matches(&self, path: &str) -> bool {
-        let bytes = path.as_bytes();
-        // The start of the next part; past the end once every part is used.
-        let mut at = 0;
-        for segment in &self.segments {
-            if at > bytes.len() {
-                return false;
-            }
-            let end = bytes[at..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(bytes.len(), |i| at + i);
-            let part = &path[at..end];
-            match segment {
-                Segment::Rest => return end > at || end < bytes.len(),
-                Segment::Literal(lit) if **lit == *part => {}
-                Segment::Param if !part.is_empty() => {}
-                _ => return false,
-            }
-            at = end + 1;
-        }
-        at > bytes.len()
-    }
-}
-
-fn parse_segments(route: &str) -> Box<[Segment]> {
-    route
-        .split('/')
-        .map(|s| {
-            if s.starts_with("{*") && s.ends_with('}') {
-                Segment::Rest
-            } else if (s.starts_with('{') && s.ends_with('}') && !s.starts_with("{{"))
-                || (s.starts_with(':') && s.len() > 1)
-            {
-                Segment::Param
-            } else {
-                Segment::Literal(s.into())
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::MemorySink;
 
-    fn matches(route: &str, path: &str) -> bool {
-        let rule = Rule::new(None, route, Cow::Borrowed("x"));
-        let segments = path.bytes().filter(|&b| b == b'/').count() + 1;
-        let by_count = rule.fits(path, segments);
-        assert!(by_count || !rule.matches(path), "{route} {path}");
-        by_count && rule.matches(path)
+    fn layer() -> AuditLayer {
+        let auditor = Auditor::builder().build(MemorySink::new());
+        AuditLayer::new(auditor)
     }
 
-    #[test]
-    fn matches_segments() {
-        assert!(matches("/login", "/login"));
-        assert!(!matches("/login", "/login/"));
-        assert!(!matches("/login", "/logins"));
-        assert!(matches("/campaigns/{id}", "/campaigns/42"));
-        assert!(!matches("/campaigns/{id}", "/campaigns/"));
-        assert!(!matches("/campaigns/{id}", "/campaigns/42/send"));
-        assert!(matches("/campaigns/{id}/send", "/campaigns/42/send"));
-        assert!(matches("/files/{*path}", "/files/a/b/c"));
-        assert!(!matches("/files/{*path}", "/files"));
-        assert!(matches("/", "/"));
-        assert!(!matches("/", "/x"));
+    fn action(layer: &AuditLayer, method: Method, path: &str) -> Option<String> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        let i = layer.config.find(&req)?;
+        Some(layer.config.rules[i].action.to_string())
+    }
+
+    #[tokio::test]
+    async fn routes_match_as_every_layer_matches_them() {
+        let layer = layer()
+            .route(Method::POST, "/login", "login")
+            .route(Method::POST, "/campaigns/{id}", "campaign.any")
+            .route(Method::POST, "/campaigns/archive", "campaign.archive")
+            .route_any("/files/{*path}", "file");
+        assert_eq!(
+            action(&layer, Method::POST, "/login").as_deref(),
+            Some("login")
+        );
+        assert_eq!(
+            action(&layer, Method::POST, "/login/"),
+            None,
+            "a trailing slash is significant"
+        );
+        assert_eq!(action(&layer, Method::GET, "/login"), None);
+        assert_eq!(
+            action(&layer, Method::POST, "/campaigns/42").as_deref(),
+            Some("campaign.any")
+        );
+        // The most specific route wins, whatever the order they were added in.
+        assert_eq!(
+            action(&layer, Method::POST, "/campaigns/archive").as_deref(),
+            Some("campaign.archive")
+        );
+        assert_eq!(
+            action(&layer, Method::POST, "/campaigns/"),
+            None,
+            "a param is never empty"
+        );
+        assert_eq!(
+            action(&layer, Method::DELETE, "/files/a/b").as_deref(),
+            Some("file")
+        );
+        assert_eq!(action(&layer, Method::DELETE, "/files"), None);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_repeated_routes_are_refused() {
+        for bad in [
+            "users",
+            "/users/{id",
+            "/a/{*rest}/b",
+            "/a/{}",
+            "/users/:id",
+            "/files/*path",
+        ] {
+            let err = layer().try_route(Method::POST, bad, "x").unwrap_err();
+            assert_eq!(err.path(), bad);
+        }
+        let err = layer()
+            .route(Method::POST, "/a/{x}", "one")
+            .try_route(Method::POST, "/a/{y}", "two")
+            .unwrap_err();
+        assert_eq!(
+            err.reason(),
+            "another rule has the same path shape and method"
+        );
     }
 }

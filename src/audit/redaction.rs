@@ -125,10 +125,10 @@ impl Redaction {
 
     fn scrub_text(&self, value: &mut String) {
         escape_in_place(value);
-        if self.mask_emails {
-            if let Cow::Owned(masked) = mask_emails(value) {
-                *value = masked;
-            }
+        if self.mask_emails
+            && let Cow::Owned(masked) = mask_emails(value)
+        {
+            *value = masked;
         }
     }
 

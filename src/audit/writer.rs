@@ -13,6 +13,8 @@ use std::{
 };
 
 use futures_util::FutureExt as _;
+
+use crate::retry::{Backoff, Jitter};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -341,8 +343,8 @@ pub struct AuditorBuilder {
 struct WriterConfig {
     max_batch: usize,
     attempts: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+    /// The crate's retry schedule, without jitter: one writer, no herd to spread.
+    backoff: Backoff,
     sink_timeout: Duration,
     redaction: Redaction,
 }
@@ -355,8 +357,7 @@ impl Default for AuditorBuilder {
             writer: WriterConfig {
                 max_batch: DEFAULT_MAX_BATCH,
                 attempts: DEFAULT_ATTEMPTS,
-                initial_backoff: DEFAULT_INITIAL_BACKOFF,
-                max_backoff: DEFAULT_MAX_BACKOFF,
+                backoff: doubling(DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF),
                 sink_timeout: DEFAULT_SINK_TIMEOUT,
                 redaction: Redaction::new(),
             },
@@ -391,8 +392,7 @@ impl AuditorBuilder {
 
     /// The wait before the first retry, doubling up to `max` (default 100 ms up to 5 s).
     pub fn sink_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.writer.initial_backoff = initial;
-        self.writer.max_backoff = max.max(initial);
+        self.writer.backoff = doubling(initial, max.max(initial));
         self
     }
 
@@ -478,7 +478,6 @@ async fn write_batch<S: Sink>(
         return;
     }
     let len = batch.len() as u64;
-    let mut backoff = config.initial_backoff;
     for attempt in 1..=config.attempts {
         let write = AssertUnwindSafe(sink.write(batch)).catch_unwind();
         let error: BoxError = match tokio::time::timeout(config.sink_timeout, write).await {
@@ -506,6 +505,7 @@ async fn write_batch<S: Sink>(
             batch.clear();
             return;
         }
+        let backoff = config.backoff.exponential(attempt);
         tracing::warn!(
             target: "steadfast::audit",
             events = len,
@@ -515,6 +515,10 @@ async fn write_batch<S: Sink>(
             "audit sink failed; retrying"
         );
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(config.max_backoff);
     }
+}
+
+/// `initial`, doubling up to `max`: the crate's [`Backoff`] without jitter.
+fn doubling(initial: Duration, max: Duration) -> Backoff {
+    Backoff::new(initial, 2.0, max, Jitter::None)
 }

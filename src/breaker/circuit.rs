@@ -295,11 +295,11 @@ impl Outcomes {
                 failures,
                 slow,
             } => {
-                if calls.len() == *capacity {
-                    if let Some(old) = calls.pop_front() {
-                        *failures -= u32::from(old & 1);
-                        *slow -= u32::from(old >> 1);
-                    }
+                if calls.len() == *capacity
+                    && let Some(old) = calls.pop_front()
+                {
+                    *failures -= u32::from(old & 1);
+                    *slow -= u32::from(old >> 1);
                 }
                 calls.push_back(u8::from(failed) | (u8::from(was_slow) << 1));
                 *failures += u32::from(failed);

@@ -153,10 +153,10 @@ impl BreakerConfig {
         if !rate_ok(self.failure_rate) {
             return Err(ConfigError("failure_rate must be in (0, 1]"));
         }
-        if let Some((_, rate)) = self.slow_calls {
-            if !rate_ok(rate) {
-                return Err(ConfigError("the slow-call rate must be in (0, 1]"));
-            }
+        if let Some((_, rate)) = self.slow_calls
+            && !rate_ok(rate)
+        {
+            return Err(ConfigError("the slow-call rate must be in (0, 1]"));
         }
         match self.window {
             Window::Count(0) => return Err(ConfigError("a count window needs at least one call")),
@@ -168,12 +168,12 @@ impl BreakerConfig {
         if self.min_calls == 0 {
             return Err(ConfigError("min_calls must be at least 1"));
         }
-        if let Window::Count(n) = self.window {
-            if self.min_calls > n {
-                return Err(ConfigError(
-                    "min_calls is larger than the count window: the circuit could never open",
-                ));
-            }
+        if let Window::Count(n) = self.window
+            && self.min_calls > n
+        {
+            return Err(ConfigError(
+                "min_calls is larger than the count window: the circuit could never open",
+            ));
         }
         if self.half_open_probes == 0 {
             return Err(ConfigError("half_open_probes must be at least 1"));

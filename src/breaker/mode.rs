@@ -44,7 +44,7 @@ mod sealed {
     impl Sealed for super::ClientSide {}
 }
 
-impl<B, E> OnOpen<Response<B>, E> for ServerSide {
+impl<B: http_body::Body, E> OnOpen<Response<B>, E> for ServerSide {
     type Response = Response<ResponseBody<B>>;
     type Error = E;
 

@@ -1,34 +1,34 @@
 use std::{
     convert::Infallible,
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     task::{Context, Poll, ready},
 };
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::{BodyExt, Limited, combinators::Collect};
+use http_body::Body;
 use pin_project::pin_project;
 
 use super::{
-    Config, ErrorHandlerBody, PanicMessage, RequestContext,
+    Config, RequestContext, panic_message,
     rewrite::{self, Verdict},
 };
 use crate::{BoxError, ResponseBody};
 
-type InnerBody = tower_http::body::UnsyncBoxBody<Bytes, BoxError>;
-
-/// The response future of [`ErrorHandler`](super::ErrorHandler).
+/// The response future of [`ErrorHandler`](super::ErrorHandler): the inner
+/// future (`F`, answering with a `B` body), with its panics caught.
 #[pin_project]
-pub struct ResponseFuture<F> {
+pub struct ResponseFuture<F, B> {
     #[pin]
-    state: State<F>,
+    state: State<F, B>,
     context: RequestContext,
     config: Config,
 }
 
 #[pin_project(project = StateProj)]
-enum State<F> {
+enum State<F, B> {
     Calling {
         #[pin]
         future: F,
@@ -36,15 +36,20 @@ enum State<F> {
     /// Reading a 4xx text body for the detail. Boxed: only error responses get here,
     /// and it keeps the common states small.
     ReadingDetail {
-        collect: Pin<Box<Collect<Limited<InnerBody>>>>,
+        body: Pin<Box<B>>,
+        read: Vec<u8>,
         parts: Option<Box<http::response::Parts>>,
     },
     Failed {
         error: Option<BoxError>,
     },
+    /// The inner service panicked in `call`.
+    Panicked {
+        message: Option<String>,
+    },
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, B> ResponseFuture<F, B> {
     pub(super) fn new(future: F, context: RequestContext, config: Config) -> Self {
         Self {
             state: State::Calling { future },
@@ -60,9 +65,19 @@ impl<F> ResponseFuture<F> {
             config,
         }
     }
+
+    pub(super) fn panicked(message: String, context: RequestContext, config: Config) -> Self {
+        Self {
+            state: State::Panicked {
+                message: Some(message),
+            },
+            context,
+            config,
+        }
+    }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("method", &self.context.method)
@@ -71,12 +86,14 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
-    F: Future<Output = Result<Response<InnerBody>, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<ErrorHandlerBody>, Infallible>;
+    type Output = Result<Response<ResponseBody<B>>, Infallible>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -84,21 +101,22 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let res = match ready!(future.poll(cx)) {
-                        Ok(res) => res,
-                        Err(err) => {
+                    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)));
+                    let res = match polled {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Ok(res))) => res,
+                        Ok(Poll::Ready(Err(err))) => {
                             return Poll::Ready(Ok(rewrite::from_error(err.into(), this.context)));
                         }
+                        Err(payload) => {
+                            let message = panic_message(payload);
+                            return Poll::Ready(Ok(rewrite::from_panic(&message, this.context)));
+                        }
                     };
-                    // The success path: nothing to look at (a caught panic is a 500).
+                    // The success path: nothing to look at.
                     let status = res.status();
                     if !(status.is_client_error() || status.is_server_error()) {
                         return Poll::Ready(Ok(res.map(ResponseBody::Inner)));
-                    }
-                    if let Some(PanicMessage(message)) = res.extensions().get::<PanicMessage>() {
-                        let message = message.clone();
-                        let (parts, _) = res.into_parts();
-                        return Poll::Ready(Ok(rewrite::from_panic(&message, this.context, parts)));
                     }
                     match rewrite::verdict(&res, this.config, this.context) {
                         Verdict::PassThrough => {
@@ -121,25 +139,43 @@ where
                         }
                         Verdict::ReadDetail => {
                             let (parts, body) = res.into_parts();
-                            let collect =
-                                Limited::new(body, this.config.max_detail_bytes).collect();
                             this.state.set(State::ReadingDetail {
-                                collect: Box::pin(collect),
+                                body: Box::pin(body),
+                                read: Vec::new(),
                                 parts: Some(Box::new(parts)),
                             });
                         }
                     }
                 }
-                StateProj::ReadingDetail { collect, parts } => {
-                    let body = ready!(collect.as_mut().poll(cx));
+                StateProj::ReadingDetail { body, read, parts } => {
+                    let within_limit = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            None => break true,
+                            Some(Err(_)) => break false,
+                            Some(Ok(frame)) => {
+                                let Ok(data) = frame.into_data() else {
+                                    continue;
+                                };
+                                if read.len() + data.len() > this.config.max_detail_bytes {
+                                    break false;
+                                }
+                                read.extend_from_slice(&data);
+                            }
+                        }
+                    };
                     let parts = *parts.take().expect("polled after completion");
-                    let bytes = body.ok().map(|collected| collected.to_bytes());
-                    let text = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+                    let text = within_limit
+                        .then(|| std::str::from_utf8(read).ok())
+                        .flatten();
                     return Poll::Ready(Ok(rewrite::from_response(parts, text, this.context)));
                 }
                 StateProj::Failed { error } => {
                     let error = error.take().expect("polled after completion");
                     return Poll::Ready(Ok(rewrite::from_error(error, this.context)));
+                }
+                StateProj::Panicked { message } => {
+                    let message = message.take().expect("polled after completion");
+                    return Poll::Ready(Ok(rewrite::from_panic(&message, this.context)));
                 }
             }
         }

@@ -16,8 +16,10 @@
 //!   | `Client` | 400 Bad Request |
 //!   | `Panic`, `Internal` | 500 Internal Server Error |
 //!
-//! - **Panics** become a 500 problem and the server goes on serving; panic
-//!   catching is tower-http's [`CatchPanicLayer`](tower_http::catch_panic::CatchPanicLayer).
+//! - **Panics** in the inner service's `call` or its future become a 500
+//!   problem and the server goes on serving (caught with
+//!   [`catch_unwind`](std::panic::catch_unwind), as tower-http's `CatchPanic`
+//!   does, without boxing the response body).
 //! - **Error responses without a problem body** — axum's bare 404 and 405, a 413
 //!   from a body limit, the `text/plain` rejections of axum's extractors (400,
 //!   415, 422), a 408 — are rewritten into problem+json with the same status and
@@ -30,9 +32,10 @@
 //!   this one (a route timeout, a bad idempotency key) are rendered again with the
 //!   request id added, and not logged twice.
 //!
-//! Every problem the layer writes carries the request id (tower-http's
-//! [`RequestId`] extension, or the
-//! `x-request-id` header) as the `request_id` extension member, and its
+//! Every problem the layer writes carries the request id (the `x-request-id`
+//! header, which tower-http's `SetRequestIdLayer` sets, whatever its version;
+//! another name with [`ErrorHandlerLayer::request_id_header`]) as the
+//! `request_id` extension member, and its
 //! [`Classification`](crate::Classification) in the response extensions for
 //! outer layers (audit). Each failure is logged once through `tracing` with the
 //! method, path, status, class, request id and the real error with its source
@@ -62,18 +65,14 @@ mod rewrite;
 
 use std::{
     convert::Infallible,
+    panic::AssertUnwindSafe,
     task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use tower::{Layer, Service};
-use tower_http::body::UnsyncBoxBody;
-use tower_http::{
-    catch_panic::{CatchPanic, ResponseForPanic},
-    request_id::RequestId,
-};
 
 use crate::{BoxError, ResponseBody};
 
@@ -83,9 +82,10 @@ pub use future::ResponseFuture;
 const DEFAULT_MAX_DETAIL_BYTES: usize = 1024;
 
 /// Applies [`ErrorHandler`] to a service. See the [module docs](self).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ErrorHandlerLayer {
     config: Config,
+    request_id_header: HeaderName,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,13 +96,15 @@ pub(crate) struct Config {
 
 impl ErrorHandlerLayer {
     /// The layer with its defaults: rewrite bare error responses, read up to 1 KiB
-    /// of a 4xx `text/plain` body as the detail.
+    /// of a 4xx `text/plain` body as the detail, read the request id from
+    /// `x-request-id`.
     pub fn new() -> Self {
         Self {
             config: Config {
                 rewrite_error_responses: true,
                 max_detail_bytes: DEFAULT_MAX_DETAIL_BYTES,
             },
+            request_id_header: crate::headers::X_REQUEST_ID.clone(),
         }
     }
 
@@ -119,6 +121,12 @@ impl ErrorHandlerLayer {
         self.config.max_detail_bytes = max;
         self
     }
+
+    /// The request header the request id is read from (default `x-request-id`).
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        self.request_id_header = name;
+        self
+    }
 }
 
 impl Default for ErrorHandlerLayer {
@@ -132,8 +140,9 @@ impl<S> Layer<S> for ErrorHandlerLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         ErrorHandler {
-            inner: CatchPanic::custom(inner, PanicToProblem),
+            inner,
             config: self.config,
+            request_id_header: self.request_id_header.clone(),
             ready_error: None,
         }
     }
@@ -142,10 +151,28 @@ impl<S> Layer<S> for ErrorHandlerLayer {
 /// The service [`ErrorHandlerLayer`] produces. See the [module docs](self).
 #[derive(Debug)]
 pub struct ErrorHandler<S> {
-    inner: CatchPanic<S, PanicToProblem>,
+    inner: S,
     config: Config,
+    request_id_header: HeaderName,
     /// A `poll_ready` failure, answered as a problem by the next `call`.
     ready_error: Option<BoxError>,
+}
+
+impl<S> ErrorHandler<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: Clone> Clone for ErrorHandler<S> {
@@ -153,26 +180,22 @@ impl<S: Clone> Clone for ErrorHandler<S> {
         Self {
             inner: self.inner.clone(),
             config: self.config,
+            request_id_header: self.request_id_header.clone(),
             ready_error: None,
         }
     }
 }
 
-/// The body of responses from [`ErrorHandler`]: the inner body (boxed by
-/// tower-http's panic catcher) or a problem document.
-pub type ErrorHandlerBody = ResponseBody<UnsyncBoxBody<Bytes, BoxError>>;
-
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorHandler<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<ErrorHandlerBody>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = Infallible;
-    type Future =
-        ResponseFuture<tower_http::catch_panic::ResponseFuture<S::Future, PanicToProblem>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_some() {
@@ -190,10 +213,14 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let context = RequestContext::of(&req);
-        match self.ready_error.take() {
-            Some(err) => ResponseFuture::failed(err, context, self.config),
-            None => ResponseFuture::new(self.inner.call(req), context, self.config),
+        let context = RequestContext::of(&req, &self.request_id_header);
+        if let Some(err) = self.ready_error.take() {
+            return ResponseFuture::failed(err, context, self.config);
+        }
+        let inner = &mut self.inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+            Ok(future) => ResponseFuture::new(future, context, self.config),
+            Err(payload) => ResponseFuture::panicked(panic_message(payload), context, self.config),
         }
     }
 }
@@ -209,20 +236,13 @@ pub(crate) struct RequestContext {
     pub(crate) request_id: Option<HeaderValue>,
 }
 
-/// The request id header read when tower-http's `RequestId` extension is absent.
-static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
 impl RequestContext {
     #[inline]
-    fn of<B>(req: &Request<B>) -> Self {
-        let request_id = match req.extensions().get::<RequestId>() {
-            Some(id) => Some(id.header_value().clone()),
-            None => request_id_header(req.headers()),
-        };
+    fn of<B>(req: &Request<B>, request_id_header: &HeaderName) -> Self {
         Self {
             method: req.method().clone(),
             path: req.uri().path_and_query().cloned(),
-            request_id,
+            request_id: crate::headers::get(req.headers(), request_id_header).cloned(),
         }
     }
 
@@ -239,39 +259,13 @@ impl RequestContext {
     }
 }
 
-/// The `x-request-id` header. A usual request has a dozen headers or fewer,
-/// mostly standard ones: comparing names is cheaper than hashing this one.
-#[inline]
-fn request_id_header(headers: &http::HeaderMap) -> Option<HeaderValue> {
-    if headers.keys_len() <= 16 && !headers.keys().any(|name| *name == X_REQUEST_ID) {
-        return None;
-    }
-    headers.get(&X_REQUEST_ID).cloned()
-}
-
-/// Marks the 500 response tower-http's panic catcher produces, with the panic message.
-#[derive(Debug, Clone)]
-pub(crate) struct PanicMessage(pub(crate) String);
-
-/// Turns a caught panic into a marked, empty 500 that the response future rewrites.
-#[derive(Debug, Clone, Copy)]
-pub struct PanicToProblem;
-
-impl ResponseForPanic for PanicToProblem {
-    type ResponseBody = http_body_util::Empty<Bytes>;
-
-    fn response_for_panic(
-        &mut self,
-        payload: Box<dyn std::any::Any + Send + 'static>,
-    ) -> Response<Self::ResponseBody> {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".to_owned());
-        let mut res = Response::new(http_body_util::Empty::new());
-        *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        res.extensions_mut().insert(PanicMessage(message));
-        res
+/// The message of a caught panic, for the log (never for the client).
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send + 'static>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+            || "non-string panic payload".to_owned(),
+            |s| (*s).to_owned(),
+        ),
     }
 }

@@ -49,7 +49,7 @@ pub(crate) fn default_detail(status: StatusCode) -> &'static str {
 
 /// Adds the request id and builds the response, keeping `headers` but those
 /// describing the old body.
-pub(crate) fn respond<B>(
+pub(crate) fn respond<B: http_body::Body>(
     problem: Problem,
     ctx: &RequestContext,
     classification: Classification,
@@ -83,7 +83,10 @@ pub(crate) fn respond<B>(
 }
 
 /// An error of the inner service.
-pub(crate) fn from_error<B>(err: BoxError, ctx: &RequestContext) -> Response<ResponseBody<B>> {
+pub(crate) fn from_error<B: http_body::Body>(
+    err: BoxError,
+    ctx: &RequestContext,
+) -> Response<ResponseBody<B>> {
     let classification = classify_error(&*err);
     let status = status_for(classification.class());
     tracing::error!(
@@ -108,11 +111,10 @@ pub(crate) fn from_error<B>(err: BoxError, ctx: &RequestContext) -> Response<Res
     )
 }
 
-/// A panic caught by tower-http.
-pub(crate) fn from_panic<B>(
+/// A panic of the inner service, caught.
+pub(crate) fn from_panic<B: http_body::Body>(
     message: &str,
     ctx: &RequestContext,
-    parts: http::response::Parts,
 ) -> Response<ResponseBody<B>> {
     let status = StatusCode::INTERNAL_SERVER_ERROR;
     tracing::error!(
@@ -130,12 +132,12 @@ pub(crate) fn from_panic<B>(
         ctx,
         Classification::new(ErrorClass::Panic).with_status(status),
         HeaderMap::new(),
-        parts.extensions,
+        http::Extensions::new(),
     )
 }
 
 /// An error response without a problem body; `text` is a 4xx body worth showing.
-pub(crate) fn from_response<B>(
+pub(crate) fn from_response<B: http_body::Body>(
     parts: http::response::Parts,
     text: Option<&str>,
     ctx: &RequestContext,
@@ -182,7 +184,7 @@ pub(crate) fn from_response<B>(
 
 /// A problem another steadfast layer wrote (a timeout, a bad idempotency key):
 /// rendered again with the request id, and not logged again.
-pub(crate) fn from_layer_problem<B>(
+pub(crate) fn from_layer_problem<B: http_body::Body>(
     mut parts: http::response::Parts,
     ctx: &RequestContext,
 ) -> Response<ResponseBody<B>> {

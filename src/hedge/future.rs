@@ -116,44 +116,44 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
 
-        if let Some(primary) = this.primary.as_mut().as_pin_mut() {
-            if let Poll::Ready(result) = primary.poll(cx) {
-                this.primary.set(None);
-                if let Some(tracker) = this.tracker {
-                    tracker.record(this.started.elapsed());
-                }
-                let hedge_running = this.hedge.is_some();
-                if !hedge_running || is_final(this.classifier.as_ref(), &result) {
-                    // The hedge, running or not yet sent, is dropped here.
-                    this.hedge.set(None);
-                    *this.spare = None;
-                    *this.timer = None;
-                    return Poll::Ready(result);
-                }
-                *this.failed = Some(result);
+        if let Some(primary) = this.primary.as_mut().as_pin_mut()
+            && let Poll::Ready(result) = primary.poll(cx)
+        {
+            this.primary.set(None);
+            if let Some(tracker) = this.tracker {
+                tracker.record(this.started.elapsed());
             }
+            let hedge_running = this.hedge.is_some();
+            if !hedge_running || is_final(this.classifier.as_ref(), &result) {
+                // The hedge, running or not yet sent, is dropped here.
+                this.hedge.set(None);
+                *this.spare = None;
+                *this.timer = None;
+                return Poll::Ready(result);
+            }
+            *this.failed = Some(result);
         }
 
-        if let Some(hedge) = this.hedge.as_mut().as_pin_mut() {
-            if let Poll::Ready(result) = hedge.poll(cx) {
-                this.hedge.set(None);
-                let primary_running = this.primary.is_some();
-                if !primary_running || is_final(this.classifier.as_ref(), &result) {
-                    if primary_running {
-                        // The first attempt loses: dropped now, its latency is
-                        // at least this long.
-                        this.primary.set(None);
-                        if let Some(tracker) = this.tracker {
-                            tracker.record(this.started.elapsed());
-                        }
-                        if let Some(stats) = this.stats {
-                            stats.won.fetch_add(1, Ordering::Relaxed);
-                        }
+        if let Some(hedge) = this.hedge.as_mut().as_pin_mut()
+            && let Poll::Ready(result) = hedge.poll(cx)
+        {
+            this.hedge.set(None);
+            let primary_running = this.primary.is_some();
+            if !primary_running || is_final(this.classifier.as_ref(), &result) {
+                if primary_running {
+                    // The first attempt loses: dropped now, its latency is
+                    // at least this long.
+                    this.primary.set(None);
+                    if let Some(tracker) = this.tracker {
+                        tracker.record(this.started.elapsed());
                     }
-                    return Poll::Ready(result);
+                    if let Some(stats) = this.stats {
+                        stats.won.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                *this.failed = Some(result);
+                return Poll::Ready(result);
             }
+            *this.failed = Some(result);
         }
 
         if this.primary.is_none() && this.hedge.is_none() {

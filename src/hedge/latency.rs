@@ -71,7 +71,7 @@ impl LatencyTracker {
         }
         h.current[bucket(latency)] += 1;
         h.samples += 1;
-        if h.samples % RECOMPUTE_EVERY == 0 || h.samples == MIN_SAMPLES {
+        if h.samples.is_multiple_of(RECOMPUTE_EVERY) || h.samples == MIN_SAMPLES {
             let delay = h.percentile(self.percentile).unwrap_or(self.fallback);
             self.delay_nanos.store(nanos(delay), Ordering::Relaxed);
         }

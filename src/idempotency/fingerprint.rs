@@ -2,7 +2,7 @@
 //!
 //! SHA-256 over the method, the path and query, the headers the user names and
 //! the body. A JSON body (`application/json` or `application/*+json`) is
-//! canonicalised first when [`canonical_json`](super::IdempotencyLayerBuilder::canonical_json)
+//! canonicalised first when [`canonical_json`](super::IdempotencyLayer::canonical_json)
 //! is on (the default), so whitespace and the order of object members do not
 //! change the fingerprint.
 

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::{
-    IdempotencyBody,
     body::{Buffered, Unstorable, buffer},
     fingerprint::Fingerprint,
     guard::ClaimGuard,
@@ -18,17 +17,18 @@ use super::{
     problems, replay,
     store::{Claim, Completion, Entry, EntryKey, Store, StoreError},
 };
+use crate::ResponseBody;
 use crate::{BoxError, classify::error_chain};
 
 /// A request the layer handles itself, boxed once: the keyed path, or an answer
 /// given at once (see [`ready`](super::future::ready)).
 pub(crate) type AnsweredFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<IdempotencyBody<B>>, E>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
 
 /// The inner response, passed through.
 #[inline]
-pub(crate) fn pass<B: Body>(res: Response<B>) -> Response<IdempotencyBody<B>> {
-    res.map(IdempotencyBody::Inner)
+pub(crate) fn pass<B: Body>(res: Response<B>) -> Response<ResponseBody<B>> {
+    res.map(ResponseBody::Inner)
 }
 
 /// A store call bounded by the layer's store timeout.
@@ -48,7 +48,7 @@ pub(crate) async fn keyed<S, St, Sc, ReqBody, ResBody>(
     parts: Parts,
     body: ReqBody,
     key: EntryKey,
-) -> Result<Response<IdempotencyBody<ResBody>>, S::Error>
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: Store,
@@ -123,7 +123,7 @@ fn duplicate<B: Body>(
     entry: Entry,
     fingerprint: &Fingerprint,
     key: &EntryKey,
-) -> Response<IdempotencyBody<B>> {
+) -> Response<ResponseBody<B>> {
     match entry {
         Entry::InFlight {
             fingerprint: theirs,
@@ -157,7 +157,7 @@ async fn run<S, St, ReqBody, ResBody>(
     guard: ClaimGuard<'_, St>,
     mut inner: S,
     req: Request<ReqBody>,
-) -> Result<Response<IdempotencyBody<ResBody>>, S::Error>
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     St: Store,
@@ -170,7 +170,7 @@ where
             return Err(err);
         }
     };
-    if !(config.store_if)(res.status()) {
+    if !config.store_if.store(res.status()) {
         guard.release().await;
         return Ok(pass(res));
     }
@@ -181,7 +181,7 @@ where
             guard
                 .complete(Completion::Response(stored), config.retention)
                 .await;
-            Ok(Response::from_parts(parts, IdempotencyBody::full(bytes)))
+            Ok(Response::from_parts(parts, ResponseBody::full(bytes)))
         }
         Buffered::Partial(body, Unstorable::Failed) => {
             // The response failed mid-body: the client did not get it either.
@@ -210,7 +210,7 @@ async fn store_failed<S, ReqBody, ResBody>(
     mut inner: S,
     parts: Parts,
     bytes: Bytes,
-) -> Result<Response<IdempotencyBody<ResBody>>, S::Error>
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ReqBody: From<Bytes>,

@@ -10,10 +10,8 @@ use http::Response;
 use http_body::Body;
 use pin_project::pin_project;
 
-use super::{
-    IdempotencyBody,
-    flow::{AnsweredFuture, pass},
-};
+use super::flow::{AnsweredFuture, pass};
+use crate::ResponseBody;
 
 /// The response future of [`Idempotency`](super::Idempotency).
 ///
@@ -58,7 +56,7 @@ impl<F, B: Body, E> ResponseFuture<F, B, E> {
 
 /// An answer the layer gives without the store, as the boxed future the
 /// [`ResponseFuture`] holds for every request it handles.
-pub(crate) fn ready<B, E>(response: Response<IdempotencyBody<B>>) -> AnsweredFuture<B, E>
+pub(crate) fn ready<B, E>(response: Response<ResponseBody<B>>) -> AnsweredFuture<B, E>
 where
     B: Body + Send + 'static,
     B::Error: Send,
@@ -84,7 +82,7 @@ where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
 {
-    type Output = Result<Response<IdempotencyBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -14,10 +14,11 @@
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let idempotency = IdempotencyLayer::builder(MemoryStore::new())
+//! let idempotency = IdempotencyLayer::new(MemoryStore::new())
 //!     // The authenticated client; set by your auth layer (outside this one).
-//!     .scope(|parts| parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned))
-//!     .build();
+//!     .scope(|parts: &http::request::Parts| {
+//!         parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned)
+//!     });
 //! let app: Router = Router::new()
 //!     .route("/orders", post(|| async { (http::StatusCode::CREATED, "order 17") }))
 //!     .layer(idempotency);
@@ -49,25 +50,25 @@
 //!   printable ASCII characters. An empty, too long, non-ASCII, badly quoted or
 //!   repeated key is answered [400](#invalid-key). A request without a key passes
 //!   through undeduplicated, or is answered [400](#missing-key) when the layer is
-//!   [`required`](IdempotencyLayerBuilder::required).
+//!   [`required`](IdempotencyLayer::required).
 //! - **Scope.** A key belongs to a client: entries are found by (scope, key),
-//!   the scope coming from [`IdempotencyLayerBuilder::scope`] (the authenticated
+//!   the scope coming from [`IdempotencyLayer::scope`] (the authenticated
 //!   principal, an API key, a tenant). Two clients sending the same key never see
 //!   each other's responses. **Production must set a scope**; the default is one
 //!   scope for everyone. A keyed request the scope cannot place is answered
 //!   [400](#unscoped-request).
 //! - **Fingerprint.** The key is bound to a SHA-256 fingerprint of the method,
 //!   path and query, body, and the headers named with
-//!   [`fingerprint_header`](IdempotencyLayerBuilder::fingerprint_header). JSON
+//!   [`fingerprint_header`](IdempotencyLayer::fingerprint_header). JSON
 //!   bodies are canonicalised first (whitespace and member order do not count;
-//!   [`canonical_json`](IdempotencyLayerBuilder::canonical_json)). The same key
+//!   [`canonical_json`](IdempotencyLayer::canonical_json)). The same key
 //!   with another fingerprint is answered [422](#key-reused) and the handler does
 //!   not run.
 //! - **First request.** Its key is claimed atomically, the handler runs, and its
 //!   status, headers and body are stored. Of any number of concurrent first
 //!   requests with one key, exactly one runs the handler.
 //! - **Duplicate while the first is in flight.** Answered [409](#request-in-flight)
-//!   with `Retry-After`; or, with [`wait`](IdempotencyLayerBuilder::wait), it waits
+//!   with `Retry-After`; or, with [`wait`](IdempotencyLayer::wait), it waits
 //!   (bounded) for the first and replays its response.
 //! - **Duplicate after completion.** The stored response is replayed: same
 //!   status, same body bytes, same headers, plus `Idempotent-Replayed: true`. Not
@@ -78,13 +79,15 @@
 //!   429: a success, a redirect, and a validation error (it replays as itself, as
 //!   with Stripe). 5xx, 408, 409, 429, an error of the inner service and a response
 //!   body that fails midway are not stored: the claim is released, and a retry
-//!   runs the handler again. See [`store_if`](IdempotencyLayerBuilder::store_if).
+//!   runs the handler again. See [`store_if`](IdempotencyLayer::store_if).
 //! - **The claim never sticks.** When the request future is dropped (the client
 //!   left, a timeout fired) or the handler panics, the claim is released at once.
 //!   A claim also expires after its lock TTL (default 60 s), after which another
 //!   request may take the key over: the claim of a process that died. A request
-//!   that outlives its lock TTL and is taken over still answers its own client,
-//!   but its response is not stored.
+//!   that outlives its lock TTL still answers its own client; its response is
+//!   stored when nobody took the key over meanwhile, and is not when another
+//!   request did (the successor's response is the one kept). Both stores behave
+//!   alike.
 //! - **Body limits.** Request bodies are buffered up to 1 MiB to fingerprint them;
 //!   a larger keyed request is answered [413](#request-too-large). A response
 //!   larger than 1 MiB (or one with trailers) reaches its client whole but is not
@@ -92,9 +95,9 @@
 //!   answered [409](#response-not-stored), naming the original status. This is the
 //!   safe choice: a retry can never repeat a payment whose receipt was too large.
 //! - **Retention.** Completed entries expire after 24 h
-//!   ([`retention`](IdempotencyLayerBuilder::retention)); the key is then new again.
+//!   ([`retention`](IdempotencyLayer::retention)); the key is then new again.
 //! - **Store failure.** A store call that fails or exceeds the
-//!   [`store_timeout`](IdempotencyLayerBuilder::store_timeout) (default 1 s) is
+//!   [`store_timeout`](IdempotencyLayer::store_timeout) (default 1 s) is
 //!   answered [503](#store-unavailable) by default, or runs the handler without
 //!   deduplication with [`OnStoreFailure::FailOpen`]. Never a panic or a hang. A
 //!   response whose storing failed still reaches its client; its key stays claimed
@@ -116,7 +119,7 @@
 //! # Problems
 //!
 //! Every answer the layer writes itself is `application/problem+json`; its
-//! `type` is [the documentation page](IdempotencyLayerBuilder::documentation)
+//! `type` is [the documentation page](IdempotencyLayer::documentation)
 //! (this one by default) plus one of these anchors.
 //!
 //! ## Missing key
@@ -162,21 +165,19 @@ mod scope;
 mod service;
 mod store;
 
-pub use body::{IdempotencyBody, PrefixedBody};
 pub use fingerprint::Fingerprint;
 pub use future::ResponseFuture;
 pub use key::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, IdempotencyKey, KeyError, MAX_KEY_LEN};
-pub use layer::{
-    DEFAULT_DOCUMENTATION, IdempotencyLayer, IdempotencyLayerBuilder, OnStoreFailure,
-    default_store_if,
-};
-pub use scope::{GlobalScope, Scope, ScopeFn};
+pub use layer::{DEFAULT_DOCUMENTATION, DefaultStoreIf, IdempotencyLayer, OnStoreFailure, StoreIf};
+pub use scope::{GlobalScope, Scope};
 pub use service::Idempotency;
 pub use store::{
-    Claim, Completion, Entry, EntryKey, MemoryLease, MemoryStore, Store, StoreError,
-    StoreErrorKind, StoredResponse,
+    Claim, Completion, Entry, EntryKey, Store, StoreError, StoreErrorKind, StoredResponse,
 };
 
+#[cfg(feature = "memory-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory-store")))]
+pub use store::{MemoryLease, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisLease, RedisStore};

@@ -4,8 +4,9 @@
 use http::{Response, StatusCode};
 use http_body::Body;
 
-use super::{IdempotencyBody, KeyError, layer::Config};
+use super::{KeyError, layer::Config};
 use crate::Problem;
+use crate::ResponseBody;
 
 fn problem(config: &Config, status: StatusCode, anchor: &str, title: &'static str) -> Problem {
     Problem::new(status)
@@ -13,13 +14,13 @@ fn problem(config: &Config, status: StatusCode, anchor: &str, title: &'static st
         .with_title(title)
 }
 
-pub(crate) fn missing_key<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn missing_key<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::BAD_REQUEST, "missing-key", "Idempotency-Key required")
         .with_detail("This endpoint requires an Idempotency-Key header: send a unique key (a UUID, for instance) with each new request, and the same key when retrying it.")
         .into_layer_response()
 }
 
-pub(crate) fn invalid_key<B: Body>(config: &Config, err: KeyError) -> Response<IdempotencyBody<B>> {
+pub(crate) fn invalid_key<B: Body>(config: &Config, err: KeyError) -> Response<ResponseBody<B>> {
     problem(
         config,
         StatusCode::BAD_REQUEST,
@@ -30,13 +31,13 @@ pub(crate) fn invalid_key<B: Body>(config: &Config, err: KeyError) -> Response<I
     .into_layer_response()
 }
 
-pub(crate) fn unscoped<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn unscoped<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::BAD_REQUEST, "unscoped-request", "Idempotency-Key without a client identity")
         .with_detail("This request carries an Idempotency-Key but no client identity to keep the key apart from other clients' keys (it is not authenticated, for instance).")
         .into_layer_response()
 }
 
-pub(crate) fn request_too_large<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn request_too_large<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(
         config,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -50,7 +51,7 @@ pub(crate) fn request_too_large<B: Body>(config: &Config) -> Response<Idempotenc
     .into_layer_response()
 }
 
-pub(crate) fn unreadable_body<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn unreadable_body<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(
         config,
         StatusCode::BAD_REQUEST,
@@ -61,13 +62,13 @@ pub(crate) fn unreadable_body<B: Body>(config: &Config) -> Response<IdempotencyB
     .into_layer_response()
 }
 
-pub(crate) fn key_reused<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn key_reused<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::UNPROCESSABLE_ENTITY, "key-reused", "Idempotency-Key reused")
         .with_detail("This Idempotency-Key was already used for a different request (another method, path, query, body or fingerprinted header). Use a new key for a new request.")
         .into_layer_response()
 }
 
-pub(crate) fn in_flight<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn in_flight<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::CONFLICT, "request-in-flight", "Request in progress")
         .with_detail("A request with this Idempotency-Key is still being processed. Retry after the delay in Retry-After to get its response.")
         .with_retry_after(config.retry_after)
@@ -77,14 +78,14 @@ pub(crate) fn in_flight<B: Body>(config: &Config) -> Response<IdempotencyBody<B>
 pub(crate) fn not_stored<B: Body>(
     config: &Config,
     status: StatusCode,
-) -> Response<IdempotencyBody<B>> {
+) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::CONFLICT, "response-not-stored", "Request already processed")
         .with_detail("The request with this Idempotency-Key was processed, but its response was too large to keep for replay. It is not processed again; use a new key for a new request.")
         .with_extension("original_status", status.as_u16())
         .into_layer_response()
 }
 
-pub(crate) fn store_unavailable<B: Body>(config: &Config) -> Response<IdempotencyBody<B>> {
+pub(crate) fn store_unavailable<B: Body>(config: &Config) -> Response<ResponseBody<B>> {
     problem(config, StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", "Idempotency store unavailable")
         .with_detail("Requests with an Idempotency-Key cannot be processed safely right now. Retry with the same key after the delay in Retry-After.")
         .with_retry_after(config.retry_after)

@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, header, response::Parts};
 
-use super::{IDEMPOTENT_REPLAYED, IdempotencyBody, StoredResponse};
+use super::{IDEMPOTENT_REPLAYED, StoredResponse};
+use crate::ResponseBody;
 
 /// Headers never stored: hop-by-hop headers (RFC 9110 §7.6.1), those that
 /// describe one transmission (`Date`, `Content-Length`: the server sets them
@@ -48,14 +49,14 @@ pub(crate) fn to_stored(parts: &Parts, body: Bytes) -> StoredResponse {
 
 /// A stored response, replayed: same status, headers and body bytes, plus
 /// `Idempotent-Replayed: true`.
-pub(crate) fn replay<B: http_body::Body>(stored: StoredResponse) -> Response<IdempotencyBody<B>> {
+pub(crate) fn replay<B: http_body::Body>(stored: StoredResponse) -> Response<ResponseBody<B>> {
     let StoredResponse {
         status,
         mut headers,
         body,
     } = stored;
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    let mut res = Response::new(IdempotencyBody::full(body));
+    let mut res = Response::new(ResponseBody::full(body));
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
@@ -89,7 +90,7 @@ mod tests {
         assert_eq!(names, ["content-type", "location", "x-custom"]);
         assert_eq!(stored.headers.get_all("x-custom").iter().count(), 2);
 
-        let replayed: Response<IdempotencyBody<http_body_util::Empty<Bytes>>> = replay(stored);
+        let replayed: Response<ResponseBody<http_body_util::Empty<Bytes>>> = replay(stored);
         assert_eq!(replayed.status(), StatusCode::CREATED);
         assert_eq!(replayed.headers()["idempotent-replayed"], "true");
         assert_eq!(replayed.headers()["location"], "/orders/1");

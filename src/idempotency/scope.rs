@@ -11,8 +11,8 @@ use http::request::Parts;
 ///
 /// `None` means the request cannot be scoped (it carries no identity); a keyed
 /// request is then answered 400 and never reaches the store. Any closure
-/// `Fn(&Parts) -> Option<String>` is a scope, through
-/// [`IdempotencyLayerBuilder::scope`](super::IdempotencyLayerBuilder::scope).
+/// `Fn(&Parts) -> Option<String>` is a scope; set it with
+/// [`IdempotencyLayer::scope`](super::IdempotencyLayer::scope).
 ///
 /// The scope is hashed together with the key; it is never stored as is, so an
 /// API key used as a scope does not end up in Redis.
@@ -24,9 +24,8 @@ use http::request::Parts;
 /// #[derive(Clone)]
 /// struct Principal { id: String }
 ///
-/// let layer = IdempotencyLayer::builder(MemoryStore::new())
-///     .scope(|parts| parts.extensions.get::<Principal>().map(|p| p.id.clone()))
-///     .build();
+/// let layer = IdempotencyLayer::new(MemoryStore::new())
+///     .scope(|parts: &http::request::Parts| parts.extensions.get::<Principal>().map(|p| p.id.clone()));
 /// # let _ = layer;
 /// ```
 pub trait Scope: Send + Sync + 'static {
@@ -45,21 +44,11 @@ impl Scope for GlobalScope {
     }
 }
 
-/// A closure used as a [`Scope`].
-#[derive(Clone, Copy)]
-pub struct ScopeFn<F>(pub(crate) F);
-
-impl<F> std::fmt::Debug for ScopeFn<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ScopeFn")
-    }
-}
-
-impl<F> Scope for ScopeFn<F>
+impl<F> Scope for F
 where
     F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
 {
     fn scope(&self, parts: &Parts) -> Option<String> {
-        (self.0)(parts)
+        self(parts)
     }
 }

@@ -11,7 +11,7 @@ use http_body::Body;
 use tower::Service;
 
 use super::{
-    IDEMPOTENCY_KEY, IdempotencyBody, IdempotencyKey, ResponseFuture, flow,
+    IDEMPOTENCY_KEY, IdempotencyKey, ResponseFuture, flow,
     future::ready,
     layer::Shared,
     problems,
@@ -19,6 +19,7 @@ use super::{
     store::{EntryKey, Store},
 };
 use crate::BoxError;
+use crate::ResponseBody;
 
 /// Deduplicates requests by their `Idempotency-Key`. See the [module docs](super).
 ///
@@ -34,6 +35,21 @@ pub struct Idempotency<S, St, Sc = GlobalScope> {
 impl<S, St, Sc> Idempotency<S, St, Sc> {
     pub(crate) fn new(inner: S, shared: Arc<Shared<St, Sc>>) -> Self {
         Self { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -68,7 +84,7 @@ where
     ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
     ResBody::Error: Send + 'static,
 {
-    type Response = Response<IdempotencyBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
@@ -90,17 +106,11 @@ where
     }
 }
 
-/// Whether `headers` holds an `Idempotency-Key`. The usual request carries a
-/// dozen headers or fewer, mostly standard ones: comparing names is cheaper than
-/// hashing the key's name for a map lookup.
+/// Whether `headers` holds an `Idempotency-Key`.
 #[inline]
 fn has_key_header(headers: &http::HeaderMap) -> bool {
     static NAME: http::HeaderName = IDEMPOTENCY_KEY;
-    if headers.keys_len() <= 16 {
-        headers.keys().any(|name| *name == NAME)
-    } else {
-        headers.contains_key(&NAME)
-    }
+    crate::headers::contains(headers, &NAME)
 }
 
 impl<S, St, Sc> Idempotency<S, St, Sc> {

@@ -169,6 +169,7 @@ where
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body,
 {
     type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
@@ -239,7 +240,7 @@ where
 }
 
 /// The 503 problem a refused request is answered with.
-fn refusal<B>(why: Refusal, retry_after: Duration) -> Response<ResponseBody<B>> {
+fn refusal<B: http_body::Body>(why: Refusal, retry_after: Duration) -> Response<ResponseBody<B>> {
     let detail = match why {
         Refusal::Deadline => {
             "The server is overloaded and could not start this request in time. Try again after the delay in Retry-After."

@@ -133,6 +133,7 @@ impl<S> Overload<S> {
 impl<S, B, ResB> Service<Request<B>> for Overload<S>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    ResB: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResB>>;
     type Error = S::Error;

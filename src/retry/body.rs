@@ -6,13 +6,16 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project::pin_project;
 
-use crate::BoxError;
+use crate::{
+    BoxError,
+    body::{Chunks, PrefixedBody, ResponseBody},
+};
 
 /// The request body the inner service receives from an HTTP
 /// [`RetryLayer`](super::RetryLayer): the buffered bytes, replayed on each
@@ -31,59 +34,41 @@ use crate::BoxError;
 /// assert_eq!(body.size_hint().exact(), Some(2));
 /// ```
 #[pin_project]
-#[derive(Debug)]
-pub struct RetryBody<B> {
+pub struct RetryBody<B: Body> {
     #[pin]
     kind: Kind<B>,
 }
 
 #[pin_project(project = KindProj)]
-#[derive(Debug)]
-enum Kind<B> {
+enum Kind<B: Body> {
     Replay {
         data: Option<Bytes>,
         trailers: Option<Box<HeaderMap>>,
     },
-    Stream {
-        /// What was read before the body proved too big: boxed, as it is rare,
-        /// to keep the pass-through body (and the inner future) small.
-        prefix: Option<Box<Prefix>>,
-        #[pin]
-        body: B,
-    },
+    /// The original body, possibly after the prefix read before it proved too
+    /// big to buffer (steadfast's one "bytes already read, then the rest" body).
+    Stream(#[pin] ResponseBody<B>),
 }
 
-/// Up to two chunks sent before the rest of a streamed body.
-#[derive(Debug)]
-struct Prefix {
-    first: Option<Bytes>,
-    second: Option<Bytes>,
-}
-
-impl Prefix {
-    fn take(&mut self) -> Option<Bytes> {
-        self.first.take().or_else(|| self.second.take())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_none() && self.second.is_none()
-    }
-
-    fn len(&self) -> u64 {
-        [&self.first, &self.second]
-            .into_iter()
-            .flatten()
-            .map(|d| d.len() as u64)
-            .sum()
+impl<B: Body> std::fmt::Debug for RetryBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Replay { data, trailers } => f
+                .debug_struct("RetryBody::Replay")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .field("trailers", &trailers.is_some())
+                .finish(),
+            Kind::Stream(body) => f.debug_tuple("RetryBody::Stream").field(body).finish(),
+        }
     }
 }
 
-impl<B> RetryBody<B> {
+impl<B: Body> RetryBody<B> {
     /// The original body, streamed through untouched.
     #[inline]
     pub fn new(body: B) -> Self {
         Self {
-            kind: Kind::Stream { prefix: None, body },
+            kind: Kind::Stream(ResponseBody::Inner(body)),
         }
     }
 
@@ -107,17 +92,18 @@ impl<B> RetryBody<B> {
         }
     }
 
+    /// `first`, then `second`, then the rest of `body`.
     #[inline]
     pub(super) fn prefixed(first: Option<Bytes>, second: Option<Bytes>, body: B) -> Self {
-        let prefix = Prefix {
-            first: first.filter(|d| !d.is_empty()),
-            second: second.filter(|d| !d.is_empty()),
+        let next = second.filter(|d| !d.is_empty()).map(|d| Ok(Frame::data(d)));
+        let first = first.unwrap_or_default();
+        let body = if first.is_empty() && next.is_none() {
+            ResponseBody::Inner(body)
+        } else {
+            ResponseBody::prefixed(PrefixedBody::resumed(first, next, body))
         };
         Self {
-            kind: Kind::Stream {
-                prefix: (!prefix.is_empty()).then(|| Box::new(prefix)),
-                body,
-            },
+            kind: Kind::Stream(body),
         }
     }
 
@@ -145,22 +131,14 @@ where
                     .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
-            KindProj::Stream { prefix, body } => match prefix.as_mut().and_then(|p| p.take()) {
-                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                None => {
-                    *prefix = None;
-                    body.poll_frame(cx)
-                }
-            },
+            KindProj::Stream(body) => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Replay { data, trailers } => data.is_none() && trailers.is_none(),
-            Kind::Stream { prefix, body } => {
-                prefix.as_ref().is_none_or(|p| p.is_empty()) && body.is_end_stream()
-            }
+            Kind::Stream(body) => body.is_end_stream(),
         }
     }
 
@@ -169,16 +147,7 @@ where
             Kind::Replay { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Stream { prefix, body } => {
-                let prefix = prefix.as_ref().map_or(0, |p| p.len());
-                let inner = body.size_hint();
-                let mut hint = SizeHint::new();
-                if let Some(upper) = inner.upper() {
-                    hint.set_upper(upper.saturating_add(prefix));
-                }
-                hint.set_lower(inner.lower().saturating_add(prefix));
-                hint
-            }
+            Kind::Stream(body) => body.size_hint(),
         }
     }
 }
@@ -186,9 +155,8 @@ where
 /// Reads a body frame by frame, keeping what it read, up to a limit.
 #[derive(Debug)]
 pub(super) struct Reading {
-    first: Option<Bytes>,
-    /// Two chunks or more, copied together (rare: most bodies come in one).
-    more: Option<BytesMut>,
+    chunks: Chunks,
+    /// Every data byte seen, the one over the limit included.
     len: usize,
     limit: usize,
     trailers: Option<Box<HeaderMap>>,
@@ -206,8 +174,7 @@ impl Reading {
     #[inline]
     pub(super) fn new(limit: usize) -> Self {
         Self {
-            first: None,
-            more: None,
+            chunks: Chunks::default(),
             len: 0,
             limit,
             trailers: None,
@@ -266,34 +233,13 @@ impl Reading {
 
     #[inline]
     fn push(&mut self, chunk: Bytes) {
-        if self.first.is_none() && self.more.is_none() {
-            // The common case, one chunk: kept as is, no copy.
-            self.first = Some(chunk);
-            return;
-        }
-        self.push_more(chunk);
-    }
-
-    #[cold]
-    fn push_more(&mut self, chunk: Bytes) {
-        let more = self.more.get_or_insert_with(BytesMut::new);
-        if let Some(first) = self.first.take() {
-            more.reserve(first.len() + chunk.len());
-            more.extend_from_slice(&first);
-        }
-        more.extend_from_slice(&chunk);
+        self.chunks.push(chunk);
     }
 
     /// What was read, as one buffer.
     #[inline]
     pub(super) fn data(&mut self) -> Option<Bytes> {
-        if let Some(first) = self.first.take() {
-            return Some(first);
-        }
-        self.more
-            .take()
-            .filter(|more| !more.is_empty())
-            .map(BytesMut::freeze)
+        Some(std::mem::take(&mut self.chunks).into_bytes()).filter(|data| !data.is_empty())
     }
 
     /// The trailers read, if any.
@@ -311,14 +257,14 @@ impl Reading {
 /// stream, to be sent once. The body is never truncated and never held whole
 /// once it proves too big.
 #[derive(Debug)]
-pub struct BufferBody<B> {
+pub(crate) struct BufferBody<B> {
     body: Option<B>,
     reading: Reading,
 }
 
 /// What [`BufferBody`] read: the body, and its whole content or a prefix.
 #[derive(Debug)]
-pub struct Buffered<B> {
+pub(crate) struct Buffered<B> {
     pub(super) body: B,
     pub(super) reading: Reading,
     pub(super) overflow: Option<Bytes>,
@@ -394,7 +340,10 @@ mod tests {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        use crate::retry::{HttpCopy, HttpReplay, Replay};
+        use crate::retry::{
+            HttpReplay,
+            replay::{HttpCopy, Replay},
+        };
         let read = BufferBody::new(body, Reading::new(limit)).await;
         let mut copy = Some(HttpCopy::head(parts()));
         let req = <HttpReplay as Replay<Request<B>>>::prepared(read, &mut copy)?;

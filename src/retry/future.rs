@@ -15,11 +15,12 @@ use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::{
-    HttpOptions, Random, Replay, RetryPolicy,
-    log::{Reason, log_retry, log_stop},
-    policy::{Decision, RequestFacts, RetryState},
+    CloneReplay, HttpReplay, Random, RetryBody, RetryPolicy,
+    log::Reason,
+    policy::{RequestFacts, RetryState},
+    replay::{HttpOptions, Replay},
 };
-use crate::{BoxError, Classification, ErrorClass, classify::Classifier};
+use crate::{BoxError, Classification, ErrorClass, classify::Classifier, deadline::earlier};
 
 /// What every service made by one layer shares.
 pub(super) struct Shared<C> {
@@ -28,13 +29,14 @@ pub(super) struct Shared<C> {
     pub(super) classifier: C,
 }
 
-/// The response future of [`Retry`](super::Retry).
+/// The state machine behind both response futures of [`Retry`](super::Retry),
+/// generic over how the request is kept ([`Replay`], private to the crate).
 ///
 /// States: reading the body (HTTP requests that need it), calling the inner
 /// service (with an optional attempt timer), sleeping before a retry, and
 /// waiting for the inner service to be ready again.
 #[pin_project]
-pub struct ResponseFuture<S, K, Req, C, R>
+pub(crate) struct RetryFuture<S, K, Req, C, R>
 where
     K: Replay<Req>,
     S: Service<K::Request>,
@@ -81,7 +83,7 @@ enum Outcome<T, E> {
     TimedOut,
 }
 
-impl<S, K, Req, C, R> ResponseFuture<S, K, Req, C, R>
+impl<S, K, Req, C, R> RetryFuture<S, K, Req, C, R>
 where
     K: Replay<Req>,
     S: Service<K::Request>,
@@ -92,7 +94,7 @@ where
     pub(super) fn new(shared: Arc<Shared<C>>, rng: R) -> Self {
         let deadline = shared
             .policy
-            .deadline()
+            .total_limit()
             .and_then(|total| Instant::now().checked_add(total));
         Self {
             state: State::Starting,
@@ -148,7 +150,7 @@ where
 /// deadline, whichever is first.
 #[inline(always)]
 fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
-    if deadline.is_none() && policy.attempt_timeout().is_none() {
+    if deadline.is_none() && policy.attempt_limit().is_none() {
         return None;
     }
     attempt_end_slow(policy, deadline)
@@ -157,25 +159,15 @@ fn attempt_end(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instan
 #[cold]
 fn attempt_end_slow(policy: &RetryPolicy, deadline: Option<Instant>) -> Option<Instant> {
     let by_timeout = policy
-        .attempt_timeout()
+        .attempt_limit()
         .and_then(|timeout| Instant::now().checked_add(timeout));
-    match (by_timeout, deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    earlier(by_timeout, deadline)
 }
 
 fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant) {
     match timer {
         Some(sleep) => sleep.as_mut().reset(at),
         None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -200,7 +192,7 @@ fn timed_out(deadline: Option<Instant>) -> BoxError {
     crate::Error::new(ErrorClass::Timeout, message).into()
 }
 
-impl<S, K, Req, C, R> Future for ResponseFuture<S, K, Req, C, R>
+impl<S, K, Req, C, R> Future for RetryFuture<S, K, Req, C, R>
 where
     K: Replay<Req>,
     S: Service<K::Request>,
@@ -263,25 +255,24 @@ where
                     };
                     let facts = RequestFacts {
                         connect_only: K::connect_only(copy, &this.shared.http),
-                        deadline: earliest(*this.deadline, K::deadline(copy).map(|d| d.instant())),
+                        deadline: earlier(*this.deadline, K::deadline(copy).map(|d| d.instant())),
                         retry_if: K::retry_if(copy),
                     };
-                    let decision =
-                        this.shared
-                            .policy
-                            .decide(&classification, this.retry, facts, this.rng);
+                    let reason = || match &outcome {
+                        Outcome::Done(Err(err)) => Reason::Error(err),
+                        Outcome::Done(Ok(_)) => Reason::Response(classification.status()),
+                        Outcome::TimedOut => Reason::TimedOut,
+                    };
+                    let decision = this.shared.policy.decide_and_log(
+                        &classification,
+                        this.retry,
+                        facts,
+                        this.rng,
+                        reason,
+                    );
                     match decision {
-                        Decision::Stop(why) => {
-                            log_stop(&classification, why, this.retry.retries);
-                            return Poll::Ready(finish(outcome, *this.deadline));
-                        }
-                        Decision::Retry(event) => {
-                            let reason = match &outcome {
-                                Outcome::Done(Err(err)) => Reason::Error(err),
-                                Outcome::Done(Ok(_)) => Reason::Response(classification.status()),
-                                Outcome::TimedOut => Reason::TimedOut,
-                            };
-                            log_retry(&event, reason);
+                        None => return Poll::Ready(finish(outcome, *this.deadline)),
+                        Some(event) => {
                             drop(outcome);
                             *this.timed_attempt = false;
                             if event.delay == Duration::ZERO {
@@ -324,7 +315,7 @@ where
     }
 }
 
-impl<S, K, Req, C, R> fmt::Debug for ResponseFuture<S, K, Req, C, R>
+impl<S, K, Req, C, R> fmt::Debug for RetryFuture<S, K, Req, C, R>
 where
     K: Replay<Req>,
     S: Service<K::Request>,
@@ -341,6 +332,109 @@ where
         f.debug_struct("ResponseFuture")
             .field("state", &state)
             .field("retries", &self.retry.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`Retry`](super::Retry) for `http::Request<B>`
+/// ([`RetryLayer::new`](super::RetryLayer::new)).
+#[pin_project]
+pub struct ResponseFuture<S, B, C, R>
+where
+    S: Service<http::Request<RetryBody<B>>>,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    #[pin]
+    inner: RetryFuture<S, HttpReplay, http::Request<B>, C, R>,
+}
+
+impl<S, B, C, R> ResponseFuture<S, B, C, R>
+where
+    S: Service<http::Request<RetryBody<B>>>,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    #[inline(always)]
+    pub(super) fn new(inner: RetryFuture<S, HttpReplay, http::Request<B>, C, R>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S, B, C, R> Future for ResponseFuture<S, B, C, R>
+where
+    S: Service<http::Request<RetryBody<B>>>,
+    S::Error: Into<BoxError> + fmt::Display,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    C: Classifier<S::Response, S::Error>,
+    R: Random,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<S, B, C, R> fmt::Debug for ResponseFuture<S, B, C, R>
+where
+    S: Service<http::Request<RetryBody<B>>>,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`Retry`](super::Retry) for `Clone` requests
+/// ([`RetryLayer::for_clone_requests`](super::RetryLayer::for_clone_requests)).
+#[pin_project]
+pub struct CloneResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+    Req: Clone,
+{
+    #[pin]
+    inner: RetryFuture<S, CloneReplay, Req, C, R>,
+}
+
+impl<S, Req, C, R> CloneResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+    Req: Clone,
+{
+    #[inline(always)]
+    pub(super) fn new(inner: RetryFuture<S, CloneReplay, Req, C, R>) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S, Req, C, R> Future for CloneResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError> + fmt::Display,
+    Req: Clone,
+    C: Classifier<S::Response, S::Error>,
+    R: Random,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<S, Req, C, R> fmt::Debug for CloneResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+    Req: Clone,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloneResponseFuture")
             .finish_non_exhaustive()
     }
 }

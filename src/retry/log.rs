@@ -2,8 +2,37 @@
 
 use std::fmt;
 
-use super::{RetryEvent, policy::StopReason};
+use super::{
+    Random, RetryEvent, RetryPolicy,
+    policy::{Decision, RequestFacts, RetryState, StopReason},
+};
 use crate::Classification;
+
+impl RetryPolicy {
+    /// Decides what to do after a failed attempt, and logs the decision: the
+    /// retry (a `WARN` naming `reason`) or the stop (a `DEBUG`). The one step
+    /// the layer's future and [`run`](RetryPolicy::run) share.
+    #[inline]
+    pub(super) fn decide_and_log<'r, E: fmt::Display + 'r>(
+        &self,
+        failure: &Classification,
+        state: &mut RetryState,
+        facts: RequestFacts<'_>,
+        rng: &mut impl Random,
+        reason: impl FnOnce() -> Reason<'r, E>,
+    ) -> Option<RetryEvent> {
+        match self.decide(failure, state, facts, rng) {
+            Decision::Stop(why) => {
+                log_stop(failure, why, state.retries);
+                None
+            }
+            Decision::Retry(event) => {
+                log_retry(&event, reason());
+                Some(event)
+            }
+        }
+    }
+}
 
 /// What failed, for the log line.
 pub(super) enum Reason<'a, E> {
@@ -24,7 +53,7 @@ impl<E: fmt::Display> fmt::Display for Reason<'_, E> {
 }
 
 /// One `WARN` event per retry.
-pub(super) fn log_retry<E: fmt::Display>(event: &RetryEvent, reason: Reason<'_, E>) {
+fn log_retry<E: fmt::Display>(event: &RetryEvent, reason: Reason<'_, E>) {
     let c = &event.classification;
     tracing::warn!(
         attempt = event.attempt,
@@ -38,7 +67,7 @@ pub(super) fn log_retry<E: fmt::Display>(event: &RetryEvent, reason: Reason<'_, 
 }
 
 /// One `DEBUG` event when a failure is returned without retrying.
-pub(super) fn log_stop(c: &Classification, why: StopReason, retries: u32) {
+fn log_stop(c: &Classification, why: StopReason, retries: u32) {
     tracing::debug!(
         class = c.class().as_str(),
         status = c.status().map(|s| s.as_u16()),

@@ -7,8 +7,8 @@
 //!
 //! 1. **The failure is transient**, as [`crate::classify`] sorts it: `Timeout`,
 //!    `Connect`, `Network`, `Overloaded` (429, 503), a 502 or 504 — and a 500
-//!    only with [`retry_internal_server_error`](RetryPolicyBuilder::retry_internal_server_error).
-//!    Never a client error. [`retry_if`](RetryPolicyBuilder::retry_if) widens or
+//!    only with [`retry_internal_server_error`](RetryPolicy::retry_internal_server_error).
+//!    Never a client error. [`retry_if`](RetryPolicy::retry_if) widens or
 //!    narrows this, and a [`RetryIf`] request extension does so for one request.
 //! 2. **Sending it again is safe.** GET, HEAD, OPTIONS, TRACE, PUT and DELETE
 //!    are idempotent, as is any request with an `Idempotency-Key` header (both
@@ -23,7 +23,7 @@
 //!    that proves bigger while being read is sent as what was read followed by
 //!    the rest of the stream. Either way it is sent once, whole, and not
 //!    retried. A body known to be empty is not read at all.
-//! 4. **Retries are left**: at most [`max_retries`](RetryPolicyBuilder::max_retries)
+//! 4. **Retries are left**: at most [`max_retries`](RetryPolicy::max_retries)
 //!    (3) per request, and the shared [`RetryBudget`] is not empty (by default
 //!    retries add at most 20% to the request rate, plus 10 per second). An empty
 //!    budget returns the failure at once.
@@ -31,14 +31,14 @@
 //!    by default `U(0, min(5 s, 100 ms · 2^(n-1)))` before retry `n`) or,
 //!    when the failure carries one (a 429 or 503, either `Retry-After` form),
 //!    exactly its `Retry-After`. A `Retry-After` over
-//!    [`max_retry_after`](RetryPolicyBuilder::max_retry_after) (5 s) means no
+//!    [`max_retry_after`](RetryPolicy::max_retry_after) (5 s) means no
 //!    retry. No delay starts that would end after the request's
 //!    [`Deadline`](crate::Deadline) (put in its extensions by the timeout layer)
-//!    or the policy's own [`deadline`](RetryPolicyBuilder::deadline);
-//!    [`attempt_timeout`](RetryPolicyBuilder::attempt_timeout) bounds each attempt.
+//!    or the policy's own [`deadline`](RetryPolicy::deadline);
+//!    [`attempt_timeout`](RetryPolicy::attempt_timeout) bounds each attempt.
 //!
 //! Each retry is a `tracing` event at `WARN` (attempt, delay, class, status,
-//! reason) and a call of the [`on_retry`](RetryPolicyBuilder::on_retry) hook; the
+//! reason) and a call of the [`on_retry`](RetryPolicy::on_retry) hook; the
 //! inner service sees an [`Attempt`] extension on retries, and optionally an
 //! [`attempt_header`](RetryLayer::attempt_header).
 //!
@@ -81,11 +81,10 @@
 //! use bytes::Bytes;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! let policy = RetryPolicy::builder()
+//! let policy = RetryPolicy::new()
 //!     .max_retries(3)
 //!     .base_delay(Duration::from_millis(100))
-//!     .jitter(Jitter::Full)
-//!     .build();
+//!     .jitter(Jitter::Full);
 //!
 //! // An upstream that is unavailable once, then answers.
 //! let calls = Arc::new(AtomicUsize::new(0));
@@ -124,11 +123,11 @@ mod run;
 mod service;
 
 pub use backoff::{Backoff, Jitter};
-pub use body::{BufferBody, Buffered, RetryBody};
+pub use body::RetryBody;
 pub use budget::RetryBudget;
-pub use future::ResponseFuture;
-pub use policy::{DelaySource, RetryEvent, RetryIf, RetryPolicy, RetryPolicyBuilder};
+pub use future::{CloneResponseFuture, ResponseFuture};
+pub use policy::{DelaySource, RetryEvent, RetryIf, RetryPolicy};
 pub use random::{Random, ThreadRandom};
-pub use replay::{Attempt, CloneReplay, HttpCopy, HttpOptions, HttpReplay, Replay, Start};
+pub use replay::{Attempt, CloneReplay, HttpReplay};
 pub use run::{ClassifyErrors, Run, RunFuture};
 pub use service::{Retry, RetryLayer};

@@ -13,21 +13,21 @@ type Hook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
 
 /// When to retry and how long to wait: backoff, classification, budget, deadlines.
 ///
-/// Build one with [`RetryPolicy::builder`], then use it in a
+/// Make one with [`RetryPolicy::new`] and its setters, then use it in a
 /// [`RetryLayer`](super::RetryLayer) or directly with [`run`](RetryPolicy::run).
 /// Cloning is cheap (an `Arc`); clones share the budget.
 ///
 /// | setting | default |
 /// | --- | --- |
-/// | [`max_retries`](RetryPolicyBuilder::max_retries) | 3 |
-/// | [`base_delay`](RetryPolicyBuilder::base_delay) | 100 ms |
-/// | [`multiplier`](RetryPolicyBuilder::multiplier) | 2 |
-/// | [`max_delay`](RetryPolicyBuilder::max_delay) | 5 s |
-/// | [`jitter`](RetryPolicyBuilder::jitter) | [`Jitter::Full`] |
-/// | [`budget`](RetryPolicyBuilder::budget) | [`RetryBudget::default`]: 20% + 10/s over 10 s |
-/// | [`max_retry_after`](RetryPolicyBuilder::max_retry_after) | 5 s |
-/// | [`retry_internal_server_error`](RetryPolicyBuilder::retry_internal_server_error) | no |
-/// | [`deadline`](RetryPolicyBuilder::deadline), [`attempt_timeout`](RetryPolicyBuilder::attempt_timeout) | none |
+/// | [`max_retries`](RetryPolicy::max_retries) | 3 |
+/// | [`base_delay`](RetryPolicy::base_delay) | 100 ms |
+/// | [`multiplier`](RetryPolicy::multiplier) | 2 |
+/// | [`max_delay`](RetryPolicy::max_delay) | 5 s |
+/// | [`jitter`](RetryPolicy::jitter) | [`Jitter::Full`] |
+/// | [`budget`](RetryPolicy::budget) | [`RetryBudget::default`]: 20% + 10/s over 10 s |
+/// | [`max_retry_after`](RetryPolicy::max_retry_after) | 5 s |
+/// | [`retry_internal_server_error`](RetryPolicy::retry_internal_server_error) | no |
+/// | [`deadline`](RetryPolicy::deadline), [`attempt_timeout`](RetryPolicy::attempt_timeout) | none |
 #[derive(Clone)]
 pub struct RetryPolicy {
     config: Arc<Config>,
@@ -64,7 +64,7 @@ impl Default for Config {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self::builder().build()
+        Self::new()
     }
 }
 
@@ -86,31 +86,22 @@ impl fmt::Debug for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A builder starting from the defaults (the table above).
-    pub fn builder() -> RetryPolicyBuilder {
-        RetryPolicyBuilder {
-            config: Config::default(),
+    /// The policy with its defaults (the table above); change them with the
+    /// setters below.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config::default()),
         }
     }
 
     /// The most retries after the first attempt.
-    pub fn max_retries(&self) -> u32 {
+    pub(crate) fn retries_allowed(&self) -> u32 {
         self.config.max_retries
-    }
-
-    /// The delay schedule.
-    pub fn backoff(&self) -> &Backoff {
-        &self.config.backoff
-    }
-
-    /// The shared budget, if any.
-    pub fn budget(&self) -> Option<&RetryBudget> {
-        self.config.budget.as_ref()
     }
 
     /// Whether the policy wants to retry a failure, before idempotency, the
     /// retry count, `Retry-After`, the deadline and the budget are considered: the
-    /// predicate set with [`retry_if`](RetryPolicyBuilder::retry_if), or by
+    /// predicate set with [`retry_if`](RetryPolicy::retry_if), or by
     /// default [`Classification::is_transient`] (plus 500 when configured).
     pub fn is_retryable(&self, failure: &Classification) -> bool {
         match &self.config.retry_if {
@@ -125,11 +116,11 @@ impl RetryPolicy {
                 && failure.status() == Some(StatusCode::INTERNAL_SERVER_ERROR))
     }
 
-    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
+    pub(crate) fn attempt_limit(&self) -> Option<Duration> {
         self.config.attempt_timeout
     }
 
-    pub(crate) fn deadline(&self) -> Option<Duration> {
+    pub(crate) fn total_limit(&self) -> Option<Duration> {
         self.config.deadline
     }
 
@@ -182,10 +173,10 @@ impl RetryPolicy {
                 return Decision::Stop(StopReason::Deadline);
             }
         }
-        if let Some(budget) = &c.budget {
-            if !budget.withdraw() {
-                return Decision::Stop(StopReason::Budget);
-            }
+        if let Some(budget) = &c.budget
+            && !budget.withdraw()
+        {
+            return Decision::Stop(StopReason::Budget);
         }
         state.retries += 1;
         state.previous_delay = delay;
@@ -265,7 +256,7 @@ impl DelaySource {
 }
 
 /// One retry about to happen, as logged and given to the
-/// [`on_retry`](RetryPolicyBuilder::on_retry) hook.
+/// [`on_retry`](RetryPolicy::on_retry) hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryEvent {
@@ -329,66 +320,59 @@ impl fmt::Debug for RetryIf {
     }
 }
 
-/// Builds a [`RetryPolicy`]. See its defaults.
-#[derive(Clone)]
-#[must_use]
-pub struct RetryPolicyBuilder {
-    config: Config,
-}
-
-impl fmt::Debug for RetryPolicyBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicyBuilder").finish_non_exhaustive()
-    }
-}
-
-impl RetryPolicyBuilder {
+/// The settings, as tower-http's layers take theirs: each returns the policy
+/// changed (a copy of the shared settings when the policy was already cloned).
+impl RetryPolicy {
     /// The most retries after the first attempt (default 3); 0 disables retrying.
     pub fn max_retries(mut self, n: u32) -> Self {
-        self.config.max_retries = n;
+        Arc::make_mut(&mut self.config).max_retries = n;
         self
     }
 
     /// The delay before the first retry, before jitter (default 100 ms).
     pub fn base_delay(mut self, base: Duration) -> Self {
-        self.config.backoff = self.config.backoff.with_base(base);
+        let config = Arc::make_mut(&mut self.config);
+        config.backoff = config.backoff.with_base(base);
         self
     }
 
     /// The factor between successive delays (default 2; below 1 is taken as 1).
     pub fn multiplier(mut self, multiplier: f64) -> Self {
-        self.config.backoff = self.config.backoff.with_multiplier(multiplier);
+        let config = Arc::make_mut(&mut self.config);
+        config.backoff = config.backoff.with_multiplier(multiplier);
         self
     }
 
     /// The cap on any backoff delay (default 5 s).
     pub fn max_delay(mut self, max: Duration) -> Self {
-        self.config.backoff = self.config.backoff.with_max(max);
+        let config = Arc::make_mut(&mut self.config);
+        config.backoff = config.backoff.with_max(max);
         self
     }
 
     /// The jitter (default [`Jitter::Full`]); see [`Jitter`] for the formulas.
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.config.backoff = self.config.backoff.with_jitter(jitter);
+        let config = Arc::make_mut(&mut self.config);
+        config.backoff = config.backoff.with_jitter(jitter);
         self
     }
 
     /// The whole schedule at once.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.config.backoff = backoff;
+        Arc::make_mut(&mut self.config).backoff = backoff;
         self
     }
 
     /// The retry budget; share one between layers by cloning it (default
     /// [`RetryBudget::default`], one per policy).
     pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.config.budget = Some(budget);
+        Arc::make_mut(&mut self.config).budget = Some(budget);
         self
     }
 
     /// No budget: only `max_retries` limits retries. Think twice.
     pub fn without_budget(mut self) -> Self {
-        self.config.budget = None;
+        Arc::make_mut(&mut self.config).budget = None;
         self
     }
 
@@ -396,14 +380,14 @@ impl RetryPolicyBuilder {
     /// next delay exactly, instead of the backoff; a longer one means no retry:
     /// the failure is returned as it is, for the caller to decide.
     pub fn max_retry_after(mut self, ceiling: Duration) -> Self {
-        self.config.max_retry_after = ceiling;
+        Arc::make_mut(&mut self.config).max_retry_after = ceiling;
         self
     }
 
     /// Also retry `500 Internal Server Error` (default no: a 500 is usually a bug
     /// that fails again).
     pub fn retry_internal_server_error(mut self, retry: bool) -> Self {
-        self.config.retry_500 = retry;
+        Arc::make_mut(&mut self.config).retry_500 = retry;
         self
     }
 
@@ -415,12 +399,11 @@ impl RetryPolicyBuilder {
     /// use steadfast::ErrorClass;
     /// use http::StatusCode;
     ///
-    /// let policy = RetryPolicy::builder()
+    /// let policy = RetryPolicy::new()
     ///     .retry_if(|c| {
     ///         (c.is_transient() && c.class() != ErrorClass::Timeout)
     ///             || c.status() == Some(StatusCode::CONFLICT)
-    ///     })
-    ///     .build();
+    ///     });
     /// # let _ = policy;
     /// ```
     ///
@@ -429,14 +412,14 @@ impl RetryPolicyBuilder {
         mut self,
         predicate: impl Fn(&Classification) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.config.retry_if = Some(Arc::new(predicate));
+        Arc::make_mut(&mut self.config).retry_if = Some(Arc::new(predicate));
         self
     }
 
     /// Called before every retry, with what is about to happen (each retry is
     /// also a `tracing` event at `WARN`).
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
-        self.config.on_retry = Some(Arc::new(hook));
+        Arc::make_mut(&mut self.config).on_retry = Some(Arc::new(hook));
         self
     }
 
@@ -446,21 +429,14 @@ impl RetryPolicyBuilder {
     /// end after it. (A [`Deadline`](crate::Deadline) in the request's
     /// extensions is honoured as well, whichever is earlier.)
     pub fn deadline(mut self, total: Duration) -> Self {
-        self.config.deadline = Some(total);
+        Arc::make_mut(&mut self.config).deadline = Some(total);
         self
     }
 
     /// The most time one attempt may take; a slower attempt is dropped and
     /// counts as a `Timeout` failure, which is retried like any other.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.config.attempt_timeout = Some(timeout);
+        Arc::make_mut(&mut self.config).attempt_timeout = Some(timeout);
         self
-    }
-
-    /// The policy.
-    pub fn build(self) -> RetryPolicy {
-        RetryPolicy {
-            config: Arc::new(self.config),
-        }
     }
 }

@@ -20,22 +20,10 @@ use super::{
 };
 use crate::{BoxError, Deadline};
 
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// How the retry layer keeps a request to send it again. Sealed: the two
-/// implementations are [`HttpReplay`] and [`CloneReplay`].
-///
-/// | | [`HttpReplay`] (`RetryLayer::new`) | [`CloneReplay`] (`RetryLayer::for_clone_requests`) |
-/// | --- | --- | --- |
-/// | requests | `http::Request<B>`, any body | any `Req: Clone` |
-/// | inner service sees | `http::Request<RetryBody<B>>` | `Req` |
-/// | kept for retries | the head and the body, buffered up to a limit | a clone, made before the first call |
-/// | idempotency | by method or `Idempotency-Key` | every request is taken as idempotent |
-/// | [`Attempt`] / attempt header | on retries | — |
-/// | [`Deadline`], [`RetryIf`] extensions | honoured | — |
-pub trait Replay<Req>: sealed::Sealed {
+/// How the retry layer keeps a request to send it again: implemented by the
+/// markers [`HttpReplay`] and [`CloneReplay`] only, and private to the crate, so
+/// the response futures name neither it nor what it keeps.
+pub(crate) trait Replay<Req> {
     /// The request the inner service receives.
     type Request;
     /// What is kept to send the request again.
@@ -76,7 +64,7 @@ pub trait Replay<Req>: sealed::Sealed {
 
 /// The first attempt of a request, or the work needed before it.
 #[derive(Debug)]
-pub enum Start<R, P> {
+pub(crate) enum Start<R, P> {
     /// The first attempt can be sent now.
     Ready(R),
     /// The body must be read first (it was not all there yet).
@@ -89,8 +77,6 @@ pub enum Start<R, P> {
 /// `Retry` does. Every request is taken as idempotent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CloneReplay;
-
-impl sealed::Sealed for CloneReplay {}
 
 impl<Req: Clone> Replay<Req> for CloneReplay {
     type Request = Req;
@@ -137,12 +123,10 @@ impl<Req: Clone> Replay<Req> for CloneReplay {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpReplay;
 
-impl sealed::Sealed for HttpReplay {}
-
 /// The request kept by [`HttpReplay`] for retries: its head, and its body and
 /// trailers as read once.
 #[derive(Debug, Clone)]
-pub struct HttpCopy {
+pub(crate) struct HttpCopy {
     method: Method,
     uri: Uri,
     version: Version,
@@ -317,7 +301,7 @@ where
 /// (and a copy kept in `copy`) when it fit, else what was read followed by the
 /// rest of the stream.
 #[inline(always)]
-fn first_attempt<B>(
+fn first_attempt<B: Body>(
     request: Request<B>,
     mut reading: Reading,
     overflow: Option<Bytes>,
@@ -339,7 +323,7 @@ fn first_attempt<B>(
 
 /// The HTTP settings of a [`RetryLayer`](super::RetryLayer); set them with its methods.
 #[derive(Debug, Clone)]
-pub struct HttpOptions {
+pub(crate) struct HttpOptions {
     pub(super) max_body_bytes: usize,
     pub(super) idempotent_methods: Vec<Method>,
     pub(super) idempotency_key: Option<HeaderName>,

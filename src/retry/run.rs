@@ -12,8 +12,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::{
     Random, RetryPolicy, ThreadRandom,
-    log::{Reason, log_retry, log_stop},
-    policy::{Decision, RequestFacts, RetryState},
+    log::Reason,
+    policy::{RequestFacts, RetryState},
 };
 use crate::{
     Classification, Deadline, ErrorClass,
@@ -51,7 +51,7 @@ impl RetryPolicy {
     /// By default `Ok` is success and an error is classified through
     /// [`AsError`] (its `source()` chain, as [`classify_error`] does); give
     /// another [`Classifier`] with [`Run::classifier`]. Each attempt is one call
-    /// of `operation`. The policy's [`deadline`](super::RetryPolicyBuilder::deadline)
+    /// of `operation`. The policy's [`deadline`](super::RetryPolicy::deadline)
     /// and a [`Run::deadline`] bound the delays; an attempt itself is not timed
     /// out here (its error type is yours): wrap it in `tokio::time::timeout`, or
     /// [`Deadline::run`], if it needs to be.
@@ -147,12 +147,9 @@ where
         self.policy.deposit();
         let own = self
             .policy
-            .deadline()
+            .total_limit()
             .and_then(|total| Instant::now().checked_add(total));
-        let deadline = match (own, self.deadline.map(|d| d.instant())) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = crate::deadline::earlier(own, self.deadline.map(|d| d.instant()));
         let future = (self.operation)();
         RunFuture {
             state: RunState::Calling { future },
@@ -214,20 +211,20 @@ where
                         deadline: *this.deadline,
                         ..RequestFacts::default()
                     };
-                    match this
-                        .policy
-                        .decide(&classification, this.retry, facts, this.rng)
-                    {
-                        Decision::Stop(why) => {
-                            log_stop(&classification, why, this.retry.retries);
-                            return Poll::Ready(result);
-                        }
-                        Decision::Retry(event) => {
-                            let reason = match &result {
-                                Err(err) => Reason::Error(err),
-                                Ok(_) => Reason::Response(classification.status()),
-                            };
-                            log_retry(&event, reason);
+                    let reason = || match &result {
+                        Err(err) => Reason::Error(err),
+                        Ok(_) => Reason::Response(classification.status()),
+                    };
+                    let decision = this.policy.decide_and_log(
+                        &classification,
+                        this.retry,
+                        facts,
+                        this.rng,
+                        reason,
+                    );
+                    match decision {
+                        None => return Poll::Ready(result),
+                        Some(event) => {
                             drop(result);
                             let sleep = tokio::time::sleep_until(Instant::now() + event.delay);
                             this.state.set(RunState::Sleeping { sleep });

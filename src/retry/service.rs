@@ -11,8 +11,10 @@ use http::{HeaderName, Method};
 use tower::{Layer, Service};
 
 use super::{
-    CloneReplay, HttpOptions, HttpReplay, Random, Replay, ResponseFuture, RetryPolicy,
-    ThreadRandom, future::Shared, replay::Start,
+    CloneReplay, CloneResponseFuture, HttpReplay, Random, ResponseFuture, RetryBody, RetryPolicy,
+    ThreadRandom,
+    future::{RetryFuture, Shared},
+    replay::{HttpOptions, Replay, Start},
 };
 use crate::{BoxError, classify::Classifier, classify::DefaultClassifier};
 
@@ -20,6 +22,16 @@ use crate::{BoxError, classify::Classifier, classify::DefaultClassifier};
 ///
 /// `K` is how requests are kept for retries ([`HttpReplay`] or [`CloneReplay`]),
 /// `C` what counts as a failure, `R` where jitter comes from.
+///
+/// | | [`HttpReplay`] ([`RetryLayer::new`]) | [`CloneReplay`] ([`RetryLayer::for_clone_requests`]) |
+/// | --- | --- | --- |
+/// | requests | `http::Request<B>`, any body | any `Req: Clone` |
+/// | inner service sees | `http::Request<RetryBody<B>>` | `Req` |
+/// | kept for retries | the head and the body, buffered up to a limit | a clone, made before the first call |
+/// | idempotency | by method or `Idempotency-Key` | every request is taken as idempotent |
+/// | [`Attempt`](super::Attempt) / attempt header | on retries | — |
+/// | [`Deadline`](crate::Deadline), [`RetryIf`](super::RetryIf) extensions | honoured | — |
+/// | response future | [`ResponseFuture`] | [`CloneResponseFuture`] |
 #[must_use]
 pub struct RetryLayer<K = HttpReplay, C = DefaultClassifier, R = ThreadRandom> {
     policy: RetryPolicy,
@@ -210,17 +222,41 @@ impl<S: fmt::Debug, K, C, R> fmt::Debug for Retry<S, K, C, R> {
     }
 }
 
-impl<S, K, C, R, Req> Service<Req> for Retry<S, K, C, R>
+impl<S, C, R, B> Service<http::Request<B>> for Retry<S, HttpReplay, C, R>
 where
-    K: Replay<Req>,
-    S: Service<K::Request> + Clone,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    S: Service<http::Request<RetryBody<B>>> + Clone,
     S::Error: Into<BoxError> + fmt::Display,
     C: Classifier<S::Response, S::Error>,
     R: Random,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, K, Req, C, R>;
+    type Future = ResponseFuture<S, B, C, R>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        ResponseFuture::new(self.start(request))
+    }
+}
+
+impl<S, C, R, Req> Service<Req> for Retry<S, CloneReplay, C, R>
+where
+    Req: Clone,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError> + fmt::Display,
+    C: Classifier<S::Response, S::Error>,
+    R: Random,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = CloneResponseFuture<S, Req, C, R>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -229,10 +265,23 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        CloneResponseFuture::new(self.start(request))
+    }
+}
+
+impl<S, K, C, R: Random> Retry<S, K, C, R> {
+    /// The first attempt of `request` (or the work before it), in the future
+    /// both kinds of request share.
+    #[inline(always)]
+    fn start<Req>(&mut self, request: Req) -> RetryFuture<S, K, Req, C, R>
+    where
+        K: Replay<Req>,
+        S: Service<K::Request> + Clone,
+    {
         let policy = &self.shared.policy;
         policy.deposit();
-        let may_retry = policy.max_retries() > 0;
-        let mut future = ResponseFuture::new(self.shared.clone(), self.rng.fork());
+        let may_retry = policy.retries_allowed() > 0;
+        let mut future = RetryFuture::new(self.shared.clone(), self.rng.fork());
         match K::start(request, &self.shared.http, may_retry, future.copy_slot()) {
             Start::Ready(request) => {
                 let called = self.inner.call(request);

@@ -40,8 +40,8 @@
 //! **The limit covers the time to the response head**, not the body: once a
 //! handler has returned a (possibly streaming) response, it is passed through.
 //! To bound slow bodies, add tower-http's
-//! [`RequestBodyTimeoutLayer`](https://docs.rs/tower-http/0.6/tower_http/timeout/struct.RequestBodyTimeoutLayer.html)
-//! and [`ResponseBodyTimeoutLayer`](https://docs.rs/tower-http/0.6/tower_http/timeout/struct.ResponseBodyTimeoutLayer.html).
+//! [`RequestBodyTimeoutLayer`](https://docs.rs/tower-http/0.7/tower_http/timeout/struct.RequestBodyTimeoutLayer.html)
+//! and [`ResponseBodyTimeoutLayer`](https://docs.rs/tower-http/0.7/tower_http/timeout/struct.ResponseBodyTimeoutLayer.html).
 //!
 //! # How rules match
 //!
@@ -51,6 +51,9 @@
 //! `/api/campaigns/{id}/status`; otherwise (no axum, or the layer wraps the whole
 //! router from outside) against the URI path. Paths are compared segment by
 //! segment (split at `/`), without building strings or allocating:
+//!
+//! Rule paths are literals or `String`s built from configuration; neither costs
+//! anything per request.
 //!
 //! - [`TimeoutTable::prefix`]: the path starts with the prefix's whole segments.
 //!   `/api/auth/` and `/api/auth` both match `/api/auth` and `/api/auth/login`,
@@ -72,7 +75,10 @@
 //! 5. a method-specific rule beats an any-method rule (the path decides first).
 //!
 //! If none matches, the default applies. Two rules of the same path shape, kind
-//! and method are an error when the table is compiled, as is a malformed path.
+//! and method are an error when the table is compiled, as is a malformed path
+//! (axum 0.7's `:name` and `*name` included): [`RouteError`](crate::RouteError).
+//! The [audit](crate::audit) layer matches its routes the same way, with the
+//! same precedence and errors.
 //!
 //! # Cost
 //!
@@ -123,10 +129,9 @@
 //! ```
 
 mod future;
-mod matcher;
 mod service;
 mod table;
 
 pub use future::ResponseFuture;
 pub use service::{RouteTimeout, RouteTimeoutLayer};
-pub use table::{DEFAULT_DEADLINE_HEADER, Limit, TableError, TimeoutTable};
+pub use table::{DEFAULT_DEADLINE_HEADER, Limit, TimeoutTable};

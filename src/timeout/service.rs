@@ -15,10 +15,12 @@ use tower::{Layer, Service};
 
 use super::{
     future::ResponseFuture,
-    matcher::Matcher,
-    table::{Limit, TableError, TimeoutTable},
+    table::{Limit, TimeoutTable},
 };
-use crate::Deadline;
+use crate::{
+    Deadline,
+    route::{Matcher, RouteError, RouteName},
+};
 
 /// Applies [`RouteTimeout`] to a service. See the [module docs](super).
 #[derive(Debug, Clone)]
@@ -29,11 +31,21 @@ pub struct RouteTimeoutLayer {
 /// What every clone of the layer and its services share: compiled once.
 #[derive(Debug)]
 struct Shared {
-    matcher: Matcher,
+    matcher: Matcher<Rule>,
+    /// What applies when no rule matches.
+    default: Rule,
     status: StatusCode,
     header: Option<HeaderName>,
     deadline_extension: bool,
     malformed_headers: AtomicU64,
+}
+
+/// The limit a rule sets, and its path as written (`default` for the default),
+/// for the log line of a timeout.
+#[derive(Debug, Clone)]
+struct Rule {
+    limit: Limit,
+    route: RouteName,
 }
 
 impl RouteTimeoutLayer {
@@ -49,10 +61,21 @@ impl RouteTimeoutLayer {
 
     /// Compiles `table` into a layer; an error names the first rule that is not
     /// a valid path or that repeats another rule's path shape and method.
-    pub fn try_new(table: TimeoutTable) -> Result<Self, TableError> {
+    pub fn try_new(table: TimeoutTable) -> Result<Self, RouteError> {
+        let matcher = Matcher::compile(table.rules.iter().map(|rule| {
+            let value = Rule {
+                limit: rule.limit,
+                route: RouteName::from(rule.path.clone()),
+            };
+            (rule.kind, rule.method.as_ref(), &*rule.path, value)
+        }))?;
         Ok(Self {
             shared: Arc::new(Shared {
-                matcher: Matcher::compile(&table)?,
+                matcher,
+                default: Rule {
+                    limit: table.default,
+                    route: RouteName::Static("default"),
+                },
                 status: table.status,
                 header: table.header,
                 deadline_extension: table.deadline_extension,
@@ -64,7 +87,7 @@ impl RouteTimeoutLayer {
     /// The limit the table gives `method` on `path` (a URI path or an axum route
     /// pattern), before any client header.
     pub fn limit_for(&self, method: &Method, path: &str) -> Limit {
-        self.shared.matcher.lookup(method, path).limit
+        self.shared.rule(method, path).limit
     }
 
     /// How many requests carried a malformed deadline header (ignored), across
@@ -93,6 +116,21 @@ pub struct RouteTimeout<S> {
 }
 
 impl<S> RouteTimeout<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// How many requests carried a malformed deadline header (ignored), across
     /// every service the same layer made.
     pub fn malformed_deadline_headers(&self) -> u64 {
@@ -103,6 +141,7 @@ impl<S> RouteTimeout<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RouteTimeout<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -115,15 +154,12 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        let entry = shared.matcher.lookup(req.method(), route_path(&req));
+        let entry = shared.rule(req.method(), crate::route::route_path(&req));
         let requested = shared
             .header
             .as_ref()
             .and_then(|name| shared.client_limit(req.headers(), name));
-        let limit = match (entry.limit.duration(), requested) {
-            (Some(route), Some(client)) => Some(route.min(client)),
-            (route, client) => route.or(client),
-        };
+        let limit = crate::deadline::earlier(entry.limit.duration(), requested);
         let Some(limit) = limit else {
             return ResponseFuture::unlimited(self.inner.call(req));
         };
@@ -142,18 +178,22 @@ where
             self.inner.call(req),
             deadline.instant(),
             started,
-            entry.route,
+            entry.route.clone(),
             shared.status,
         )
     }
 }
 
 impl Shared {
+    /// The most specific rule for `method` and `path`, or the default.
+    #[inline]
+    fn rule(&self, method: &Method, path: &str) -> &Rule {
+        self.matcher.lookup(method, path).unwrap_or(&self.default)
+    }
+
     /// The client's deadline header: `None` when absent or malformed (counted and logged).
     fn client_limit(&self, headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
-        // A usual request has a dozen headers or fewer, mostly standard ones:
-        // comparing names is cheaper than hashing this one for a lookup.
-        if headers.keys_len() <= 16 && !headers.keys().any(|have| have == name) {
+        if !crate::headers::contains(headers, name) {
             return None;
         }
         let mut values = headers.get_all(name).iter();
@@ -186,16 +226,6 @@ fn parse_millis(value: &[u8]) -> Option<Duration> {
     }
     let millis: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     (millis > 0).then(|| Duration::from_millis(millis))
-}
-
-/// The path rules are matched against: axum's route pattern when the layer runs
-/// inside a `Router`, the URI path otherwise.
-fn route_path<B>(req: &Request<B>) -> &str {
-    #[cfg(feature = "axum")]
-    if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
-        return matched.as_str();
-    }
-    req.uri().path()
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The configuration: a default limit, rules by path and method, and how to answer.
 
-use std::{fmt, time::Duration};
+use std::{borrow::Cow, time::Duration};
 
 use http::{HeaderName, Method, StatusCode};
+
+use crate::route::RuleKind;
 
 /// The name of the header a client may use to ask for a shorter deadline, by default.
 ///
@@ -35,21 +37,12 @@ impl From<Duration> for Limit {
     }
 }
 
-/// What kind of path a rule names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RuleKind {
-    /// Whole segments at the start of the path.
-    Prefix,
-    /// An axum-style pattern: literal, `{param}` and a final `{*wildcard}` segment.
-    Pattern,
-}
-
 /// One rule as written.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleSpec {
     pub(crate) kind: RuleKind,
     pub(crate) method: Option<Method>,
-    pub(crate) path: &'static str,
+    pub(crate) path: Cow<'static, str>,
     pub(crate) limit: Limit,
 }
 
@@ -57,9 +50,8 @@ pub(crate) struct RuleSpec {
 /// default limit, rules choosing a limit by path (and optionally method), the
 /// status of the timeout answer and the client's deadline header.
 ///
-/// Rule paths are `&'static str` so the response future can name the route that
-/// timed out without holding a reference count; build them from configuration
-/// with [`String::leak`] if they are not literals.
+/// Rule paths are literals (`&'static str`) or built at run time from
+/// configuration (`String`); either costs nothing per request.
 ///
 /// See the [module docs](super) for how paths match and which rule wins.
 #[derive(Debug, Clone)]
@@ -87,24 +79,39 @@ impl TimeoutTable {
 
     /// Paths starting with the whole segments of `prefix` (`/api/auth/` matches
     /// `/api/auth` and `/api/auth/login`, not `/api/authors`), any method.
-    pub fn prefix(self, prefix: &'static str, limit: impl Into<Limit>) -> Self {
-        self.rule(RuleKind::Prefix, None, prefix, limit.into())
+    pub fn prefix(self, prefix: impl Into<Cow<'static, str>>, limit: impl Into<Limit>) -> Self {
+        self.rule(RuleKind::Prefix, None, prefix.into(), limit.into())
     }
 
     /// Like [`prefix`](Self::prefix), for one method only.
-    pub fn prefix_for(self, method: Method, prefix: &'static str, limit: impl Into<Limit>) -> Self {
-        self.rule(RuleKind::Prefix, Some(method), prefix, limit.into())
+    pub fn prefix_for(
+        self,
+        method: Method,
+        prefix: impl Into<Cow<'static, str>>,
+        limit: impl Into<Limit>,
+    ) -> Self {
+        self.rule(RuleKind::Prefix, Some(method), prefix.into(), limit.into())
     }
 
     /// Paths matching an axum-style `pattern` (`/api/campaigns/{id}/status`,
     /// `/files/{*rest}`), any method.
-    pub fn route(self, pattern: &'static str, limit: impl Into<Limit>) -> Self {
-        self.rule(RuleKind::Pattern, None, pattern, limit.into())
+    pub fn route(self, pattern: impl Into<Cow<'static, str>>, limit: impl Into<Limit>) -> Self {
+        self.rule(RuleKind::Pattern, None, pattern.into(), limit.into())
     }
 
     /// Like [`route`](Self::route), for one method only.
-    pub fn route_for(self, method: Method, pattern: &'static str, limit: impl Into<Limit>) -> Self {
-        self.rule(RuleKind::Pattern, Some(method), pattern, limit.into())
+    pub fn route_for(
+        self,
+        method: Method,
+        pattern: impl Into<Cow<'static, str>>,
+        limit: impl Into<Limit>,
+    ) -> Self {
+        self.rule(
+            RuleKind::Pattern,
+            Some(method),
+            pattern.into(),
+            limit.into(),
+        )
     }
 
     /// The status of the timeout answer (default `504 Gateway Timeout`). Avoid
@@ -152,7 +159,7 @@ impl TimeoutTable {
         mut self,
         kind: RuleKind,
         method: Option<Method>,
-        path: &'static str,
+        path: Cow<'static, str>,
         limit: Limit,
     ) -> Self {
         self.rules.push(RuleSpec {
@@ -164,31 +171,3 @@ impl TimeoutTable {
         self
     }
 }
-
-/// A rule that cannot be compiled: a malformed path, or a second rule for the
-/// same path shape and method.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableError {
-    pub(crate) path: &'static str,
-    pub(crate) reason: &'static str,
-}
-
-impl TableError {
-    /// The path of the offending rule.
-    pub fn path(&self) -> &'static str {
-        self.path
-    }
-
-    /// What is wrong with it.
-    pub fn reason(&self) -> &'static str {
-        self.reason
-    }
-}
-
-impl fmt::Display for TableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid timeout rule `{}`: {}", self.path, self.reason)
-    }
-}
-
-impl std::error::Error for TableError {}

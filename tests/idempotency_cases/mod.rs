@@ -21,7 +21,7 @@ use axum::{
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, request::Parts};
 use http_body_util::BodyExt;
-use steadfast::idempotency::{IdempotencyLayer, IdempotencyLayerBuilder, Scope, ScopeFn, Store};
+use steadfast::idempotency::{IdempotencyLayer, Scope, Store};
 use tokio::sync::Notify;
 use tower::{ServiceExt, util::MapRequestLayer};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -51,11 +51,11 @@ pub fn by_principal(parts: &Parts) -> Option<String> {
     parts.extensions.get::<Principal>().map(|p| p.0.clone())
 }
 
-pub type PrincipalScope = ScopeFn<fn(&Parts) -> Option<String>>;
+pub type PrincipalScope = fn(&Parts) -> Option<String>;
 
-/// A builder over `store` scoped by principal.
-pub fn builder<St: Store>(store: St) -> IdempotencyLayerBuilder<St, PrincipalScope> {
-    IdempotencyLayer::builder(store).scope(by_principal as fn(&Parts) -> Option<String>)
+/// A layer over `store` scoped by principal, to configure further.
+pub fn scoped<St: Store>(store: St) -> IdempotencyLayer<St, PrincipalScope> {
+    IdempotencyLayer::new(store).scope(by_principal as PrincipalScope)
 }
 
 /// The handler: counts its runs, and obeys `x-block` (wait for the gate),
@@ -196,7 +196,7 @@ pub async fn entered(probe: &Probe) {
 /// (but Set-Cookie), plus `Idempotent-Replayed: true`; the handler ran once.
 pub async fn replay_is_byte_exact<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let first = send(&app, order("\"k-replay\"", r#"{"sku":"A1","qty":2}"#)).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert!(!replayed(&first));
@@ -233,7 +233,7 @@ pub async fn replay_is_byte_exact<St: Store>(store: St) {
 /// with other whitespace and member order: a replay.
 pub async fn changed_request_is_422<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let first = send(
         &app,
         order(
@@ -297,7 +297,7 @@ pub async fn changed_request_is_422<St: Store>(store: St) {
 /// first completes, a replay.
 pub async fn in_flight_duplicate_is_409<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let first = tokio::spawn({
         let app = app.clone();
         async move { send(&app, order("\"k-409\"", "{}").header("x-block", "1")).await }
@@ -329,7 +329,7 @@ pub async fn in_flight_duplicate_is_409<St: Store>(store: St) {
 /// In wait mode, a duplicate waits for the first and replays its response.
 pub async fn wait_mode_replays_the_first<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).wait(Duration::from_secs(30)).build(), &probe);
+    let app = app(scoped(store).wait(Duration::from_secs(30)), &probe);
     let first = tokio::spawn({
         let app = app.clone();
         async move { send(&app, order("\"k-wait\"", "{}").header("x-block", "1")).await }
@@ -362,7 +362,7 @@ pub async fn concurrent_first_requests_run_once<St: Store>(stores: Vec<St>) {
     let probe = Arc::new(Probe::default());
     let apps: Vec<Router> = stores
         .into_iter()
-        .map(|store| app(builder(store).build(), &probe))
+        .map(|store| app(scoped(store), &probe))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..100 {
@@ -410,7 +410,7 @@ pub async fn concurrent_first_requests_run_once<St: Store>(stores: Vec<St>) {
 /// Returns how many attempts the retry took.
 pub async fn cancelled_request_frees_the_key<St: Store>(store: St) -> usize {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let task = tokio::spawn({
         let app = app.clone();
         async move { send(&app, order("\"k-cancel\"", "{}").header("x-block", "1")).await }
@@ -428,7 +428,7 @@ pub async fn cancelled_request_frees_the_key<St: Store>(store: St) -> usize {
 /// A panicking handler frees its key at once: the retry runs.
 pub async fn panicking_handler_frees_the_key<St: Store>(store: St) -> usize {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let crashed = send(&app, order("\"k-panic\"", "{}").header("x-panic", "1")).await;
     assert_eq!(crashed.status, StatusCode::INTERNAL_SERVER_ERROR);
     let (retry, attempts) = until_not_in_flight(&app, || order("\"k-panic\"", "{}")).await;
@@ -441,7 +441,7 @@ pub async fn panicking_handler_frees_the_key<St: Store>(store: St) -> usize {
 /// Two clients with one key never see each other's responses.
 pub async fn scopes_are_kept_apart<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let alice = send(&app, order("\"k-shared\"", "{}")).await;
     let bob = send(&app, order_as("bob", "\"k-shared\"", "{}")).await;
     assert_eq!(probe.runs(), 2, "bob's request ran");
@@ -472,7 +472,7 @@ pub async fn scopes_are_kept_apart<St: Store>(store: St) {
 /// validation error is stored and replays as itself.
 pub async fn transient_failures_are_not_stored<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let mut runs = 0;
     for (i, status) in ["500", "503", "502", "429", "408", "409"]
         .into_iter()
@@ -499,7 +499,7 @@ pub async fn transient_failures_are_not_stored<St: Store>(store: St) {
 /// Bad keys are 400 problems saying what is wrong, and never run the handler.
 pub async fn bad_keys_are_400<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store).build(), &probe);
+    let app = app(scoped(store), &probe);
     let long = format!("\"{}\"", "k".repeat(256));
     let cases: Vec<(http::HeaderValue, &str)> = vec![
         (http::HeaderValue::from_static(""), "empty"),
@@ -557,10 +557,7 @@ pub async fn bad_keys_are_400<St: Store>(store: St) {
 /// running again.
 pub async fn body_limits<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let layer = builder(store)
-        .max_request_bytes(64)
-        .max_response_bytes(1024)
-        .build();
+    let layer = scoped(store).max_request_bytes(64).max_response_bytes(1024);
     let app = app(layer, &probe);
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(100));
     send(&app, order("\"k-413\"", &big))
@@ -602,7 +599,7 @@ pub async fn body_limits<St: Store>(store: St) {
 /// No key: passes through, or 400 when required. Other methods always pass.
 pub async fn missing_keys_and_other_methods<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let app = app(builder(store.clone()).build(), &probe);
+    let app = app(scoped(store.clone()), &probe);
     let no_key = || {
         Request::post("/orders")
             .header("authorization", "Bearer alice")
@@ -630,15 +627,13 @@ pub async fn missing_keys_and_other_methods<St: Store>(store: St) {
 }
 
 fn app_required<St: Store>(store: St, probe: &Arc<Probe>) -> Router {
-    app(builder(store).required(true).build(), probe)
+    app(scoped(store).required(true), probe)
 }
 
 /// A header named for the fingerprint makes requests differ.
 pub async fn fingerprinted_headers<St: Store>(store: St) {
     let probe = Arc::new(Probe::default());
-    let layer = builder(store)
-        .fingerprint_header(http::HeaderName::from_static("x-account"))
-        .build();
+    let layer = scoped(store).fingerprint_header(http::HeaderName::from_static("x-account"));
     let app = app(layer, &probe);
     let first = send(&app, order("\"k-h\"", "{}").header("x-account", "1")).await;
     assert_eq!(first.status, StatusCode::CREATED);
@@ -649,4 +644,34 @@ pub async fn fingerprinted_headers<St: Store>(store: St) {
         .await
         .assert_problem(422);
     assert_eq!(probe.runs(), 1);
+}
+
+/// A handler that outlives its lock TTL while nobody takes the key over still
+/// completes: its response is stored and replayed, and a retry never runs the
+/// handler a second time. `pass_lock_ttl` lets the lock TTL pass in the store's
+/// own clock (tokio's paused clock for `MemoryStore`, Redis's for `RedisStore`).
+pub async fn outlived_lock_is_stored_when_nobody_took_over<St, F>(
+    store: St,
+    lock_ttl: Duration,
+    pass_lock_ttl: F,
+) where
+    St: Store,
+    F: Future<Output = ()>,
+{
+    let probe = Arc::new(Probe::default());
+    let app = app(scoped(store).lock_ttl(lock_ttl), &probe);
+    let slow = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, order("\"k-outlived\"", "{}").header("x-block", "1")).await }
+    });
+    entered(&probe).await;
+    pass_lock_ttl.await;
+    probe.gate.notify_one();
+    let first = slow.await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED);
+    let retry = send(&app, order("\"k-outlived\"", "{}")).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert!(replayed(&retry), "the late response was stored");
+    assert_eq!(retry.body, first.body);
+    assert_eq!(probe.runs(), 1, "the retry did not run the handler again");
 }

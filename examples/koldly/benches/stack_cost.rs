@@ -4,6 +4,12 @@
 //! full one with `tower::ServiceExt::oneshot`, as a server would (the
 //! `ConnectInfo` extension set, the response body read to its end).
 //!
+//! Two more variants compare the two ways to wire the common layers, on the
+//! same one-route router so that only the wiring differs: `outside` wraps the
+//! router from outside, as koldly does (rules see the URI path); `router`
+//! adds them with `Router::layer`, the idiomatic axum wiring (rules see the
+//! route's `MatchedPath`; axum boxes the layered service per route).
+//!
 //! Wall time on a shared machine is noise; count instructions instead, only
 //! inside [`drive`]:
 //!
@@ -26,11 +32,23 @@
 
 use std::{hint::black_box, net::SocketAddr, time::Instant};
 
-use axum::{Router, body::Body, extract::ConnectInfo, routing::get};
+use axum::{
+    Router,
+    body::Body,
+    extract::ConnectInfo,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use http_body_util::BodyExt;
 use koldly::{App, Config, build_app};
+use steadfast::{audit::Auditor, error_handler::ErrorHandlerLayer, timeout::RouteTimeoutLayer};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 mod common;
 
@@ -55,6 +73,44 @@ async fn requests_to(app: &impl App, requests: usize) -> usize {
         bytes += res.into_body().collect().await.unwrap().to_bytes().len();
     }
     black_box(bytes)
+}
+
+/// koldly's common layers (request id, trace, audit, error handler, route
+/// timeouts, body limit), in koldly's order, for either wiring.
+fn common_layers(
+    auditor: Auditor,
+) -> ServiceBuilder<impl tower::Layer<Router, Service: App> + Clone> {
+    ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(koldly::audit::layer(
+            auditor,
+            steadfast::audit::TrustedProxies::none(),
+        ))
+        .layer(ErrorHandlerLayer::new())
+        .layer(RouteTimeoutLayer::new(koldly::app::timeouts()))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+}
+
+/// The same layers added with `Router::layer`: they run after routing, once per
+/// route, and match rules against the route's `MatchedPath`.
+fn on_router(routes: Router, auditor: Auditor) -> Router {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(TraceLayer::new_for_http())
+            .layer(koldly::audit::layer(
+                auditor,
+                steadfast::audit::TrustedProxies::none(),
+            ))
+            .layer(ErrorHandlerLayer::new())
+            .layer(RouteTimeoutLayer::new(koldly::app::timeouts()))
+            .layer(RequestBodyLimitLayer::new(64 * 1024))
+            .map_response(|res: Response<_>| res.into_response()),
+    )
 }
 
 /// The answers of both servers to `GET /health`, as written on the wire.
@@ -123,12 +179,12 @@ fn main() {
         } else {
             200
         });
-    let which: Vec<&str> = ["bare", "full"]
+    let which: Vec<&str> = ["bare", "full", "outside", "router"]
         .into_iter()
         .filter(|w| args.iter().any(|a| a == w))
         .collect();
     let which = if which.is_empty() {
-        vec!["bare", "full"]
+        vec!["bare", "full", "outside", "router"]
     } else {
         which
     };
@@ -146,7 +202,7 @@ fn main() {
         }
         return;
     }
-    let (full, bare, handles, dir) = rt.block_on(async {
+    let (full, bare, handles, dir, outside, router) = rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("koldly-stack-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = Config::development(format!("sqlite://{}/koldly.db?mode=rwc", dir.display()));
@@ -154,15 +210,18 @@ fn main() {
         let bare = Router::new()
             .route("/health", get(koldly::health::health))
             .with_state(handles.state.clone());
-        (full, bare, handles, dir)
+        let outside = common_layers(handles.auditor.clone()).service(bare.clone());
+        let router = on_router(bare.clone(), handles.auditor.clone());
+        (full, bare, handles, dir, outside, router)
     });
     for name in which {
         let started = Instant::now();
-        if name == "bare" {
-            drive(&rt, &bare, requests);
-        } else {
-            drive(&rt, &full, requests);
-        }
+        match name {
+            "bare" => drive(&rt, &bare, requests),
+            "outside" => drive(&rt, &outside, requests),
+            "router" => drive(&rt, &router, requests),
+            _ => drive(&rt, &full, requests),
+        };
         let ns = started.elapsed().as_nanos() as f64 / requests as f64;
         println!("{name}: {requests} requests, {ns:.0} ns/request (--log {log})");
     }

@@ -345,10 +345,9 @@ const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// The routes, with idempotency on its route group.
 fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let product = product_routes(&state, store.clone());
-    let idempotency = IdempotencyLayer::builder(store)
+    let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
-        .max_request_bytes(state.config.body_limit)
-        .build();
+        .max_request_bytes(state.config.body_limit);
     let idempotent = Router::new()
         .nest("/api/auth", auth::idempotent_api_routes())
         .layer(idempotency)
@@ -371,11 +370,10 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
 /// valid token falls back to the client IP as its scope and is answered 401
 /// by the handler.
 fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
-    let idempotency = IdempotencyLayer::builder(store)
+    let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .methods([http::Method::POST])
-        .max_request_bytes(state.config.body_limit)
-        .build();
+        .max_request_bytes(state.config.body_limit);
     Router::new()
         .merge(campaigns::routes())
         .merge(prospects::routes())

@@ -76,14 +76,13 @@ pub fn proves_not_accepted(failure: &Classification) -> bool {
 /// sends only tells steadfast's retry layer the POST may be repeated at all;
 /// which failures are repeated is this predicate's choice, not the provider's.)
 pub fn retrying_client() -> RetryingClient {
-    let policy = RetryPolicy::builder()
+    let policy = RetryPolicy::new()
         .retry_if(proves_not_accepted)
         .max_retries(3)
         .base_delay(Duration::from_millis(200))
         .max_delay(Duration::from_secs(2))
         .attempt_timeout(Duration::from_secs(10))
-        .deadline(Duration::from_secs(25))
-        .build();
+        .deadline(Duration::from_secs(25));
     retrying_client_with(RetryLayer::new(policy))
 }
 

@@ -94,6 +94,9 @@ impl MemoryStore {
 pub struct MemoryLease {
     slot: Arc<Slot>,
     token: u64,
+    /// The claimed request's fingerprint: kept for a completion after the lock
+    /// TTL passed, when the slot may no longer hold the claim.
+    fingerprint: Fingerprint,
 }
 
 /// One key's entry. Its state is behind its own mutex; waiters are woken through
@@ -227,7 +230,11 @@ impl Store for MemoryStore {
             lock_expires_at: now + lock_ttl,
         };
         drop(state);
-        Ok(Claim::Acquired(MemoryLease { slot, token }))
+        Ok(Claim::Acquired(MemoryLease {
+            slot,
+            token,
+            fingerprint: *fingerprint,
+        }))
     }
 
     async fn complete(
@@ -241,42 +248,53 @@ impl Store for MemoryStore {
             Completion::Response(res) => res.weight(),
             Completion::NotStored { .. } => 0,
         };
-        {
-            let mut state = lease.slot.lock();
-            let fingerprint = match &*state {
-                State::InFlight {
-                    fingerprint, token, ..
-                } if *token == lease.token => *fingerprint,
-                _ => return Err(StoreError::lease_lost()),
-            };
-            *state = State::Completed {
-                fingerprint,
-                completion,
-                expires_at: Instant::now() + retention,
-            };
-        }
-        lease.slot.notify.notify_waiters();
         let slot = &lease.slot;
-        slot.weight.store(
-            u32::try_from(weight)
-                .unwrap_or(u32::MAX)
-                .saturating_add(SLOT_OVERHEAD),
-            Ordering::Relaxed,
-        );
-        slot.ttl.store(nanos(retention), Ordering::Relaxed);
-        // Re-insert so moka re-weighs the entry and extends its expiry — unless
-        // the key now maps to another slot (this one was evicted and replaced).
+        let mut outcome = Err(StoreError::lease_lost());
+        // One step per key in moka: the completion is stored, and the entry
+        // re-inserted so moka re-weighs it and extends its expiry, only while no
+        // other request holds the key.
         self.cache
             .entry(*key)
             .and_compute_with(|current| {
-                let op = match current {
-                    Some(entry) if !Arc::ptr_eq(entry.value(), slot) => Op::Nop,
-                    _ => Op::Put(slot.clone()),
-                };
-                ready(op)
+                let now = Instant::now();
+                // A slot that replaced ours (ours was evicted) holds the key if it is live.
+                if let Some(entry) = &current
+                    && !Arc::ptr_eq(entry.value(), slot)
+                    && snapshot(&entry.value().lock(), now).is_some()
+                {
+                    return ready(Op::Nop);
+                }
+                {
+                    let mut state = slot.lock();
+                    // This lease's claim (even past its lock TTL), or nothing live
+                    // at all (the lock TTL passed and nobody took over); another
+                    // live claim or a completed entry is fenced off by the token.
+                    let ours =
+                        matches!(&*state, State::InFlight { token, .. } if *token == lease.token);
+                    if !ours && snapshot(&state, now).is_some() {
+                        return ready(Op::Nop);
+                    }
+                    *state = State::Completed {
+                        fingerprint: lease.fingerprint,
+                        completion,
+                        expires_at: now + retention,
+                    };
+                }
+                slot.weight.store(
+                    u32::try_from(weight)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(SLOT_OVERHEAD),
+                    Ordering::Relaxed,
+                );
+                slot.ttl.store(nanos(retention), Ordering::Relaxed);
+                outcome = Ok(());
+                ready(Op::Put(slot.clone()))
             })
             .await;
-        Ok(())
+        if outcome.is_ok() {
+            slot.notify.notify_waiters();
+        }
+        outcome
     }
 
     async fn release(&self, _key: &EntryKey, lease: &MemoryLease) -> Result<(), StoreError> {

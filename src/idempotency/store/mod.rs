@@ -3,6 +3,7 @@
 
 #[cfg(feature = "redis")]
 mod codec;
+#[cfg(feature = "memory-store")]
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -12,6 +13,8 @@ use std::{future::Future, time::Duration};
 
 use tokio::time::Instant;
 
+#[cfg(feature = "memory-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory-store")))]
 pub use memory::{MemoryLease, MemoryStore};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -34,10 +37,15 @@ use super::fingerprint::Fingerprint;
 ///   free key, exactly one gets [`Claim::Acquired`]. A key is free when it has no
 ///   entry, its completed entry has expired, or its in-flight lock TTL has passed
 ///   (another process died holding it).
-/// - [`complete`](Store::complete) and [`release`](Store::release) act only while
-///   the lease still holds the claim: a request whose lock TTL passed and was
-///   taken over must not overwrite or free its successor's claim. `complete`
-///   fails with [`StoreErrorKind::LeaseLost`] then; `release` does nothing.
+/// - [`complete`](Store::complete) stores the response while no other request
+///   holds the key: the lease still holds the claim, or its lock TTL passed and
+///   nobody took the key over (the handler outlived its lock; its response is
+///   still the one and only run, so it is kept and replayed). When another
+///   request holds the key (a successor's claim, or a completed entry), it fails
+///   with [`StoreErrorKind::LeaseLost`] and changes nothing: the claim token
+///   fences a late completion off from its successor.
+/// - [`release`](Store::release) frees the key only while the lease still holds
+///   the claim; otherwise it does nothing.
 /// - [`lookup`](Store::lookup) reports a free key as `None`.
 ///
 /// # Futures
@@ -47,7 +55,7 @@ use super::fingerprint::Fingerprint;
 /// keyed path of a request once (a keyed request buffers its body and goes to the
 /// store anyway); requests without a key never touch the store and allocate nothing.
 /// Every call the layer makes is bounded by its
-/// [`store_timeout`](super::IdempotencyLayerBuilder::store_timeout), so a store
+/// [`store_timeout`](super::IdempotencyLayer::store_timeout), so a store
 /// needs no timeout of its own.
 pub trait Store: Clone + Send + Sync + 'static {
     /// Proof that a request holds the claim on a key, handed back to complete or

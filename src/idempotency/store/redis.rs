@@ -38,11 +38,15 @@ return {0, current, redis.call('PTTL', KEYS[1])}
     )
 });
 
-/// Replaces a claim by the completed entry, if the lease still holds it.
+/// Replaces a claim by the completed entry while no other request holds the
+/// key: the lease still holds it, or its lock TTL passed and nobody took the key
+/// over (the key has expired). A key holding anything else (a successor's claim,
+/// a completed entry) is fenced off by the claim token.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] or not current then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
@@ -85,8 +89,9 @@ return {1, current, redis.call('PTTL', KEYS[1])}
 ///   lock TTL passes simply expires in Redis, which is how the claim of a dead
 ///   process is taken over;
 /// - a **completion** is one round trip: a script replaces the claim by the
-///   stored response with `PX retention`, only if this request's claim (a
-///   16-byte token) still holds the key;
+///   stored response with `PX retention` while no other request holds the key:
+///   this request's claim (a 16-byte token) still holds it, or the claim
+///   expired and nobody took the key over;
 /// - a **replay** is one round trip (the claim script returns the entry);
 /// - a **release** is one round trip, again only for the claim's own token.
 ///
@@ -98,10 +103,10 @@ return {1, current, redis.call('PTTL', KEYS[1])}
 /// ```no_run
 /// use steadfast::idempotency::{IdempotencyLayer, RedisStore};
 ///
-/// let store = RedisStore::open("redis://127.0.0.1:6379/")?.with_prefix("orders-api:idem:");
-/// let layer = IdempotencyLayer::builder(store)
-///     .scope(|parts| parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned))
-///     .build();
+/// let store = RedisStore::open("redis://127.0.0.1:6379/")?.prefix("orders-api:idem:");
+/// let layer = IdempotencyLayer::new(store).scope(|parts: &http::request::Parts| {
+///     parts.headers.get("x-client-id")?.to_str().ok().map(str::to_owned)
+/// });
 /// # let _ = layer;
 /// # Ok::<(), redis::RedisError>(())
 /// ```
@@ -137,12 +142,12 @@ pub struct RedisLease {
 impl RedisStore {
     /// A store on `client`, connecting on first use. The connection gives up an
     /// attempt after 1 s and retries once; set your own with
-    /// [`with_manager_config`](Self::with_manager_config).
+    /// [`manager_config`](Self::manager_config).
     pub fn new(client: Client) -> Self {
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1));
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
         Self::build(Some(client), config, OnceCell::new())
     }
 
@@ -202,19 +207,19 @@ impl RedisStore {
 
     /// The prefix of every key the store writes (default `steadfast:idempotency:`):
     /// give each service (or test run) its own.
-    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+    pub fn prefix(self, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         self.configure(|inner| inner.prefix = prefix)
     }
 
     /// How the connection is made and kept (used when the store connects itself).
-    pub fn with_manager_config(self, config: ConnectionManagerConfig) -> Self {
+    pub fn manager_config(self, config: ConnectionManagerConfig) -> Self {
         self.configure(|inner| inner.config = config)
     }
 
     /// The half of every lease token that identifies this instance (default
     /// random): set it for reproducible tokens in tests.
-    pub fn with_instance_id(self, id: u64) -> Self {
+    pub fn instance_id(self, id: u64) -> Self {
         self.configure(|inner| inner.instance = id)
     }
 

@@ -169,6 +169,7 @@ impl StoreError {
         )
     }
 
+    #[cfg(any(feature = "memory-store", feature = "redis"))]
     pub(crate) fn lease_lost() -> Self {
         Self::new(
             StoreErrorKind::LeaseLost,

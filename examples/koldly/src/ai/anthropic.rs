@@ -111,7 +111,7 @@ impl Anthropic {
         let statuses_that_prove_nothing_ran = |status: Option<http::StatusCode>| {
             matches!(status.map(|s| s.as_u16()), Some(429 | 503 | 529))
         };
-        let policy = RetryPolicy::builder()
+        let policy = RetryPolicy::new()
             .max_retries(config.max_retries)
             .base_delay(Duration::from_millis(500))
             .max_delay(Duration::from_secs(10))
@@ -119,8 +119,7 @@ impl Anthropic {
             .attempt_timeout(config.attempt_timeout)
             .retry_if(move |c| {
                 c.class() == ErrorClass::Connect || statuses_that_prove_nothing_ran(c.status())
-            })
-            .build();
+            });
         // POST is allowed to be retried at all; `retry_if` narrows it to
         // failures after which the provider provably did no work.
         let layer = RetryLayer::new(policy)

@@ -210,8 +210,8 @@ impl RateLimiter {
         tokio::time::timeout(REDIS_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
+                Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
                     "rate limit check timed out",
                 )))
             })
