@@ -88,6 +88,20 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
         "icp_template.delete",
     ),
     (Method::POST, "/api/onboarding", "onboarding.submit"),
+    (
+        Method::POST,
+        "/api/campaigns/{id}/emails/generate",
+        "emails.generate",
+    ),
+    (
+        Method::POST,
+        "/api/emails/{id}/regenerate",
+        "email.regenerate",
+    ),
+    (Method::POST, "/api/emails/{id}/approve", "email.approve"),
+    (Method::PATCH, "/api/emails/{id}", "email.edit"),
+    (Method::POST, "/api/emails/{id}/reject", "email.reject"),
+    (Method::POST, "/api/emails/approve", "emails.approve"),
 ];
 
 /// Says on the request's audit event who acted (`actor`, a user id) on what
