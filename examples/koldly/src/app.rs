@@ -31,9 +31,9 @@
 //!    a valid bearer token's user goes into the request's extensions;
 //! 9. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification, and on the product's `POST`s (campaigns, imports,
-//!    templates, onboarding), keys scoped by the verified user or the client
-//!    IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
-//!    (shared by instances), else in memory;
+//!    templates, onboarding, email generation and decisions), keys scoped
+//!    by the verified user or the client IP ([`idempotency_scope`]), stored
+//!    in Redis when `REDIS_URL` is set (shared by instances), else in memory;
 //! 10. the router.
 //!
 //! Layers 0–7 wrap the whole router from outside, as one service ([`App`]);

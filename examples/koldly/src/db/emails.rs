@@ -321,8 +321,8 @@ pub async fn replace_draft(
 /// What a decision on an email found.
 #[derive(Debug, Clone)]
 pub enum Decision {
-    /// Done: the email as it is now.
-    Done(Email),
+    /// Done: the email as it is now (boxed: the other variants are small).
+    Done(Box<Email>),
     /// The email is in a status the decision does not apply to.
     Refused {
         /// Its current status.
@@ -429,7 +429,7 @@ async fn decided(
         return Ok(Decision::NotFound);
     };
     Ok(if wanted.contains(&email.status.as_str()) {
-        Decision::Done(email)
+        Decision::Done(Box::new(email))
     } else {
         Decision::Refused {
             status: email.status,

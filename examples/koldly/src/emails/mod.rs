@@ -221,7 +221,7 @@ fn sent_already() -> ApiError {
 /// The answer to a decision on one email.
 fn decided(decision: Decision, action: &str) -> ApiResult<Json<Email>> {
     match decision {
-        Decision::Done(email) => Ok(Json(email)),
+        Decision::Done(email) => Ok(Json(*email)),
         Decision::NotFound => Err(not_found()),
         Decision::Refused { status } if status == "sent" => Err(sent_already()),
         Decision::Refused { status } => Err(ApiError::status(
