@@ -815,6 +815,67 @@ async fn anthropic_budget_runs_out_mid_job(backend: Backend) {
     server.stop().await;
 }
 
+/// A transient failure mid-job (a hang past the attempt timeout) queues the
+/// job again; its next run, once the backoff has passed on the server's
+/// clock, drafts only the prospects still without a draft: one draft each,
+/// and the first prospect's call is not paid twice.
+async fn a_retried_job_resumes_where_it_stopped(backend: Backend) {
+    let fake = FakeAnthropic::start(
+        vec![
+            Answer::draft("Faster close at Acme", GOOD_BODY),
+            Answer::Hang,
+        ],
+        Answer::draft("Faster close at Acme", GOOD_BODY),
+    )
+    .await;
+    let url = fake.url();
+    let server = TestServer::start(backend, move |config| {
+        let mut anthropic = AnthropicConfig::new(url, "sk-ant-test-secret");
+        anthropic.models = Models::all("claude-test");
+        anthropic.max_tokens = 100;
+        anthropic.attempt_timeout = Duration::from_millis(300);
+        config.ai.anthropic = Some(anthropic);
+        config.jobs.max_attempts = 2;
+        config.jobs.poll_interval = Duration::from_millis(20);
+    })
+    .await;
+    let ann = user(&server, "ann@example.com").await;
+    let (campaign, _) = campaign_with_prospects(&server, &ann, &["Ada", "Bob", "Cyd"]).await;
+    let location = generate(&server, &ann, &campaign, Value::Null).await;
+    // The first run drafts Ada, times out on Bob and is queued again.
+    let queued = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let job = get(&server, &ann, &location).await.json();
+            if job["state"] == "queued" && job["attempts"] == 1 {
+                return job;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first run ends");
+    assert_eq!(queued["error"], "the language model did not answer in time");
+    assert_eq!(count(&server, EMAILS, &campaign).await, 1);
+    // The backoff passes on the server's clock; the runner takes it again.
+    server.clock.advance(Duration::from_secs(3600));
+    let job = finished(&server, &ann, &location).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["progress"], json!({"done": 3, "total": 3}));
+    let made = drafts(&server, &campaign).await;
+    let addresses: Vec<&str> = made.iter().map(|d| d.0.as_str()).collect();
+    assert_eq!(
+        addresses,
+        ["ada@acme.example", "bob@acme.example", "cyd@acme.example"]
+    );
+    assert_eq!(
+        fake.calls(),
+        4,
+        "Ada once, Bob twice (the hang, then the draft), Cyd once"
+    );
+    server.stop().await;
+}
+
 on_both!(
     generation_drafts_one_email_per_prospect,
     review_flow,
@@ -823,4 +884,5 @@ on_both!(
     anthropic_retries_and_reports_a_malformed_draft,
     anthropic_hang_times_out,
     anthropic_budget_runs_out_mid_job,
+    a_retried_job_resumes_where_it_stopped,
 );
