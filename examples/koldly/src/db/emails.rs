@@ -11,8 +11,9 @@ use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
 
-/// The owner filter every statement carries (`e` is `generated_emails`).
-const OWNED: &str = "e.campaign_id IN (SELECT c.id FROM campaigns c WHERE c.user_id = ";
+/// The owner filter every statement carries, closed by the user id's
+/// placeholder and `)`; `e.` is prefixed where `generated_emails` is aliased.
+const OWNED: &str = "campaign_id IN (SELECT c.id FROM campaigns c WHERE c.user_id = ";
 
 /// An email as the API shows it, with its prospect's address and name.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +92,7 @@ fn from_row(row: &AnyRow) -> Result<Email, sqlx::Error> {
 
 /// Email `id` of `user_id`.
 pub async fn find(pool: &AnyPool, user_id: &str, id: &str) -> Result<Option<Email>, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE e.id = $1 AND {OWNED}$2)");
+    let sql = format!("{SELECT} WHERE e.id = $1 AND e.{OWNED}$2)");
     let row = sqlx::query(&sql)
         .bind(id)
         .bind(user_id)
@@ -303,8 +304,7 @@ pub async fn replace_draft(
     let sql = format!(
         "UPDATE generated_emails SET subject = $1, body = $2, model = $3, status = 'draft', \
          approved_at = NULL, rejected_at = NULL, rejection_reason = NULL, updated_at = $4 \
-         WHERE id = $5 AND status <> 'sent' AND {}$6)",
-        OWNED.replace("e.campaign_id", "campaign_id")
+         WHERE id = $5 AND status <> 'sent' AND {OWNED}$6)"
     );
     let done = sqlx::query(&sql)
         .bind(subject)
@@ -342,8 +342,7 @@ pub async fn approve(
 ) -> Result<Decision, sqlx::Error> {
     let sql = format!(
         "UPDATE generated_emails SET status = 'approved', approved_at = $1, updated_at = $1 \
-         WHERE id = $2 AND status = 'draft' AND {}$3)",
-        OWNED.replace("e.campaign_id", "campaign_id")
+         WHERE id = $2 AND status = 'draft' AND {OWNED}$3)"
     );
     sqlx::query(&sql)
         .bind(now)
@@ -366,8 +365,7 @@ pub async fn reject(
     let sql = format!(
         "UPDATE generated_emails SET status = 'rejected', rejection_reason = $1, rejected_at = $2, \
          approved_at = NULL, updated_at = $2 \
-         WHERE id = $3 AND status IN ('draft', 'approved', 'rejected') AND {}$4)",
-        OWNED.replace("e.campaign_id", "campaign_id")
+         WHERE id = $3 AND status IN ('draft', 'approved', 'rejected') AND {OWNED}$4)"
     );
     sqlx::query(&sql)
         .bind(reason)
@@ -394,8 +392,7 @@ pub async fn edit(
     let sql = format!(
         "UPDATE generated_emails SET subject = COALESCE($1, subject), body = COALESCE($2, body), \
          status = 'draft', approved_at = NULL, rejected_at = NULL, rejection_reason = NULL, \
-         updated_at = $3 WHERE id = $4 AND status <> 'sent' AND {}$5)",
-        OWNED.replace("e.campaign_id", "campaign_id")
+         updated_at = $3 WHERE id = $4 AND status <> 'sent' AND {OWNED}$5)"
     );
     let done = sqlx::query(&sql)
         .bind(subject)
@@ -419,7 +416,7 @@ async fn decided(
     id: &str,
     wanted: &[&str],
 ) -> Result<Decision, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE e.id = $1 AND {OWNED}$2)");
+    let sql = format!("{SELECT} WHERE e.id = $1 AND e.{OWNED}$2)");
     let row = sqlx::query(&sql)
         .bind(id)
         .bind(user_id)
@@ -445,7 +442,7 @@ pub async fn pending(
     campaign_id: Option<&str>,
     page: &PageRequest,
 ) -> Result<Vec<Email>, sqlx::Error> {
-    let mut sql = format!("{SELECT} WHERE e.status = 'draft' AND {OWNED}$1)");
+    let mut sql = format!("{SELECT} WHERE e.status = 'draft' AND e.{OWNED}$1)");
     let mut next = 2;
     if campaign_id.is_some() {
         sql.push_str(&format!(" AND e.campaign_id = ${next}"));
