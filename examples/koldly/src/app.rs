@@ -31,9 +31,9 @@
 //!    a valid bearer token's user goes into the request's extensions;
 //! 9. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
 //!    and send-verification, and on the product's `POST`s (campaigns, imports,
-//!    templates, onboarding), keys scoped by the verified user or the client
-//!    IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
-//!    (shared by instances), else in memory;
+//!    templates, onboarding, email generation and decisions), keys scoped
+//!    by the verified user or the client IP ([`idempotency_scope`]), stored
+//!    in Redis when `REDIS_URL` is set (shared by instances), else in memory;
 //! 10. the router.
 //!
 //! Layers 0–7 wrap the whole router from outside, as one service ([`App`]);
@@ -84,7 +84,7 @@ use crate::{
     campaigns,
     config::{Config, Mode},
     db::{self, Db},
-    health, http_client, icp,
+    emails, health, http_client, icp,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, prospects,
@@ -283,8 +283,8 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
 
 /// The kinds of background job this server runs (each domain registers its
 /// own here, e.g. email generation).
-fn job_kinds(_state: &AppState) -> Registry {
-    Registry::new()
+fn job_kinds(state: &AppState) -> Registry {
+    emails::generate::register(Registry::new(), state)
 }
 
 /// The JWT signing secret: the configured one, else (development only) the one
@@ -379,6 +379,7 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
         .merge(prospects::routes())
         .merge(icp::routes())
         .merge(onboarding::routes())
+        .merge(emails::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

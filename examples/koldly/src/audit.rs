@@ -1,5 +1,5 @@
 //! Audit: OWASP authentication events and the product's changes (campaigns,
-//! prospects, ICP templates, onboarding), recorded by steadfast's
+//! prospects, ICP templates, onboarding, emails), recorded by steadfast's
 //! [`AuditLayer`] on their routes, enriched by the handlers through the
 //! [`AuditContext`], and written by the [`Auditor`]'s background writer to the
 //! log (target `audit`) and the `audit_log` table ([`DbSink`]).
@@ -49,8 +49,8 @@ pub const AUDITED_ROUTES: &[(Method, &str, &str)] = &[
 ];
 
 /// The product's audited changes (campaigns, prospects, ICP templates,
-/// onboarding) and their actions; handlers set the actor and the target with
-/// [`note_change`].
+/// onboarding, email generation and decisions) and their actions; handlers
+/// set the actor and the target with [`note_change`].
 pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
     (Method::POST, "/api/campaigns", "campaign.create"),
     (Method::PATCH, "/api/campaigns/{id}", "campaign.update"),
@@ -88,6 +88,20 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
         "icp_template.delete",
     ),
     (Method::POST, "/api/onboarding", "onboarding.submit"),
+    (
+        Method::POST,
+        "/api/campaigns/{id}/emails/generate",
+        "emails.generate",
+    ),
+    (
+        Method::POST,
+        "/api/emails/{id}/regenerate",
+        "email.regenerate",
+    ),
+    (Method::POST, "/api/emails/{id}/approve", "email.approve"),
+    (Method::PATCH, "/api/emails/{id}", "email.edit"),
+    (Method::POST, "/api/emails/{id}/reject", "email.reject"),
+    (Method::POST, "/api/emails/approve", "emails.approve"),
 ];
 
 /// Says on the request's audit event who acted (`actor`, a user id) on what

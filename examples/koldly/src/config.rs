@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser};
 use steadfast::audit::{IpRange, TrustedProxies};
 
 use crate::{
-    ai::AiConfig,
+    ai::{AiConfig, AnthropicConfig, Models, Pricing},
     clock::{Clock, SystemClock},
     jobs::JobsConfig,
 };
@@ -101,6 +101,75 @@ pub struct Cli {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// Anthropic API key; set, emails are drafted through the Messages API,
+    /// unset, by the offline provider (no network, deterministic).
+    #[arg(long, env = "AI_API_KEY", hide_env_values = true)]
+    pub ai_api_key: Option<String>,
+    /// Messages API base URL (http or https).
+    #[arg(long, env = "AI_BASE_URL", default_value = "https://api.anthropic.com")]
+    pub ai_base_url: String,
+    /// The model of every task.
+    #[arg(long, env = "AI_MODEL", default_value = "claude-sonnet-4-5")]
+    pub ai_model: String,
+    /// The model of the ICP parsing task (default `AI_MODEL`).
+    #[arg(long, env = "AI_MODEL_PARSE_ICP")]
+    pub ai_model_parse_icp: Option<String>,
+    /// The model of the email drafting task (default `AI_MODEL`).
+    #[arg(long, env = "AI_MODEL_DRAFT_EMAIL")]
+    pub ai_model_draft_email: Option<String>,
+    /// The model of the follow-up drafting task (default `AI_MODEL`).
+    #[arg(long, env = "AI_MODEL_DRAFT_FOLLOW_UP")]
+    pub ai_model_draft_follow_up: Option<String>,
+    /// The model of the reply filing task (default `AI_MODEL`).
+    #[arg(long, env = "AI_MODEL_CATEGORIZE_REPLY")]
+    pub ai_model_categorize_reply: Option<String>,
+    /// The model of the reply drafting task (default `AI_MODEL`).
+    #[arg(long, env = "AI_MODEL_DRAFT_REPLY")]
+    pub ai_model_draft_reply: Option<String>,
+    /// Answer tokens per call (bounds a call's cost), 1 to 64000.
+    #[arg(long, env = "AI_MAX_TOKENS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=64_000))]
+    pub ai_max_tokens: u32,
+    /// One attempt's time limit, in seconds (at least 1).
+    #[arg(long, env = "AI_ATTEMPT_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub ai_attempt_timeout_secs: u64,
+    /// Retries of a 429, 503 or 529 answer, 0 to 10.
+    #[arg(long, env = "AI_MAX_RETRIES", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub ai_max_retries: u32,
+    /// Price of a prompt token, in microcents (1e-6 cent).
+    #[arg(long, env = "AI_INPUT_MICROCENTS_PER_TOKEN", default_value_t = 300,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    pub ai_input_microcents_per_token: i64,
+    /// Price of an answer token, in microcents (1e-6 cent).
+    #[arg(long, env = "AI_OUTPUT_MICROCENTS_PER_TOKEN", default_value_t = 1500,
+          value_parser = clap::value_parser!(i64).range(0..))]
+    pub ai_output_microcents_per_token: i64,
+    /// Background jobs run at once per process, 1 to 256.
+    #[arg(long, env = "JOB_WORKERS", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub job_workers: u16,
+    /// Lease of a claimed job, in seconds (renewed every third), 3 to 3600.
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub job_lease_secs: u64,
+    /// One job run's time limit, in seconds, 1 to 86400.
+    #[arg(long, env = "JOB_TIMEOUT_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub job_timeout_secs: u64,
+    /// How often a runner looks for due jobs, in milliseconds, 10 to 600000.
+    #[arg(long, env = "JOB_POLL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub job_poll_ms: u64,
+    /// How long running jobs may finish at shutdown, in seconds, 0 to 3600.
+    #[arg(long, env = "JOB_SHUTDOWN_GRACE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub job_shutdown_grace_secs: u64,
+    /// Runs of a job before it fails, 1 to 100.
+    #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub job_max_attempts: i64,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -312,7 +381,7 @@ impl Config {
     /// Reads the command line and the process environment; exits with clap's
     /// message (or `--help`, `--version`) when they do not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_cli(Cli::parse())?.with_background_settings(|k| std::env::var(k).ok())
+        Self::from_cli(Cli::parse())
     }
 
     /// Reads the configuration through `get` (a map in tests): each variable it
@@ -330,18 +399,7 @@ impl Config {
             }
         }
         let cli = Cli::try_parse_from(args).map_err(|e| ConfigError(e.to_string()))?;
-        Self::from_cli(cli)?.with_background_settings(&get)
-    }
-
-    /// The language model's and the job runner's settings (`AI_*`, `JOB_*`),
-    /// read through `get`.
-    fn with_background_settings(
-        mut self,
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        self.ai = AiConfig::from_lookup(&get).map_err(ConfigError)?;
-        self.jobs = JobsConfig::from_lookup(&get).map_err(ConfigError)?;
-        Ok(self)
+        Self::from_cli(cli)
     }
 
     /// Checks what `cli` says and builds the configuration.
@@ -399,6 +457,59 @@ impl Config {
             return Err(ConfigError("BODY_LIMIT must be at least 1 byte".into()));
         }
         config.body_limit = cli.body_limit;
+        config.jobs = JobsConfig {
+            workers: usize::from(cli.job_workers),
+            lease: Duration::from_secs(cli.job_lease_secs),
+            job_timeout: Duration::from_secs(cli.job_timeout_secs),
+            poll_interval: Duration::from_millis(cli.job_poll_ms),
+            shutdown_grace: Duration::from_secs(cli.job_shutdown_grace_secs),
+            max_attempts: cli.job_max_attempts,
+            ..JobsConfig::default()
+        };
+        config.ai = match cli.ai_api_key.filter(|k| !k.is_empty()) {
+            None => AiConfig::default(),
+            Some(api_key) => {
+                match url::Url::parse(&cli.ai_base_url) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    }
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "AI_BASE_URL must be an http(s) URL, not `{}`",
+                            cli.ai_base_url
+                        )));
+                    }
+                }
+                let mut anthropic = AnthropicConfig::new(cli.ai_base_url, api_key);
+                anthropic.models = Models::all(&cli.ai_model);
+                for (model, slot) in [
+                    (cli.ai_model_parse_icp, &mut anthropic.models.parse_icp),
+                    (cli.ai_model_draft_email, &mut anthropic.models.draft_email),
+                    (
+                        cli.ai_model_draft_follow_up,
+                        &mut anthropic.models.draft_follow_up,
+                    ),
+                    (
+                        cli.ai_model_categorize_reply,
+                        &mut anthropic.models.categorize_reply,
+                    ),
+                    (cli.ai_model_draft_reply, &mut anthropic.models.draft_reply),
+                ] {
+                    if let Some(model) = model.filter(|m| !m.is_empty()) {
+                        *slot = model;
+                    }
+                }
+                anthropic.max_tokens = cli.ai_max_tokens;
+                anthropic.attempt_timeout = Duration::from_secs(cli.ai_attempt_timeout_secs);
+                anthropic.max_retries = cli.ai_max_retries;
+                anthropic.pricing = Pricing {
+                    input: cli.ai_input_microcents_per_token,
+                    output: cli.ai_output_microcents_per_token,
+                };
+                AiConfig {
+                    anthropic: Some(anthropic),
+                }
+            }
+        };
         if config.mode == Mode::Production && config.postmark.is_none() {
             tracing::warn!("POSTMARK_TOKEN is not set: mail goes to the mail_outbox table only");
         }
@@ -455,6 +566,25 @@ mod tests {
             "OAUTH_REDIRECT_URL",
             "BODY_LIMIT",
             "RUST_LOG",
+            "AI_API_KEY",
+            "AI_BASE_URL",
+            "AI_MODEL",
+            "AI_MODEL_PARSE_ICP",
+            "AI_MODEL_DRAFT_EMAIL",
+            "AI_MODEL_DRAFT_FOLLOW_UP",
+            "AI_MODEL_CATEGORIZE_REPLY",
+            "AI_MODEL_DRAFT_REPLY",
+            "AI_MAX_TOKENS",
+            "AI_ATTEMPT_TIMEOUT_SECS",
+            "AI_MAX_RETRIES",
+            "AI_INPUT_MICROCENTS_PER_TOKEN",
+            "AI_OUTPUT_MICROCENTS_PER_TOKEN",
+            "JOB_WORKERS",
+            "JOB_LEASE_SECS",
+            "JOB_TIMEOUT_SECS",
+            "JOB_POLL_MS",
+            "JOB_SHUTDOWN_GRACE_SECS",
+            "JOB_MAX_ATTEMPTS",
         ] {
             assert!(help.contains(var), "{var} is documented in --help");
         }
@@ -522,5 +652,85 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw"), "the password is redacted");
         assert!(Config::from_lookup(lookup(&[("JWT_SECRET", "short")])).is_err());
         assert!(Config::from_lookup(lookup(&[("BIND_ADDR", "nope")])).is_err());
+    }
+
+    #[test]
+    fn ai_settings_are_read_and_the_key_is_hidden() {
+        assert!(
+            Config::from_lookup(lookup(&[]))
+                .unwrap()
+                .ai
+                .anthropic
+                .is_none()
+        );
+        let c = Config::from_lookup(lookup(&[
+            ("AI_API_KEY", "sk-secret"),
+            ("AI_BASE_URL", "http://127.0.0.1:9"),
+            ("AI_MODEL", "m-all"),
+            ("AI_MODEL_CATEGORIZE_REPLY", "m-small"),
+            ("AI_MAX_TOKENS", "500"),
+            ("AI_ATTEMPT_TIMEOUT_SECS", "7"),
+            ("AI_MAX_RETRIES", "2"),
+            ("AI_INPUT_MICROCENTS_PER_TOKEN", "10"),
+            ("AI_OUTPUT_MICROCENTS_PER_TOKEN", "20"),
+        ]))
+        .unwrap();
+        let a = c.ai.anthropic.clone().unwrap();
+        assert_eq!(a.base_url, "http://127.0.0.1:9");
+        assert_eq!(a.models.for_task("draft_email"), "m-all");
+        assert_eq!(a.models.for_task("categorize_reply"), "m-small");
+        assert_eq!(a.max_tokens, 500);
+        assert_eq!(a.attempt_timeout, Duration::from_secs(7));
+        assert_eq!(a.max_retries, 2);
+        assert_eq!((a.pricing.input, a.pricing.output), (10, 20));
+        assert!(!format!("{c:?} {:?} {a:?}", c.ai).contains("sk-secret"));
+        for bad in [
+            ("AI_MAX_TOKENS", "x"),
+            ("AI_MAX_TOKENS", "0"),
+            ("AI_BASE_URL", "api.example"),
+            ("AI_ATTEMPT_TIMEOUT_SECS", "0"),
+            ("AI_MAX_RETRIES", "11"),
+        ] {
+            let err = Config::from_lookup(lookup(&[("AI_API_KEY", "k"), bad])).unwrap_err();
+            let flag = format!("--{}", bad.0.to_lowercase().replace('_', "-"));
+            assert!(
+                err.0.contains(bad.0) || err.0.contains(&flag),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn job_settings_are_read_and_checked() {
+        let c = Config::from_lookup(lookup(&[
+            ("JOB_WORKERS", "2"),
+            ("JOB_LEASE_SECS", "30"),
+            ("JOB_TIMEOUT_SECS", "120"),
+            ("JOB_POLL_MS", "250"),
+            ("JOB_SHUTDOWN_GRACE_SECS", "5"),
+            ("JOB_MAX_ATTEMPTS", "4"),
+        ]))
+        .unwrap()
+        .jobs;
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.lease, Duration::from_secs(30));
+        assert_eq!(c.job_timeout, Duration::from_secs(120));
+        assert_eq!(c.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.max_attempts, 4);
+        let defaults = Config::from_lookup(lookup(&[])).unwrap().jobs;
+        assert_eq!(defaults.workers, JobsConfig::default().workers);
+        assert_eq!(defaults.lease, JobsConfig::default().lease);
+        for bad in [
+            ("JOB_WORKERS", "0"),
+            ("JOB_WORKERS", "257"),
+            ("JOB_LEASE_SECS", "1"),
+            ("JOB_POLL_MS", "x"),
+            ("JOB_MAX_ATTEMPTS", "101"),
+        ] {
+            let err = Config::from_lookup(lookup(&[bad])).unwrap_err();
+            let flag = format!("--{}", bad.0.to_lowercase().replace('_', "-"));
+            assert!(err.0.contains(&flag), "{bad:?}: {err}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod emails;
 pub mod error;
 pub mod health;
 pub mod http_client;

@@ -12,8 +12,12 @@
 //! `plan_usage`: deleting them gives nothing back. A user whose
 //! `subscription_plan` names no plan here has the free plan's limits.
 //!
-//! The AI budget is spent through [`reserve_ai_budget`] before a paid call
-//! and [`settle_ai_budget`] after it.
+//! The AI budget is the language model's ([`crate::db::ai_usage`]): every
+//! paid call reserves its most possible cost from
+//! [`Entitlements::ai_budget_cents_per_month`] before it is sent and settles
+//! the real cost after it ([`ai_budget_microcents`] converts); a generation
+//! request is refused up front by [`check_ai_budget`] when the month's budget
+//! is already used up.
 //!
 //! Checks are atomic: a handler opens [`crate::db::usage::begin_locked`] (the
 //! user's row locked in PostgreSQL, an immediate transaction in SQLite), reads
@@ -29,7 +33,7 @@ use steadfast::Problem;
 use sqlx::{Any, Transaction};
 
 use crate::{
-    db::{Db, usage},
+    db::{Db, ai_usage, usage},
     error::ApiError,
 };
 
@@ -226,61 +230,29 @@ pub async fn begin_limited(
     Ok((locked.tx, Plan::from_name(&locked.plan_name)))
 }
 
-/// Language-model spending held for one call: reserved before it by
-/// [`reserve_ai_budget`], settled after it by [`settle_ai_budget`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use = "a reservation holds budget until it is settled"]
-pub struct AiReservation {
-    /// The user it is for.
-    pub user_id: String,
-    /// The month it counts in (the month it was made, even if the call ends in the next).
-    pub period: String,
-    /// Cents held.
-    pub cents: i64,
+/// The monthly AI budget of `plan` in microcents (1e-6 cent), the unit of
+/// [`crate::db::ai_usage`].
+pub fn ai_budget_microcents(plan: Plan) -> i64 {
+    plan.entitlements()
+        .ai_budget_cents_per_month
+        .saturating_mul(1_000_000)
 }
 
-/// Reserves `cents` of `user_id`'s monthly AI budget before a paid call, under
-/// the limit lock, so concurrent calls cannot overspend it together: 403
-/// plan-limit problem when the month's settled and reserved spending plus
-/// `cents` would pass the plan's budget.
-pub async fn reserve_ai_budget(
-    db: &Db,
-    user_id: &str,
-    now: i64,
-    cents: i64,
-) -> Result<AiReservation, ApiError> {
-    let period = period_of(now);
-    let (mut tx, plan) = begin_limited(db, user_id).await?;
-    let used = usage::ai_cents(&mut tx, user_id, &period).await?;
-    check(plan, Limit::AiBudgetCentsPerMonth, used, cents)?;
-    usage::add_ai_cents(&mut tx, user_id, &period, cents).await?;
-    tx.commit().await?;
-    Ok(AiReservation {
-        user_id: user_id.to_owned(),
-        period,
-        cents,
-    })
-}
-
-/// Replaces `reservation` with what the call actually cost (`0` when it
-/// failed before costing anything). A call may cost more than reserved: the
-/// difference is charged, since it was spent.
-pub async fn settle_ai_budget(
-    db: &Db,
-    reservation: AiReservation,
-    actual_cents: i64,
-) -> Result<(), sqlx::Error> {
-    let mut conn = db.pool.acquire().await?;
-    let AiReservation {
-        user_id,
-        period,
-        cents,
-    } = reservation;
-    match actual_cents - cents {
-        0 => Ok(()),
-        more if more > 0 => usage::add_ai_cents(&mut conn, &user_id, &period, more).await,
-        less => usage::release_ai_cents(&mut conn, &user_id, &period, -less).await,
+/// Refuses (403 plan-limit) a request for language-model work when the
+/// month's settled spend and open reservations of `user_id` already use up
+/// the plan's AI budget. Each call still reserves its own cost before it is
+/// sent, so this is the early, friendly refusal; the reservation is the
+/// guarantee.
+pub async fn check_ai_budget(db: &Db, user_id: &str, plan: Plan, now: i64) -> Result<(), ApiError> {
+    let month = ai_usage::month(&db.pool, user_id, &period_of(now)).await?;
+    let used = month.spent.saturating_add(month.reserved);
+    let budget = ai_budget_microcents(plan);
+    if used < budget {
+        return Ok(());
     }
+    // Reported in cents, the plan's unit, rounded up.
+    let used_cents = used.saturating_add(999_999) / 1_000_000;
+    check(plan, Limit::AiBudgetCentsPerMonth, used_cents, 1).map_err(ApiError::from)
 }
 
 /// The metering period of `now` (unix seconds): its UTC calendar month, `YYYY-MM`.

@@ -66,6 +66,8 @@ pub const MULTILINE_FIELDS: &[&str] = &[
     "value_proposition",
     "pain_points",
     "message",
+    "feedback",
+    "reason",
 ];
 
 /// Whether the field named `key` holds an identifier (no bidi controls).

@@ -31,7 +31,5 @@ CREATE TABLE plan_usage (
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     period TEXT NOT NULL,
     prospects_imported INTEGER NOT NULL DEFAULT 0,
-    -- Language-model spending in US cents: settled calls plus open reservations.
-    ai_cents INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, period)
 );

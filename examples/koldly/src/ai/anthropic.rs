@@ -362,16 +362,7 @@ fn parse<T: Task>(text: &str, known: &[&str]) -> Result<T::Output, String> {
 
 /// `YYYY-MM` (UTC) of a unix time: the budget's month.
 pub fn month_of(unix_seconds: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let days = unix_seconds.div_euclid(86_400) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}")
+    crate::plans::period_of(unix_seconds)
 }
 
 impl LanguageModel for Anthropic {

@@ -9,6 +9,7 @@
 pub mod ai_usage;
 pub mod audit_log;
 pub mod campaigns;
+pub mod emails;
 pub mod icp_templates;
 pub mod jobs;
 pub mod onboarding;

@@ -100,7 +100,8 @@ use crate::{
     },
 };
 
-/// The runner's settings.
+/// The runner's settings, as [`crate::config::Cli`] reads them from flags and
+/// environment variables.
 ///
 /// | Variable | Meaning | Default |
 /// |---|---|---|
@@ -139,44 +140,6 @@ impl Default for JobsConfig {
             max_attempts: 3,
             retry_backoff: default_backoff(),
         }
-    }
-}
-
-impl JobsConfig {
-    /// Reads the `JOB_*` variables through `get`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut c = Self::default();
-        let number = |var: &str, min: u64, max: u64| -> Result<Option<u64>, String> {
-            get(var)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|n| (min..=max).contains(n))
-                        .ok_or_else(|| {
-                            format!("{var} must be a whole number from {min} to {max}, not `{v}`")
-                        })
-                })
-                .transpose()
-        };
-        if let Some(n) = number("JOB_WORKERS", 1, 256)? {
-            c.workers = n as usize;
-        }
-        if let Some(n) = number("JOB_LEASE_SECS", 3, 3600)? {
-            c.lease = Duration::from_secs(n);
-        }
-        if let Some(n) = number("JOB_TIMEOUT_SECS", 1, 86_400)? {
-            c.job_timeout = Duration::from_secs(n);
-        }
-        if let Some(n) = number("JOB_POLL_MS", 10, 600_000)? {
-            c.poll_interval = Duration::from_millis(n);
-        }
-        if let Some(n) = number("JOB_SHUTDOWN_GRACE_SECS", 0, 3600)? {
-            c.shutdown_grace = Duration::from_secs(n);
-        }
-        if let Some(n) = number("JOB_MAX_ATTEMPTS", 1, 100)? {
-            c.max_attempts = n as i64;
-        }
-        Ok(c)
     }
 }
 
@@ -236,40 +199,5 @@ impl JobQueue {
             config,
             self.wake.clone(),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn reads_and_checks_the_variables() {
-        let map: HashMap<&str, &str> = [
-            ("JOB_WORKERS", "2"),
-            ("JOB_LEASE_SECS", "30"),
-            ("JOB_TIMEOUT_SECS", "120"),
-            ("JOB_POLL_MS", "250"),
-            ("JOB_SHUTDOWN_GRACE_SECS", "5"),
-            ("JOB_MAX_ATTEMPTS", "4"),
-        ]
-        .into();
-        let c = JobsConfig::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap();
-        assert_eq!(c.workers, 2);
-        assert_eq!(c.lease, Duration::from_secs(30));
-        assert_eq!(c.job_timeout, Duration::from_secs(120));
-        assert_eq!(c.poll_interval, Duration::from_millis(250));
-        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
-        assert_eq!(c.max_attempts, 4);
-        for bad in [
-            ("JOB_WORKERS", "0"),
-            ("JOB_LEASE_SECS", "1"),
-            ("JOB_POLL_MS", "x"),
-        ] {
-            let err =
-                JobsConfig::from_lookup(|k| (k == bad.0).then(|| bad.1.to_owned())).unwrap_err();
-            assert!(err.contains(bad.0), "{err}");
-        }
     }
 }

@@ -195,7 +195,12 @@ pub async fn snapshot(server: &TestServer) -> Vec<String> {
          FROM prospects ORDER BY id",
         "SELECT id || '|' || name || '|' || CAST(is_favorite AS TEXT) || '|' || CAST(use_count AS TEXT) || '|' \
          || CAST(updated_at AS TEXT) AS r FROM icp_templates ORDER BY id",
-        "SELECT id || '|' || status || '|' || subject AS r FROM generated_emails ORDER BY id",
+        "SELECT id || '|' || status || '|' || subject || '|' || body || '|' || COALESCE(rejection_reason, '') \
+         || '|' || CAST(COALESCE(approved_at, -1) AS TEXT) || '|' || CAST(updated_at AS TEXT) AS r \
+         FROM generated_emails ORDER BY id",
+        "SELECT id || '|' || user_id || '|' || kind || '|' || state AS r FROM jobs ORDER BY id",
+        "SELECT user_id || '|' || month || '|' || CAST(spent_microcents AS TEXT) || '|' \
+         || CAST(reserved_microcents AS TEXT) AS r FROM ai_budgets ORDER BY user_id",
         "SELECT id || '|' || status AS r FROM campaign_sending_queue ORDER BY id",
         "SELECT user_id || '|' || period || '|' || CAST(prospects_imported AS TEXT) AS r FROM plan_usage ORDER BY user_id",
         "SELECT user_id || '|' || COALESCE(campaign_id, '') || '|' || product_description || '|' \

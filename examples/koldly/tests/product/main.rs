@@ -6,6 +6,7 @@ mod support;
 
 mod campaigns;
 mod client;
+mod emails;
 mod hostile_input;
 mod icp_templates;
 mod onboarding;

@@ -60,7 +60,7 @@ async fn foreign_ids_are_not_found_and_change_nothing(backend: Backend) {
             .fetch_one(server.pool())
             .await
             .unwrap();
-    email_row(&server, &live, &prospect, "draft", 1).await;
+    let email = email_row(&server, &live, &prospect, "draft", 1).await;
     let onboarded = json(
         &server,
         &ann,
@@ -161,6 +161,55 @@ async fn foreign_ids_are_not_found_and_change_nothing(backend: Backend) {
             None,
             String::new(),
         ),
+        (
+            "POST",
+            "/api/campaigns/{id}/emails/generate".into(),
+            &live,
+            None,
+            String::new(),
+        ),
+        (
+            "POST",
+            "/api/campaigns/{id}/emails/generate".into(),
+            &live,
+            Some("application/json"),
+            json!({"prospect_ids": [prospect]}).to_string(),
+        ),
+        (
+            "GET",
+            "/api/emails/{id}".into(),
+            &email,
+            None,
+            String::new(),
+        ),
+        (
+            "PATCH",
+            "/api/emails/{id}".into(),
+            &email,
+            Some("application/json"),
+            json!({"subject": "pwned", "body": "pwned"}).to_string(),
+        ),
+        (
+            "POST",
+            "/api/emails/{id}/approve".into(),
+            &email,
+            None,
+            String::new(),
+        ),
+        (
+            "POST",
+            "/api/emails/{id}/reject".into(),
+            &email,
+            Some("application/json"),
+            json!({"reason": "pwned"}).to_string(),
+        ),
+        (
+            "POST",
+            "/api/emails/{id}/regenerate".into(),
+            &email,
+            Some("application/json"),
+            json!({"feedback": "pwned"}).to_string(),
+        ),
     ];
     for (method, path, id, content_type, body) in &calls {
         let foreign = request(
@@ -215,6 +264,31 @@ async fn foreign_ids_are_not_found_and_change_nothing(backend: Backend) {
     .await;
     assert_eq!(shape(&foreign), shape(&missing));
     assert_eq!(foreign.status, 422);
+    // Eve's bulk approval of Ann's email reports it as not found.
+    let bulk = json(
+        &server,
+        &eve,
+        "POST",
+        "/api/emails/approve",
+        json!({"ids": [email]}),
+    )
+    .await;
+    assert_eq!(bulk.status, 200);
+    assert_eq!(
+        bulk.json(),
+        json!({"approved": [], "failed": [{"id": email, "reason": "not found"}]})
+    );
+    // Eve's approval queue holds nothing of Ann's, even filtered by her campaign.
+    assert_eq!(
+        get(&server, &eve, &format!("/api/approvals?campaign_id={live}"))
+            .await
+            .json()["items"],
+        json!([])
+    );
+    assert_eq!(
+        get(&server, &eve, "/api/approvals/counts").await.json(),
+        json!({"total": 0, "campaigns": []})
+    );
     // Eve's lists hold nothing of Ann's.
     for path in ["/api/campaigns?status=all", "/api/icp-templates"] {
         assert_eq!(
