@@ -60,7 +60,7 @@
 //!         .open_for(Duration::from_secs(10)),
 //! );
 //! let failing = service_fn(|_req: Request<()>| async {
-//!     Ok::<_, Infallible>(Response::builder().status(500).body(()).unwrap())
+//!     Ok::<_, Infallible>(Response::builder().status(500).body(String::new()).unwrap())
 //! });
 //! let svc = breaker.layer(failing);
 //!

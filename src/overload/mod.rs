@@ -60,7 +60,7 @@
 //! );
 //! let slow = service_fn(|_req: Request<()>| async {
 //!     tokio::time::sleep(Duration::from_secs(1)).await;
-//!     Ok::<_, Infallible>(Response::new(()))
+//!     Ok::<_, Infallible>(Response::new(String::new()))
 //! });
 //! let svc = overload.layer(slow);
 //!
