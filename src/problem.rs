@@ -179,13 +179,23 @@ impl Problem {
 #[cfg_attr(
     not(all(
         feature = "error-handler",
-        any(feature = "timeout", feature = "idempotency")
+        any(
+            feature = "timeout",
+            feature = "idempotency",
+            feature = "breaker",
+            feature = "overload"
+        )
     )),
     allow(dead_code)
 )]
 pub(crate) struct LayerProblem(pub(crate) Problem);
 
-#[cfg(any(feature = "timeout", feature = "idempotency"))]
+#[cfg(any(
+    feature = "timeout",
+    feature = "idempotency",
+    feature = "breaker",
+    feature = "overload"
+))]
 impl Problem {
     /// [`Problem::to_response`], marked as written by a steadfast layer.
     pub(crate) fn into_layer_response<B: From<Bytes>>(self) -> Response<B> {
