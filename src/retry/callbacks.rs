@@ -61,7 +61,7 @@ where
 /// inside the request's future: keep it quick and never block.
 ///
 /// ```
-/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+/// use std::{io, sync::{Arc, atomic::{AtomicU64, Ordering}}};
 /// use steadfast::retry::{OnRetry, RetryEvent, RetryPolicy};
 ///
 /// /// Counts retries for a metrics endpoint; clones share the count.
@@ -74,10 +74,24 @@ where
 ///     }
 /// }
 ///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let retries = RetryCounter::default();
 /// let policy = RetryPolicy::new().on_retry_with(retries.clone());
-/// # let _ = policy;
-/// assert_eq!(retries.0.load(Ordering::Relaxed), 0);
+///
+/// // Reset once, then answers: one retry.
+/// let calls = AtomicU64::new(0);
+/// let answer = policy
+///     .run(|| async {
+///         match calls.fetch_add(1, Ordering::SeqCst) {
+///             0 => Err(io::Error::from(io::ErrorKind::ConnectionReset)),
+///             _ => Ok("done"),
+///         }
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(answer, "done");
+/// assert_eq!(retries.0.load(Ordering::Relaxed), 1);
+/// # }
 /// ```
 pub trait OnRetry: Send + Sync + 'static {
     /// Called once per retry, with what is about to happen.
