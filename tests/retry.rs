@@ -23,8 +23,8 @@ use rand::{SeedableRng, rngs::SmallRng};
 use steadfast::{
     BoxError, Classification, Deadline, ErrorClass,
     retry::{
-        Attempt, Backoff, DelaySource, Jitter, Random, RetryBudget, RetryEvent, RetryIf,
-        RetryLayer, RetryPolicy,
+        Attempt, Backoff, DelaySource, Jitter, OnRetry, Random, RetryBudget, RetryEvent, RetryIf,
+        RetryLayer, RetryPolicy, ShouldRetry,
     },
 };
 use tokio::time::Instant;
@@ -423,6 +423,76 @@ async fn a_predicate_widens_and_narrows_what_is_retried() {
     let res = send(&layer, &upstream, get()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(upstream.count(), 2);
+}
+
+/// A `ShouldRetry` with state: retries only the statuses it was configured
+/// with, and counts how often it was asked (shared, since the policy owns it).
+struct RetryStatuses {
+    statuses: Vec<StatusCode>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl ShouldRetry for RetryStatuses {
+    fn should_retry(&self, failure: &Classification) -> bool {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        failure.status().is_some_and(|s| self.statuses.contains(&s))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_should_retry_type_decides_by_its_own_state() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let policy = exact().retry_if_with(RetryStatuses {
+        statuses: vec![StatusCode::CONFLICT],
+        asked: asked.clone(),
+    });
+    let layer = RetryLayer::new(policy);
+
+    // Its own list: two 409s are retried, the third attempt answers.
+    let upstream = Upstream::new([Step::Status(409), Step::Status(409)], Step::Status(200));
+    let res = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(upstream.count(), 3);
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "asked once per failure");
+
+    // It replaces the default: a 503, transient but not on its list, is not retried.
+    let upstream = Upstream::always(503);
+    let res = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+}
+
+/// An `OnRetry` with state: counts retries and keeps the attempts announced.
+#[derive(Clone, Default)]
+struct RetryLog {
+    retries: Arc<AtomicUsize>,
+    attempts: Arc<Mutex<Vec<u32>>>,
+}
+
+impl OnRetry for RetryLog {
+    fn on_retry(&self, event: &RetryEvent) {
+        self.retries.fetch_add(1, Ordering::SeqCst);
+        self.attempts.lock().unwrap().push(event.attempt);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_retry_type_is_told_of_every_retry() {
+    let log = RetryLog::default();
+    let layer = RetryLayer::new(exact().on_retry_with(log.clone()));
+
+    let upstream = Upstream::always(503);
+    let res = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.count(), 4, "1 attempt + 3 retries");
+    assert_eq!(log.retries.load(Ordering::SeqCst), 3);
+    assert_eq!(*log.attempts.lock().unwrap(), [2, 3, 4]);
+
+    // Not called when nothing is retried.
+    let upstream = Upstream::always(200);
+    send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(log.retries.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(start_paused = true)]

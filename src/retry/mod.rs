@@ -8,8 +8,10 @@
 //! 1. **The failure is transient**, as [`crate::classify`] sorts it: `Timeout`,
 //!    `Connect`, `Network`, `Overloaded` (429, 503), a 502 or 504 — and a 500
 //!    only with [`retry_internal_server_error`](RetryPolicy::retry_internal_server_error).
-//!    Never a client error. [`retry_if`](RetryPolicy::retry_if) widens or
-//!    narrows this, and a [`RetryIf`] request extension does so for one request.
+//!    Never a client error. [`retry_if`](RetryPolicy::retry_if) (a closure) or
+//!    [`retry_if_with`](RetryPolicy::retry_if_with) (any [`ShouldRetry`])
+//!    widens or narrows this, and a [`RetryIf`] request extension does so for
+//!    one request.
 //! 2. **Sending it again is safe.** GET, HEAD, OPTIONS, TRACE, PUT and DELETE
 //!    are idempotent, as is any request with an `Idempotency-Key` header (both
 //!    configurable). Anything else — a POST without a key — is never sent twice:
@@ -38,7 +40,7 @@
 //!    [`attempt_timeout`](RetryPolicy::attempt_timeout) bounds each attempt.
 //!
 //! Each retry is a `tracing` event at `WARN` (attempt, delay, class, status,
-//! reason) and a call of the [`on_retry`](RetryPolicy::on_retry) hook; the
+//! reason) and a call of the [`OnRetry`] hook, if one is set; the
 //! inner service sees an [`Attempt`] extension on retries, and optionally an
 //! [`attempt_header`](RetryLayer::attempt_header).
 //!
@@ -114,6 +116,7 @@
 mod backoff;
 mod body;
 mod budget;
+mod callbacks;
 mod future;
 mod log;
 mod policy;
@@ -125,6 +128,7 @@ mod service;
 pub use backoff::{Backoff, Jitter};
 pub use body::RetryBody;
 pub use budget::RetryBudget;
+pub use callbacks::{OnRetry, ShouldRetry};
 pub use future::{CloneResponseFuture, ResponseFuture};
 pub use policy::{DelaySource, RetryEvent, RetryIf, RetryPolicy};
 pub use random::{Random, ThreadRandom};

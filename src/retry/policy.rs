@@ -5,11 +5,11 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::StatusCode;
 use tokio::time::Instant;
 
-use super::{Backoff, Jitter, Random, RetryBudget};
+use super::{Backoff, Jitter, OnRetry, Random, RetryBudget, ShouldRetry};
 use crate::{Classification, ErrorClass};
 
-type Predicate = Arc<dyn Fn(&Classification) -> bool + Send + Sync>;
-type Hook = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+type Predicate = Arc<dyn ShouldRetry>;
+type Hook = Arc<dyn OnRetry>;
 
 /// When to retry and how long to wait: backoff, classification, budget, deadlines.
 ///
@@ -101,11 +101,12 @@ impl RetryPolicy {
 
     /// Whether the policy wants to retry a failure, before idempotency, the
     /// retry count, `Retry-After`, the deadline and the budget are considered: the
-    /// predicate set with [`retry_if`](RetryPolicy::retry_if), or by
+    /// [`ShouldRetry`] set with [`retry_if`](RetryPolicy::retry_if) or
+    /// [`retry_if_with`](RetryPolicy::retry_if_with), or by
     /// default [`Classification::is_transient`] (plus 500 when configured).
     pub fn is_retryable(&self, failure: &Classification) -> bool {
         match &self.config.retry_if {
-            Some(predicate) => predicate(failure),
+            Some(predicate) => predicate.should_retry(failure),
             None => self.default_retryable(failure),
         }
     }
@@ -187,7 +188,7 @@ impl RetryPolicy {
             delay_source: source,
         };
         if let Some(hook) = &c.on_retry {
-            hook(&event);
+            hook.on_retry(&event);
         }
         Decision::Retry(event)
     }
@@ -255,8 +256,8 @@ impl DelaySource {
     }
 }
 
-/// One retry about to happen, as logged and given to the
-/// [`on_retry`](RetryPolicy::on_retry) hook.
+/// One retry about to happen, as logged and given to the [`OnRetry`] hook
+/// (set with [`on_retry`](RetryPolicy::on_retry)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryEvent {
@@ -306,7 +307,9 @@ impl RetryIf {
     }
 
     fn allows(&self, failure: &Classification) -> bool {
-        self.0.as_ref().is_some_and(|predicate| predicate(failure))
+        self.0
+            .as_ref()
+            .is_some_and(|predicate| predicate.should_retry(failure))
     }
 }
 
@@ -408,17 +411,41 @@ impl RetryPolicy {
     /// ```
     ///
     /// A non-idempotent request is still only retried after a connect failure.
+    ///
+    /// This setter takes a closure, so that its argument's type is inferred; a
+    /// type implementing [`ShouldRetry`] goes to
+    /// [`retry_if_with`](RetryPolicy::retry_if_with), which this calls.
     pub fn retry_if(
-        mut self,
+        self,
         predicate: impl Fn(&Classification) -> bool + Send + Sync + 'static,
     ) -> Self {
+        self.retry_if_with(predicate)
+    }
+
+    /// Replaces the default choice of which failures to retry with any
+    /// [`ShouldRetry`]: a type of your own that carries state, or a closure
+    /// (whose argument then needs its type written: `|c: &Classification|`;
+    /// [`retry_if`](RetryPolicy::retry_if) infers it).
+    pub fn retry_if_with(mut self, predicate: impl ShouldRetry) -> Self {
         Arc::make_mut(&mut self.config).retry_if = Some(Arc::new(predicate));
         self
     }
 
     /// Called before every retry, with what is about to happen (each retry is
     /// also a `tracing` event at `WARN`).
-    pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
+    ///
+    /// This setter takes a closure, so that its argument's type is inferred; a
+    /// type implementing [`OnRetry`] goes to
+    /// [`on_retry_with`](RetryPolicy::on_retry_with), which this calls.
+    pub fn on_retry(self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
+        self.on_retry_with(hook)
+    }
+
+    /// Calls any [`OnRetry`] before every retry: a type of your own that
+    /// carries state (a metrics handle, a counter), or a closure (whose
+    /// argument then needs its type written: `|e: &RetryEvent|`;
+    /// [`on_retry`](RetryPolicy::on_retry) infers it).
+    pub fn on_retry_with(mut self, hook: impl OnRetry) -> Self {
         Arc::make_mut(&mut self.config).on_retry = Some(Arc::new(hook));
         self
     }
