@@ -10,6 +10,7 @@ use steadfast::audit::{IpRange, TrustedProxies};
 use crate::{
     ai::AiConfig,
     clock::{Clock, SystemClock},
+    http_client::CircuitSettings,
     jobs::JobsConfig,
 };
 
@@ -60,6 +61,14 @@ pub struct Cli {
         default_value = "https://api.postmarkapp.com"
     )]
     pub postmark_url: String,
+    /// The mail provider's circuit breaker: the fewest calls counted before
+    /// it may open (it opens when half of the last 20 failed).
+    #[arg(long, env = "MAIL_CIRCUIT_MIN_CALLS", default_value_t = 5)]
+    pub mail_circuit_min_calls: u32,
+    /// How long, in seconds, an open mail circuit refuses sends (they stay in
+    /// the outbox for the outbox job).
+    #[arg(long, env = "MAIL_CIRCUIT_OPEN_SECS", default_value_t = 30)]
+    pub mail_circuit_open_secs: u64,
     /// Sender address.
     #[arg(
         long,
@@ -101,6 +110,17 @@ pub struct Cli {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// Overload protection on the API: requests beyond an adaptive
+    /// concurrency limit wait in a bounded queue or are refused at once with
+    /// 503 and `Retry-After` (`false` turns it off).
+    #[arg(long, env = "OVERLOAD_PROTECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub overload_protection: bool,
+    /// The most requests the API runs at once (the adaptive limit's ceiling).
+    #[arg(long, env = "OVERLOAD_MAX_CONCURRENCY", default_value_t = 200)]
+    pub overload_max_concurrency: u32,
+    /// The most requests waiting for a slot; more are refused at once.
+    #[arg(long, env = "OVERLOAD_MAX_QUEUE", default_value_t = 100)]
+    pub overload_max_queue: usize,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -173,6 +193,25 @@ pub struct PostmarkConfig {
     pub url: String,
 }
 
+/// Overload protection's settings (see [`crate::app`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadSettings {
+    /// The most requests run at once (at least 1).
+    pub max_concurrency: u32,
+    /// The most requests waiting for a slot.
+    pub max_queue: usize,
+}
+
+impl Default for OverloadSettings {
+    /// 200 at once, 100 waiting.
+    fn default() -> Self {
+        Self {
+            max_concurrency: 200,
+            max_queue: 100,
+        }
+    }
+}
+
 /// Google OAuth 2.0 settings.
 #[derive(Debug, Clone)]
 pub struct GoogleConfig {
@@ -212,6 +251,10 @@ pub struct Config {
     pub postmark: Option<PostmarkConfig>,
     /// Sender address.
     pub mail_from: String,
+    /// The mail provider's circuit breaker.
+    pub mail_circuit: CircuitSettings,
+    /// Overload protection on the API; `None` turns it off.
+    pub overload: Option<OverloadSettings>,
     /// Sign in with Google; `None` disables it.
     pub google: Option<GoogleConfig>,
     /// Password hashing cost.
@@ -289,6 +332,8 @@ impl Config {
             public_url: "http://127.0.0.1:8080".to_owned(),
             postmark: None,
             mail_from: "Koldly <no-reply@koldly.local>".to_owned(),
+            mail_circuit: CircuitSettings::default(),
+            overload: Some(OverloadSettings::default()),
             google: None,
             argon2: Argon2Params::OWASP,
             login_limit: RateLimit {
@@ -375,6 +420,20 @@ impl Config {
                     url: cli.postmark_url,
                 });
         config.mail_from = cli.mail_from;
+        config.mail_circuit = circuit_settings(
+            "MAIL_CIRCUIT",
+            cli.mail_circuit_min_calls,
+            cli.mail_circuit_open_secs,
+        )?;
+        if cli.overload_max_concurrency == 0 {
+            return Err(ConfigError(
+                "OVERLOAD_MAX_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        config.overload = cli.overload_protection.then_some(OverloadSettings {
+            max_concurrency: cli.overload_max_concurrency,
+            max_queue: cli.overload_max_queue,
+        });
         match (cli.google_client_id, cli.google_client_secret) {
             (Some(client_id), Some(client_secret)) => {
                 config.google = Some(GoogleConfig {
@@ -404,6 +463,29 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// A provider's circuit settings from its `{prefix}_MIN_CALLS` and
+/// `{prefix}_OPEN_SECS`, each at least 1.
+pub fn circuit_settings(
+    prefix: &str,
+    min_calls: u32,
+    open_secs: u64,
+) -> Result<CircuitSettings, ConfigError> {
+    if min_calls == 0 {
+        return Err(ConfigError(format!(
+            "{prefix}_MIN_CALLS must be at least 1"
+        )));
+    }
+    if open_secs == 0 {
+        return Err(ConfigError(format!(
+            "{prefix}_OPEN_SECS must be at least 1"
+        )));
+    }
+    Ok(CircuitSettings {
+        min_calls,
+        open_for: Duration::from_secs(open_secs),
+    })
 }
 
 #[cfg(test)]
@@ -454,10 +536,66 @@ mod tests {
             "GOOGLE_USERINFO_URL",
             "OAUTH_REDIRECT_URL",
             "BODY_LIMIT",
+            "MAIL_CIRCUIT_MIN_CALLS",
+            "MAIL_CIRCUIT_OPEN_SECS",
+            "OVERLOAD_PROTECTION",
+            "OVERLOAD_MAX_CONCURRENCY",
+            "OVERLOAD_MAX_QUEUE",
             "RUST_LOG",
         ] {
             assert!(help.contains(var), "{var} is documented in --help");
         }
+    }
+
+    #[test]
+    fn circuit_and_overload_settings_are_read_and_checked() {
+        let c = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(c.mail_circuit, CircuitSettings::default());
+        assert_eq!(c.overload, Some(OverloadSettings::default()));
+        let c = Config::from_lookup(lookup(&[
+            ("MAIL_CIRCUIT_MIN_CALLS", "2"),
+            ("MAIL_CIRCUIT_OPEN_SECS", "90"),
+            ("OVERLOAD_MAX_CONCURRENCY", "8"),
+            ("OVERLOAD_MAX_QUEUE", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.mail_circuit,
+            CircuitSettings {
+                min_calls: 2,
+                open_for: Duration::from_secs(90)
+            }
+        );
+        assert_eq!(
+            c.overload,
+            Some(OverloadSettings {
+                max_concurrency: 8,
+                max_queue: 0
+            })
+        );
+        let off = Config::from_lookup(lookup(&[("OVERLOAD_PROTECTION", "false")])).unwrap();
+        assert_eq!(off.overload, None);
+        for (var, value, message) in [
+            (
+                "MAIL_CIRCUIT_MIN_CALLS",
+                "0",
+                "MAIL_CIRCUIT_MIN_CALLS must be at least 1",
+            ),
+            (
+                "MAIL_CIRCUIT_OPEN_SECS",
+                "0",
+                "MAIL_CIRCUIT_OPEN_SECS must be at least 1",
+            ),
+            (
+                "OVERLOAD_MAX_CONCURRENCY",
+                "0",
+                "OVERLOAD_MAX_CONCURRENCY must be at least 1",
+            ),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).err().unwrap();
+            assert_eq!(err.0, message);
+        }
+        assert!(Config::from_lookup(lookup(&[("OVERLOAD_PROTECTION", "maybe")])).is_err());
     }
 
     #[test]

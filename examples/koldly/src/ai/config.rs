@@ -9,11 +9,14 @@
 //! | `AI_MAX_TOKENS` | answer tokens per call | 1024 |
 //! | `AI_ATTEMPT_TIMEOUT_SECS` | one attempt's limit | 30 |
 //! | `AI_MAX_RETRIES` | retries of a 429/503/529 | 3 |
+//! | `AI_CIRCUIT_MIN_CALLS` | calls counted before the provider's circuit may open (it opens when half of the last 20 failed) | 5 |
+//! | `AI_CIRCUIT_OPEN_SECS` | how long an open circuit refuses calls | 30 |
 //! | `AI_INPUT_MICROCENTS_PER_TOKEN`, `AI_OUTPUT_MICROCENTS_PER_TOKEN` | prices | 300, 1500 |
 
 use std::time::Duration;
 
 use super::anthropic::Pricing;
+use crate::http_client::CircuitSettings;
 
 /// Which provider, with its settings.
 #[derive(Clone, Default)]
@@ -95,6 +98,8 @@ pub struct AnthropicConfig {
     pub max_retry_after: Duration,
     /// What tokens cost.
     pub pricing: Pricing,
+    /// The provider's circuit breaker.
+    pub circuit: CircuitSettings,
 }
 
 impl std::fmt::Debug for AnthropicConfig {
@@ -118,6 +123,7 @@ impl AnthropicConfig {
             max_retries: 3,
             max_retry_after: Duration::from_secs(60),
             pricing: Pricing::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -175,6 +181,13 @@ impl AiConfig {
         if let Some(n) = number("AI_MAX_RETRIES")? {
             c.max_retries = u32::try_from(n.min(10)).unwrap_or(10);
         }
+        let min_calls = match number("AI_CIRCUIT_MIN_CALLS")? {
+            Some(n) => u32::try_from(n).map_err(|_| "AI_CIRCUIT_MIN_CALLS is too large")?,
+            None => c.circuit.min_calls,
+        };
+        let open_secs = number("AI_CIRCUIT_OPEN_SECS")?.unwrap_or(c.circuit.open_for.as_secs());
+        c.circuit =
+            crate::config::circuit_settings("AI_CIRCUIT", min_calls, open_secs).map_err(|e| e.0)?;
         if let Some(n) = number("AI_INPUT_MICROCENTS_PER_TOKEN")? {
             c.pricing.input =
                 i64::try_from(n).map_err(|_| "AI_INPUT_MICROCENTS_PER_TOKEN is too large")?;
@@ -220,6 +233,8 @@ mod tests {
             ("AI_MAX_TOKENS", "500"),
             ("AI_ATTEMPT_TIMEOUT_SECS", "7"),
             ("AI_MAX_RETRIES", "2"),
+            ("AI_CIRCUIT_MIN_CALLS", "3"),
+            ("AI_CIRCUIT_OPEN_SECS", "45"),
             ("AI_INPUT_MICROCENTS_PER_TOKEN", "10"),
             ("AI_OUTPUT_MICROCENTS_PER_TOKEN", "20"),
         ]))
@@ -231,6 +246,21 @@ mod tests {
         assert_eq!(a.max_tokens, 500);
         assert_eq!(a.attempt_timeout, Duration::from_secs(7));
         assert_eq!(a.max_retries, 2);
+        assert_eq!(
+            a.circuit,
+            CircuitSettings {
+                min_calls: 3,
+                open_for: Duration::from_secs(45)
+            }
+        );
+        assert_eq!(
+            AiConfig::from_lookup(lookup(&[
+                ("AI_API_KEY", "k"),
+                ("AI_CIRCUIT_OPEN_SECS", "0")
+            ]))
+            .err(),
+            Some("AI_CIRCUIT_OPEN_SECS must be at least 1".to_owned())
+        );
         assert_eq!((a.pricing.input, a.pricing.output), (10, 20));
         assert!(!format!("{c:?} {a:?}").contains("sk-secret"));
         assert!(
