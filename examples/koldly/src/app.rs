@@ -40,10 +40,10 @@
 //! 9. session — [`auth::extract::resolve_session`] on the idempotent routes:
 //!    a valid bearer token's user goes into the request's extensions;
 //! 10. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
-//!    and send-verification, and on the product's `POST`s (campaigns, imports,
-//!    templates, onboarding), keys scoped by the verified user or the client
-//!    IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
-//!    (shared by instances), else in memory;
+//!     and send-verification, and on the product's `POST`s (campaigns, imports,
+//!     templates, onboarding), keys scoped by the verified user or the client
+//!     IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
+//!     (shared by instances), else in memory;
 //! 11. the router.
 //!
 //! Layers 0–8 wrap the whole router from outside, as one service ([`App`]);
