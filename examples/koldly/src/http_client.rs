@@ -139,9 +139,10 @@ pub fn is_circuit_open(failure: &Classification) -> bool {
 /// all), around the mail circuit described by `circuit`. (The
 /// `Idempotency-Key` the mailer sends only tells steadfast's retry layer the
 /// POST may be repeated at all; which failures are repeated is this
-/// predicate's choice, not the provider's.) An open circuit refuses for longer
-/// than the retry layer waits for a `Retry-After` (5 s), so a send while it
-/// is open fails at once and the message stays in the outbox for the outbox
+/// predicate's choice, not the provider's.) A send the open circuit refuses
+/// is retried after the time until the circuit lets a probe through when that
+/// is at most 5 s (the retry layer's `Retry-After` ceiling), and fails at once
+/// otherwise: the message then stays in the outbox, resendable, for the outbox
 /// job.
 pub fn retrying_client(circuit: CircuitSettings) -> RetryingClient {
     let policy = RetryPolicy::new()
