@@ -232,7 +232,35 @@ async fn requests_beyond_the_limit_are_refused_before_their_handler(backend: Bac
     server.signup("bea@example.com", "bea password 1").await;
 }
 
+/// `OVERLOAD_PROTECTION=false`: nothing is refused; a request runs beside
+/// one held at the provider.
+async fn without_overload_protection_nothing_is_refused(backend: Backend) {
+    let (server, pm) = start(backend, |c| c.overload = None).await;
+    let (ada, _) = server.signup("ada@example.com", "ada password 1").await;
+    pm.hold.store(true, Ordering::SeqCst);
+    let held = tokio::spawn({
+        let addr = server.addr;
+        async move {
+            support::send(
+                ::http::Request::post(format!("http://{addr}/api/auth/send-verification"))
+                    .header("authorization", format!("Bearer {ada}"))
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), pm.arrived.notified())
+        .await
+        .expect("the first request reached the provider");
+    server.signup("bea@example.com", "bea password 1").await;
+    assert_eq!(server.get("/health").await.status, 200);
+    pm.release.notify_one();
+    assert_eq!(held.await.unwrap().status, 200);
+}
+
 on_both!(
     a_failing_mail_provider_opens_the_mail_circuit,
     requests_beyond_the_limit_are_refused_before_their_handler,
+    without_overload_protection_nothing_is_refused,
 );
