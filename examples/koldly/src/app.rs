@@ -18,26 +18,36 @@
 //!    bare error response becomes problem+json;
 //! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
 //!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
-//! 6. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default): a
+//!    it puts the request's `Deadline` in its extensions;
+//! 6. overload protection — steadfast's `OverloadLayer` ([`overload_layer`],
+//!    unless `OVERLOAD_PROTECTION=false`): an adaptive concurrency limit
+//!    (`OVERLOAD_MAX_CONCURRENCY` at most) with a bounded queue
+//!    (`OVERLOAD_MAX_QUEUE`); a request that cannot start before its deadline
+//!    is refused at once with a 503 problem and `Retry-After` and never reaches
+//!    the handler. Inside the timeout layer, because it reads that deadline;
+//!    outside everything that does work for a request (body reading, the
+//!    router), so a refusal costs nothing; inside the error handler and audit,
+//!    so refusals are logged and answered like any other 503;
+//! 7. body limit — tower-http `RequestBodyLimitLayer` (64 KiB by default): a
 //!    declared length over it is refused at once, a chunked body fails when it
 //!    passes it, and axum's extractors answer that failure with 413 too (their
 //!    own 2 MB limit is switched off only when the configured one is larger:
 //!    the `DefaultBodyLimit` layer costs an extension per request); an
 //!    oversized body is refused before any idempotency key is claimed;
-//! 7. hostile text — [`text_input::RejectHostileTextLayer`]: control characters
+//! 8. hostile text — [`text_input::RejectHostileTextLayer`]: control characters
 //!    and (in identifiers) bidi controls in a JSON body or query string are a
 //!    400 problem naming the field, for every route;
-//! 8. session — [`auth::extract::resolve_session`] on the idempotent routes:
+//! 9. session — [`auth::extract::resolve_session`] on the idempotent routes:
 //!    a valid bearer token's user goes into the request's extensions;
-//! 9. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
-//!    and send-verification, and on the product's `POST`s (campaigns, imports,
-//!    templates, onboarding, email generation and decisions), keys scoped
-//!    by the verified user or the client IP ([`idempotency_scope`]), stored
-//!    in Redis when `REDIS_URL` is set (shared by instances), else in memory;
-//! 10. the router.
+//! 10. idempotency — steadfast's `IdempotencyLayer` on signup, forgot-password
+//!     and send-verification, and on the product's `POST`s (campaigns, imports,
+//!     templates, onboarding, email generation and decisions), keys scoped by
+//!     the verified user or the client IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
+//!     (shared by instances), else in memory;
+//! 11. the router.
 //!
-//! Layers 0–7 wrap the whole router from outside, as one service ([`App`]);
-//! 8 and 9 wrap their route group with `Router::layer`, inside them. Outside the
+//! Layers 0–8 wrap the whole router from outside, as one service ([`App`]);
+//! 9 and 10 wrap their route group with `Router::layer`, inside them. Outside the
 //! router the layers see the URI path rather than the matched route, which
 //! koldly's rules need no more than: its timeouts are prefixes and its audited
 //! routes have no parameters. Inside it (`Router::layer`), every request would
@@ -61,12 +71,17 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request};
 use steadfast::{
+    ResponseBody,
     audit::{AuditLayer, Auditor, TrustedProxies},
     error_handler::ErrorHandlerLayer,
     idempotency::{IdempotencyLayer, MemoryStore, RedisStore, Store},
+    overload::{OverloadConfig, OverloadLayer},
     timeout::{RouteTimeoutLayer, TimeoutTable},
 };
-use tower::{Service, ServiceBuilder};
+use tower::{
+    Service, ServiceBuilder,
+    util::{Either, MapResponseLayer},
+};
 use tower_http::{
     LatencyUnit,
     limit::RequestBodyLimitLayer,
@@ -82,7 +97,7 @@ use crate::{
     auth::{self, extract::AuthUser, jwt::JwtKeys, password::Passwords, rate_limit::RateLimiter},
     background::Background,
     campaigns,
-    config::{Config, Mode},
+    config::{Config, Mode, OverloadSettings},
     db::{self, Db},
     emails, health, http_client, icp,
     jobs::{self, JobQueue, Registry, RunnerHandle},
@@ -203,7 +218,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         config
             .postmark
             .clone()
-            .map(|p| (p, http_client::retrying_client())),
+            .map(|p| (p, http_client::retrying_client(config.mail_circuit))),
         config.clock.clone(),
         background.clone(),
     );
@@ -260,6 +275,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         routes,
         state.config.body_limit,
         audit::layer(auditor.clone(), state.config.trusted_proxies.clone()),
+        state.config.overload.map(overload_layer),
     );
     let outbox_job = state.config.postmark.is_some().then(|| {
         state
@@ -387,8 +403,52 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
         ))
 }
 
+/// Overload protection for the API (layer 6): AIMD between a floor of
+/// [`OVERLOAD_MIN_LIMIT`] (or the ceiling, if lower) and the configured
+/// ceiling, starting at [`OVERLOAD_INITIAL_LIMIT`], a request slower than
+/// [`OVERLOAD_LATENCY_TARGET`] counting as a sign of too much concurrency.
+pub fn overload_layer(settings: OverloadSettings) -> OverloadLayer {
+    let max = settings.max_concurrency.max(1);
+    OverloadLayer::new(
+        OverloadConfig::new()
+            .max_limit(max)
+            .initial_limit(OVERLOAD_INITIAL_LIMIT.min(max))
+            .min_limit(OVERLOAD_MIN_LIMIT.min(max))
+            .latency_target(OVERLOAD_LATENCY_TARGET)
+            .max_queue(settings.max_queue),
+    )
+}
+
+/// Where the adaptive limit starts.
+pub const OVERLOAD_INITIAL_LIMIT: u32 = 50;
+
+/// The adaptive limit never falls below this: a slow dependency (a provider
+/// call a request waits for, retries included) also makes requests slow, and
+/// must not shrink the server to a request or two at a time.
+pub const OVERLOAD_MIN_LIMIT: u32 = 10;
+
+/// Slower than this, a request says the server runs too much at once. koldly's
+/// handlers answer in milliseconds, password hashing in about 0.1 s; the
+/// target sits well above both and well under the 12–15 s route timeouts.
+pub const OVERLOAD_LATENCY_TARGET: Duration = Duration::from_secs(2);
+
+/// Lets a response through unchanged, in the overload layer's body type: the
+/// stack's type when overload protection is off.
+fn without_overload<B: http_body::Body>(res: Response<B>) -> Response<ResponseBody<B>> {
+    res.map(ResponseBody::inner)
+}
+
 /// `routes` inside the common layers (see the module docs).
-fn stack(routes: Router, body_limit: usize, audit: AuditLayer) -> impl App {
+fn stack(
+    routes: Router,
+    body_limit: usize,
+    audit: AuditLayer,
+    overload: Option<OverloadLayer>,
+) -> impl App {
+    let overload = match overload {
+        Some(layer) => Either::Left(layer),
+        None => Either::Right(MapResponseLayer::new(without_overload)),
+    };
     ServiceBuilder::new()
         // axum's server takes its own body type: the one box per response that
         // `Router::layer` would also make.
@@ -416,6 +476,7 @@ fn stack(routes: Router, body_limit: usize, audit: AuditLayer) -> impl App {
         .layer(audit)
         .layer(ErrorHandlerLayer::new())
         .layer(RouteTimeoutLayer::new(timeouts()))
+        .layer(overload)
         .option_layer((body_limit > AXUM_DEFAULT_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(text_input::RejectHostileTextLayer)

@@ -10,6 +10,7 @@ use steadfast::audit::{IpRange, TrustedProxies};
 use crate::{
     ai::{AiConfig, AnthropicConfig, Models, Pricing},
     clock::{Clock, SystemClock},
+    http_client::CircuitSettings,
     jobs::JobsConfig,
 };
 
@@ -60,6 +61,14 @@ pub struct Cli {
         default_value = "https://api.postmarkapp.com"
     )]
     pub postmark_url: String,
+    /// The mail provider's circuit breaker: the fewest calls counted before
+    /// it may open (it opens when half of the last 20 failed).
+    #[arg(long, env = "MAIL_CIRCUIT_MIN_CALLS", default_value_t = 5)]
+    pub mail_circuit_min_calls: u32,
+    /// How long, in seconds, an open mail circuit refuses sends (they stay in
+    /// the outbox for the outbox job).
+    #[arg(long, env = "MAIL_CIRCUIT_OPEN_SECS", default_value_t = 30)]
+    pub mail_circuit_open_secs: u64,
     /// Sender address.
     #[arg(
         long,
@@ -170,6 +179,24 @@ pub struct Cli {
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(i64).range(1..=100))]
     pub job_max_attempts: i64,
+    /// The language model provider's circuit breaker: the fewest calls
+    /// counted before a failure rate can open it.
+    #[arg(long, env = "AI_CIRCUIT_MIN_CALLS", default_value_t = 5)]
+    pub ai_circuit_min_calls: u32,
+    /// How long, in seconds, an open AI circuit refuses calls.
+    #[arg(long, env = "AI_CIRCUIT_OPEN_SECS", default_value_t = 30)]
+    pub ai_circuit_open_secs: u64,
+    /// Overload protection on the API: requests beyond an adaptive
+    /// concurrency limit wait in a bounded queue or are refused at once with
+    /// 503 and `Retry-After` (`false` turns it off).
+    #[arg(long, env = "OVERLOAD_PROTECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub overload_protection: bool,
+    /// The most requests the API runs at once (the adaptive limit's ceiling).
+    #[arg(long, env = "OVERLOAD_MAX_CONCURRENCY", default_value_t = 200)]
+    pub overload_max_concurrency: u32,
+    /// The most requests waiting for a slot; more are refused at once.
+    #[arg(long, env = "OVERLOAD_MAX_QUEUE", default_value_t = 100)]
+    pub overload_max_queue: usize,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -242,6 +269,25 @@ pub struct PostmarkConfig {
     pub url: String,
 }
 
+/// Overload protection's settings (see [`crate::app`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverloadSettings {
+    /// The most requests run at once (at least 1).
+    pub max_concurrency: u32,
+    /// The most requests waiting for a slot.
+    pub max_queue: usize,
+}
+
+impl Default for OverloadSettings {
+    /// 200 at once, 100 waiting.
+    fn default() -> Self {
+        Self {
+            max_concurrency: 200,
+            max_queue: 100,
+        }
+    }
+}
+
 /// Google OAuth 2.0 settings.
 #[derive(Debug, Clone)]
 pub struct GoogleConfig {
@@ -281,6 +327,10 @@ pub struct Config {
     pub postmark: Option<PostmarkConfig>,
     /// Sender address.
     pub mail_from: String,
+    /// The mail provider's circuit breaker.
+    pub mail_circuit: CircuitSettings,
+    /// Overload protection on the API; `None` turns it off.
+    pub overload: Option<OverloadSettings>,
     /// Sign in with Google; `None` disables it.
     pub google: Option<GoogleConfig>,
     /// Password hashing cost.
@@ -358,6 +408,8 @@ impl Config {
             public_url: "http://127.0.0.1:8080".to_owned(),
             postmark: None,
             mail_from: "Koldly <no-reply@koldly.local>".to_owned(),
+            mail_circuit: CircuitSettings::default(),
+            overload: Some(OverloadSettings::default()),
             google: None,
             argon2: Argon2Params::OWASP,
             login_limit: RateLimit {
@@ -433,6 +485,20 @@ impl Config {
                     url: cli.postmark_url,
                 });
         config.mail_from = cli.mail_from;
+        config.mail_circuit = circuit_settings(
+            "MAIL_CIRCUIT",
+            cli.mail_circuit_min_calls,
+            cli.mail_circuit_open_secs,
+        )?;
+        if cli.overload_max_concurrency == 0 {
+            return Err(ConfigError(
+                "OVERLOAD_MAX_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        config.overload = cli.overload_protection.then_some(OverloadSettings {
+            max_concurrency: cli.overload_max_concurrency,
+            max_queue: cli.overload_max_queue,
+        });
         match (cli.google_client_id, cli.google_client_secret) {
             (Some(client_id), Some(client_secret)) => {
                 config.google = Some(GoogleConfig {
@@ -501,6 +567,11 @@ impl Config {
                 anthropic.max_tokens = cli.ai_max_tokens;
                 anthropic.attempt_timeout = Duration::from_secs(cli.ai_attempt_timeout_secs);
                 anthropic.max_retries = cli.ai_max_retries;
+                anthropic.circuit = circuit_settings(
+                    "AI_CIRCUIT",
+                    cli.ai_circuit_min_calls,
+                    cli.ai_circuit_open_secs,
+                )?;
                 anthropic.pricing = Pricing {
                     input: cli.ai_input_microcents_per_token,
                     output: cli.ai_output_microcents_per_token,
@@ -515,6 +586,29 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// A provider's circuit settings from its `{prefix}_MIN_CALLS` and
+/// `{prefix}_OPEN_SECS`, each at least 1.
+pub fn circuit_settings(
+    prefix: &str,
+    min_calls: u32,
+    open_secs: u64,
+) -> Result<CircuitSettings, ConfigError> {
+    if min_calls == 0 {
+        return Err(ConfigError(format!(
+            "{prefix}_MIN_CALLS must be at least 1"
+        )));
+    }
+    if open_secs == 0 {
+        return Err(ConfigError(format!(
+            "{prefix}_OPEN_SECS must be at least 1"
+        )));
+    }
+    Ok(CircuitSettings {
+        min_calls,
+        open_for: Duration::from_secs(open_secs),
+    })
 }
 
 #[cfg(test)]
@@ -565,6 +659,11 @@ mod tests {
             "GOOGLE_USERINFO_URL",
             "OAUTH_REDIRECT_URL",
             "BODY_LIMIT",
+            "MAIL_CIRCUIT_MIN_CALLS",
+            "MAIL_CIRCUIT_OPEN_SECS",
+            "OVERLOAD_PROTECTION",
+            "OVERLOAD_MAX_CONCURRENCY",
+            "OVERLOAD_MAX_QUEUE",
             "RUST_LOG",
             "AI_API_KEY",
             "AI_BASE_URL",
@@ -588,6 +687,79 @@ mod tests {
         ] {
             assert!(help.contains(var), "{var} is documented in --help");
         }
+    }
+
+    #[test]
+    fn circuit_and_overload_settings_are_read_and_checked() {
+        let c = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(c.mail_circuit, CircuitSettings::default());
+        assert_eq!(c.overload, Some(OverloadSettings::default()));
+        let c = Config::from_lookup(lookup(&[
+            ("MAIL_CIRCUIT_MIN_CALLS", "2"),
+            ("MAIL_CIRCUIT_OPEN_SECS", "90"),
+            ("OVERLOAD_MAX_CONCURRENCY", "8"),
+            ("OVERLOAD_MAX_QUEUE", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.mail_circuit,
+            CircuitSettings {
+                min_calls: 2,
+                open_for: Duration::from_secs(90)
+            }
+        );
+        assert_eq!(
+            c.overload,
+            Some(OverloadSettings {
+                max_concurrency: 8,
+                max_queue: 0
+            })
+        );
+        let off = Config::from_lookup(lookup(&[("OVERLOAD_PROTECTION", "false")])).unwrap();
+        assert_eq!(off.overload, None);
+        let ai = Config::from_lookup(lookup(&[
+            ("AI_API_KEY", "k"),
+            ("AI_CIRCUIT_MIN_CALLS", "3"),
+            ("AI_CIRCUIT_OPEN_SECS", "45"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ai.ai.anthropic.unwrap().circuit,
+            CircuitSettings {
+                min_calls: 3,
+                open_for: Duration::from_secs(45)
+            }
+        );
+        assert_eq!(
+            Config::from_lookup(lookup(&[
+                ("AI_API_KEY", "k"),
+                ("AI_CIRCUIT_OPEN_SECS", "0")
+            ]))
+            .err()
+            .map(|e| e.0),
+            Some("AI_CIRCUIT_OPEN_SECS must be at least 1".to_owned())
+        );
+        for (var, value, message) in [
+            (
+                "MAIL_CIRCUIT_MIN_CALLS",
+                "0",
+                "MAIL_CIRCUIT_MIN_CALLS must be at least 1",
+            ),
+            (
+                "MAIL_CIRCUIT_OPEN_SECS",
+                "0",
+                "MAIL_CIRCUIT_OPEN_SECS must be at least 1",
+            ),
+            (
+                "OVERLOAD_MAX_CONCURRENCY",
+                "0",
+                "OVERLOAD_MAX_CONCURRENCY must be at least 1",
+            ),
+        ] {
+            let err = Config::from_lookup(lookup(&[(var, value)])).err().unwrap();
+            assert_eq!(err.0, message);
+        }
+        assert!(Config::from_lookup(lookup(&[("OVERLOAD_PROTECTION", "maybe")])).is_err());
     }
 
     #[test]

@@ -303,6 +303,12 @@ async fn post(
         .await
         .map_err(|e| {
             let failure = steadfast::classify::classify_error(&*e);
+            if http_client::is_circuit_open(&failure) {
+                return MailError::new(
+                    "mail provider failing, its circuit is open: not sent".to_owned(),
+                    true,
+                );
+            }
             let refused = http_client::proves_not_accepted(&failure);
             let fate = if refused {
                 "not taken"

@@ -23,6 +23,7 @@ use koldly::{
         ai_usage::{self, Reservation},
         users::{self, NewUser},
     },
+    http_client::CircuitSettings,
     jobs::{JobContext, JobError, JobQueue, JobsConfig, Registry},
 };
 use steadfast::Deadline;
@@ -138,13 +139,16 @@ impl Fixture {
 const GOOD_SUBJECT: &str = "Faster month-end close at Acme";
 const GOOD_BODY: &str = "Hi Ada,\n\nLedgerly matches invoices to payments.\n\nBest,\nBob";
 
-/// 429 and 529 are retried after their `Retry-After`; the answer is parsed,
+/// 529 and 429 are retried after their `Retry-After`; the answer is parsed,
 /// the usage recorded and settled; the request carries the key, the version,
-/// the task's model and the user text only in data blocks.
+/// the task's model and the user text only in data blocks. (The 429 comes
+/// last: its `Retry-After` opens the provider's circuit for that second, and
+/// the retry after it is the circuit's probe, which a 529 would fail, opening
+/// the circuit for its whole `open_for`.)
 async fn overload_is_retried_after_retry_after(backend: Backend) {
     let f = Fixture::new(backend).await;
     let fake = FakeAnthropic::start(
-        vec![Answer::refused(429, Some(1)), Answer::refused(529, Some(0))],
+        vec![Answer::refused(529, Some(0)), Answer::refused(429, Some(1))],
         Answer::draft(GOOD_SUBJECT, GOOD_BODY),
     )
     .await;
@@ -165,9 +169,9 @@ async fn overload_is_retried_after_retry_after(backend: Backend) {
     let seen = fake.seen();
     assert_eq!(seen.len(), 3);
     assert!(
-        seen[1].at - seen[0].at >= Duration::from_secs(1),
+        seen[2].at - seen[1].at >= Duration::from_secs(1),
         "Retry-After: 1 was waited for: {:?}",
-        seen[1].at - seen[0].at
+        seen[2].at - seen[1].at
     );
     let first = &seen[0];
     assert_eq!(first.headers["x-api-key"], "sk-ant-test-secret");
@@ -621,7 +625,68 @@ async fn a_job_stops_when_the_budget_runs_out_mid_way(backend: Backend) {
     assert!(f.budget(&f.ada).await.spent <= 1_000_000);
 }
 
+/// The provider failing (500s, which are not retried) opens its circuit after
+/// `min_calls` calls: a later draft, through a clone of the provider, fails at
+/// once with `CircuitOpen` saying for how long, never reaches the fake, and
+/// costs nothing (its reservation is released: nothing ran).
+async fn a_failing_provider_opens_its_circuit(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let fake = FakeAnthropic::start(Vec::new(), Answer::refused(500, None)).await;
+    let model = f.provider(&fake, |c| {
+        c.circuit = CircuitSettings {
+            min_calls: 2,
+            open_for: Duration::from_secs(600),
+        };
+    });
+    for name in ["Ada", "Bea"] {
+        let err = model
+            .draft_email(&Call::new(&f.ada, 500), &draft_task(name))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AiError::Provider { status: 500 }), "{err}");
+    }
+    assert_eq!(fake.calls(), 2);
+
+    let shared = model.clone();
+    let err = shared
+        .draft_email(&Call::new(&f.bea, 500), &draft_task("Cy"))
+        .await
+        .unwrap_err();
+    let AiError::CircuitOpen { retry_after } = err else {
+        panic!("expected an open circuit, got {err}");
+    };
+    assert!(
+        retry_after > Duration::from_secs(590) && retry_after <= Duration::from_secs(600),
+        "{retry_after:?}"
+    );
+    assert!(err.is_transient(), "a job tries again later");
+    assert!(
+        err.to_string()
+            .starts_with("the language model provider is failing: calls are paused for "),
+        "{err}"
+    );
+    assert_eq!(
+        fake.calls(),
+        2,
+        "the open circuit kept the call from the provider"
+    );
+    let calls = ai_usage::calls(&f.db.pool, &f.bea).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].state.as_str(), calls[0].outcome.as_deref()),
+        ("released", Some("circuit_open"))
+    );
+    assert_eq!(
+        f.budget(&f.bea).await,
+        ai_usage::MonthBudget {
+            spent: 0,
+            reserved: 0
+        }
+    );
+}
+
 on_both!(
+    a_failing_provider_opens_its_circuit,
     a_job_stops_when_the_budget_runs_out_mid_way,
     overload_is_retried_after_retry_after,
     malformed_answers_are_errors_never_half_filled_values,

@@ -11,6 +11,13 @@
 //! may have run and billed it, and it honours no idempotency key. Each attempt
 //! has `attempt_timeout`; no attempt or delay outlives the call's deadline.
 //!
+//! Circuit breaker: inside the retry layer, one circuit for the provider
+//! (every clone shares it, see [`AnthropicConfig::circuit`]). While it is open
+//! a call fails at once with [`AiError::CircuitOpen`] without reaching the
+//! provider (its reservation is released: nothing ran), unless the circuit
+//! lets a probe through within `max_retry_after`: the retry layer then waits
+//! for it, since a refused call provably did not run.
+//!
 //! Settling: a refusal costs nothing (the reservation is released); a success
 //! costs its reported usage; a timeout or a reply without usage is charged the
 //! whole reservation, since the provider may have billed it. The budget thus
@@ -118,7 +125,9 @@ impl Anthropic {
             .max_retry_after(config.max_retry_after)
             .attempt_timeout(config.attempt_timeout)
             .retry_if(move |c| {
-                c.class() == ErrorClass::Connect || statuses_that_prove_nothing_ran(c.status())
+                c.class() == ErrorClass::Connect
+                    || http_client::is_circuit_open(c)
+                    || statuses_that_prove_nothing_ran(c.status())
             });
         // POST is allowed to be retried at all; `retry_if` narrows it to
         // failures after which the provider provably did no work.
@@ -127,7 +136,7 @@ impl Anthropic {
             .max_body_bytes(MAX_PROMPT_BYTES);
         Self {
             inner: Arc::new(Inner {
-                client: http_client::retrying_client_with(layer),
+                client: http_client::retrying_client_with(layer, config.circuit.layer()),
                 config,
                 db,
                 clock,
@@ -245,9 +254,12 @@ impl Anthropic {
         };
         let (status, bytes) = http_client::fetch(inner.client.clone(), req, backstop)
             .await
-            .map_err(|err| match classify_error(err.as_ref()).class() {
-                ErrorClass::Timeout => Failure::Timeout,
-                ErrorClass::Connect => Failure::Unreachable,
+            .map_err(|err| match classify_error(err.as_ref()) {
+                c if http_client::is_circuit_open(&c) => {
+                    Failure::CircuitOpen(c.retry_after().unwrap_or_default())
+                }
+                c if c.class() == ErrorClass::Timeout => Failure::Timeout,
+                c if c.class() == ErrorClass::Connect => Failure::Unreachable,
                 _ => {
                     tracing::warn!(error = %err, "language model call failed");
                     Failure::CutOff
@@ -274,6 +286,8 @@ enum Failure {
     CutOff,
     /// No connection: it did not run.
     Unreachable,
+    /// The provider's circuit is open (for this long): it was not called.
+    CircuitOpen(Duration),
     /// A non-2xx answer: the provider did not do the work.
     Refused(u16),
     /// A 2xx whose envelope did not parse: it ran, its usage is unknown.
@@ -290,6 +304,7 @@ impl Failure {
             Self::Timeout => "timeout",
             Self::CutOff => "cut_off",
             Self::Unreachable => "unreachable",
+            Self::CircuitOpen(_) => "circuit_open",
             Self::Refused(_) => "refused",
             Self::Malformed(_) => "invalid_answer",
         }
@@ -299,6 +314,7 @@ impl Failure {
         match self {
             Self::Timeout => AiError::Timeout,
             Self::CutOff | Self::Unreachable => AiError::Unavailable,
+            Self::CircuitOpen(retry_after) => AiError::CircuitOpen { retry_after },
             Self::Refused(status) => AiError::Provider { status },
             Self::Malformed(why) => {
                 AiError::InvalidAnswer(format!("not a Messages API reply: {why}"))

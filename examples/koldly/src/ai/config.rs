@@ -10,11 +10,14 @@
 //! | `AI_MAX_TOKENS` | answer tokens per call | 1024 |
 //! | `AI_ATTEMPT_TIMEOUT_SECS` | one attempt's limit | 30 |
 //! | `AI_MAX_RETRIES` | retries of a 429/503/529 | 3 |
+//! | `AI_CIRCUIT_MIN_CALLS` | calls counted before the provider's circuit may open (it opens when half of the last 20 failed) | 5 |
+//! | `AI_CIRCUIT_OPEN_SECS` | how long an open circuit refuses calls | 30 |
 //! | `AI_INPUT_MICROCENTS_PER_TOKEN`, `AI_OUTPUT_MICROCENTS_PER_TOKEN` | prices | 300, 1500 |
 
 use std::time::Duration;
 
 use super::anthropic::Pricing;
+use crate::http_client::CircuitSettings;
 
 /// Which provider, with its settings.
 #[derive(Clone, Default)]
@@ -96,6 +99,8 @@ pub struct AnthropicConfig {
     pub max_retry_after: Duration,
     /// What tokens cost.
     pub pricing: Pricing,
+    /// The provider's circuit breaker.
+    pub circuit: CircuitSettings,
 }
 
 impl std::fmt::Debug for AnthropicConfig {
@@ -119,6 +124,7 @@ impl AnthropicConfig {
             max_retries: 3,
             max_retry_after: Duration::from_secs(60),
             pricing: Pricing::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }

@@ -50,7 +50,7 @@ mod offline;
 pub mod prompt;
 pub mod tasks;
 
-use std::{fmt, future::Future, pin::Pin};
+use std::{fmt, future::Future, pin::Pin, time::Duration};
 
 pub use anthropic::{Anthropic, PROMPT_OVERHEAD_TOKENS, Pricing, month_of};
 pub use config::{AiConfig, AnthropicConfig, Models};
@@ -143,6 +143,12 @@ pub enum AiError {
     },
     /// The provider could not be reached.
     Unavailable,
+    /// The provider failed too often: its circuit breaker refuses calls for
+    /// a while, and this one was not sent.
+    CircuitOpen {
+        /// How long until the circuit lets a call through again.
+        retry_after: Duration,
+    },
     /// The usage or cache tables failed.
     Storage(sqlx::Error),
 }
@@ -151,7 +157,7 @@ impl AiError {
     /// Whether trying again later may succeed (a job retries these).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout | Self::Unavailable | Self::Storage(_) => true,
+            Self::Timeout | Self::Unavailable | Self::CircuitOpen { .. } | Self::Storage(_) => true,
             Self::Provider { status } => matches!(status, 429 | 500..=599),
             Self::BudgetExhausted | Self::InvalidAnswer(_) => false,
         }
@@ -168,6 +174,11 @@ impl fmt::Display for AiError {
                 write!(f, "the language model provider refused the call ({status})")
             }
             Self::Unavailable => f.write_str("the language model provider is unreachable"),
+            Self::CircuitOpen { retry_after } => write!(
+                f,
+                "the language model provider is failing: calls are paused for {} s",
+                retry_after.as_secs_f64().ceil()
+            ),
             Self::Storage(_) => f.write_str("AI usage could not be recorded"),
         }
     }
