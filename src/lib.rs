@@ -37,6 +37,9 @@
 //! | `timeout` | [`timeout`] | |
 //! | `audit` | [`audit`] (implies `retry`, whose backoff its sink retries use) | futures-util |
 //! | `error-handler` | [`error_handler`] | |
+//! | `breaker` | [`breaker`] | |
+//! | `hedge` | [`hedge`] (implies `retry`: hedges are paid from its budget) | |
+//! | `overload` | [`overload`] | |
 //! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
 //! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
 //!
