@@ -606,3 +606,72 @@ async fn a_server_breaker_keyed_by_route_opens_one_route_of_a_router() {
     );
     assert_eq!(breaker.state_of("/health"), Some(BreakerState::Closed));
 }
+
+/// A `MakeWriter` collecting what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_a_tracing_event() {
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(out.clone())
+        .with_ansi(false)
+        .with_env_filter("steadfast=info")
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let upstream = Upstream::default();
+    let breaker = BreakerLayer::server(count_window());
+    let svc = breaker.layer(upstream.service());
+    for status in [500, 500, 200, 200] {
+        svc.clone().oneshot(req(status)).await.unwrap();
+    }
+    assert_eq!(breaker.state(), BreakerState::Open);
+    advance(secs(10)).await;
+    for _ in 0..2 {
+        svc.clone().oneshot(req(200)).await.unwrap();
+    }
+    assert_eq!(breaker.state(), BreakerState::Closed);
+
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].contains("circuit breaker opened")
+            && lines[0].contains("from=\"closed\"")
+            && lines[0].contains("to=\"open\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("INFO")
+            && lines[1].contains("from=\"open\"")
+            && lines[1].contains("to=\"half_open\""),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("from=\"half_open\"") && lines[2].contains("to=\"closed\""),
+        "{}",
+        lines[2]
+    );
+}
