@@ -7,7 +7,10 @@
 //! time cannot be used here: sqlx bounds every pool acquire with a tokio timer,
 //! which a paused clock fires while SQLite's worker thread answers.
 
+#[path = "support/ai_inputs.rs"]
+mod ai_inputs;
 mod support;
+use ai_inputs::draft_task;
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +18,7 @@ use koldly::{
     ai::{
         AiError, Anthropic, AnthropicConfig, Call, LanguageModel, Models, Pricing,
         prompt::Prompt,
-        tasks::{CategorizeReply, DraftEmail, EmailDraft, Icp, Prospect, Sender},
+        tasks::{CategorizeReply, DraftEmail, EmailDraft},
     },
     clock::{Clock, ManualClock},
     db::{
@@ -31,40 +34,6 @@ use support::{
     Backend, TestDb,
     fake_anthropic::{Answer, FakeAnthropic},
 };
-
-fn sender() -> Sender {
-    Sender {
-        name: "Bob Stone".into(),
-        company: Some("Ledgerly".into()),
-        product_description: "Ledgerly reconciles invoices and payments automatically for \
-                              finance teams. It also does many other things."
-            .into(),
-    }
-}
-
-fn prospect(first_name: &str) -> Prospect {
-    Prospect {
-        email: format!("{}@acme.example", first_name.to_lowercase()),
-        first_name: Some(first_name.into()),
-        last_name: Some("Lovelace".into()),
-        company: Some("Acme Analytics".into()),
-        title: Some("Head of Finance".into()),
-        industry: Some("SaaS".into()),
-        website: Some("https://acme.example".into()),
-    }
-}
-
-fn draft_task(first_name: &str) -> DraftEmail {
-    DraftEmail {
-        sender: sender(),
-        icp: Some(Icp {
-            pain_points: vec!["Month-end close takes two weeks of manual matching".into()],
-            ..Icp::default()
-        }),
-        prospect: prospect(first_name),
-        feedback: None,
-    }
-}
 
 /// A database, two users and a manual clock.
 struct Fixture {

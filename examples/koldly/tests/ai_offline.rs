@@ -2,6 +2,10 @@
 //! draft keeps the rules (subject under 60 characters, body under 120 words,
 //! no placeholder, no invented address), even for hostile or oversized input.
 
+#[path = "support/ai_inputs.rs"]
+mod ai_inputs;
+use ai_inputs::{draft_task, prospect, sender};
+
 use koldly::ai::{
     Call, LanguageModel, Offline,
     tasks::{
@@ -10,40 +14,6 @@ use koldly::ai::{
         word_count,
     },
 };
-
-fn sender() -> Sender {
-    Sender {
-        name: "Bob Stone".into(),
-        company: Some("Ledgerly".into()),
-        product_description: "Ledgerly reconciles invoices and payments automatically for \
-                              finance teams. It also does many other things."
-            .into(),
-    }
-}
-
-fn prospect(first_name: &str) -> Prospect {
-    Prospect {
-        email: format!("{}@acme.example", first_name.to_lowercase()),
-        first_name: Some(first_name.into()),
-        last_name: Some("Lovelace".into()),
-        company: Some("Acme Analytics".into()),
-        title: Some("Head of Finance".into()),
-        industry: Some("SaaS".into()),
-        website: Some("https://acme.example".into()),
-    }
-}
-
-fn draft_task(first_name: &str) -> DraftEmail {
-    DraftEmail {
-        sender: sender(),
-        icp: Some(Icp {
-            pain_points: vec!["Month-end close takes two weeks of manual matching".into()],
-            ..Icp::default()
-        }),
-        prospect: prospect(first_name),
-        feedback: None,
-    }
-}
 
 /// Asserts the rules every draft meets.
 fn assert_rules(draft: &EmailDraft, known: &str) {
