@@ -16,6 +16,7 @@ pub mod onboarding;
 pub mod outbox;
 pub mod prospects;
 pub mod server_secrets;
+pub mod suppressions;
 pub mod tokens;
 pub mod usage;
 pub mod users;
