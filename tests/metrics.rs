@@ -75,26 +75,23 @@ fn expected<const N: usize>(entries: [(String, Value); N]) -> BTreeMap<String, V
     BTreeMap::from(entries)
 }
 
-/// An upstream that answers each status of `script` in turn, then the last forever.
+/// An upstream that answers each status of `script` in turn, then the last
+/// forever, counting its calls in `calls`.
 fn upstream(
     script: &'static [u16],
-) -> (
-    impl tower::Service<
-        Request<steadfast::retry::RetryBody<Full<Bytes>>>,
-        Response = Response<()>,
-        Error = Infallible,
-        Future = impl Send,
-    > + Clone,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Request<steadfast::retry::RetryBody<Full<Bytes>>>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
     let count = calls.clone();
-    let svc = service_fn(move |_req| {
+    service_fn(move |_req| {
         let n = count.fetch_add(1, Ordering::SeqCst);
         let status = script[n.min(script.len() - 1)];
         async move { Ok(Response::builder().status(status).body(()).unwrap()) }
-    });
-    (svc, calls)
+    })
 }
 
 fn get() -> Request<Full<Bytes>> {
@@ -116,7 +113,8 @@ async fn each_retry_counts_its_class_and_its_delay() {
     let snapshotter = recorder.snapshotter();
     let _guard = metrics::set_default_local_recorder(&recorder);
 
-    let (svc, calls) = upstream(&[503, 502, 200]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = upstream(&[503, 502, 200], calls.clone());
     let res = RetryLayer::new(exact())
         .layer(svc)
         .oneshot(get())
@@ -180,7 +178,7 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
     let _guard = metrics::set_default_local_recorder(&recorder);
 
     // Exhausted: one retry allowed, two 503s.
-    let (svc, _) = upstream(&[503]);
+    let svc = upstream(&[503], Arc::default());
     let res = RetryLayer::new(exact().max_retries(1))
         .layer(svc)
         .oneshot(get())
@@ -188,7 +186,8 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Not idempotent: a POST without a key on a 503.
-    let (svc, calls) = upstream(&[503]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = upstream(&[503], calls.clone());
     let post = Request::post("http://upstream/orders")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
@@ -199,7 +198,8 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The budget: no reserve, no deposits count.
-    let (svc, calls) = upstream(&[502]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = upstream(&[502], calls.clone());
     let broke = exact().budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0));
     RetryLayer::new(broke)
         .layer(svc)
@@ -208,7 +208,8 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The deadline: the first delay (100 ms) would end after it.
-    let (svc, calls) = upstream(&[503]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = upstream(&[503], calls.clone());
     RetryLayer::new(exact().deadline(ms(50)))
         .layer(svc)
         .oneshot(get())
@@ -231,7 +232,7 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
         .await
         .unwrap();
     // A 404 is not retryable: no give-up.
-    let (svc, _) = upstream(&[404]);
+    let svc = upstream(&[404], Arc::default());
     RetryLayer::new(exact())
         .layer(svc)
         .oneshot(get())
