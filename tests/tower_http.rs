@@ -160,19 +160,17 @@ async fn errors_are_classified_through_their_source_chain() {
     });
     let (svc, failures) = traced(TraceClassifier::new(), refused);
     assert!(svc.oneshot(Request::new(String::new())).await.is_err());
-    let failures = failures.lock().unwrap();
-    assert_eq!(failures.len(), 1);
-    // steadfast's own error decides first: it says `internal`.
-    assert_eq!(failures[0].class(), ErrorClass::Internal);
-    assert_eq!(failures[0].error(), Some("calling upstream"));
+    {
+        let failures = failures.lock().unwrap();
+        assert_eq!(failures.len(), 1);
+        // steadfast's own error decides first: it says `internal`.
+        assert_eq!(failures[0].class(), ErrorClass::Internal);
+        assert_eq!(failures[0].error(), Some("calling upstream"));
+    }
 
     let reset = service_fn(|_req: Request<String>| async {
         Err::<Response<String>, BoxError>(
-            io::Error::new(
-                io::ErrorKind::Other,
-                io::Error::from(io::ErrorKind::ConnectionReset),
-            )
-            .into(),
+            io::Error::other(io::Error::from(io::ErrorKind::ConnectionReset)).into(),
         )
     });
     let (svc, failures) = traced(TraceClassifier::new(), reset);
