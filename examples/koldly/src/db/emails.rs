@@ -16,7 +16,7 @@ use crate::pagination::{Cursor, PageRequest};
 const OWNED: &str = "campaign_id IN (SELECT c.id FROM campaigns c WHERE c.user_id = ";
 
 /// An email as the API shows it, with its prospect's address and name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Email {
     /// Text UUID.
     pub id: String,
@@ -471,7 +471,7 @@ pub async fn pending(
 }
 
 /// Drafts awaiting a decision in one campaign.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingCount {
     /// The campaign.
     pub campaign_id: String,
