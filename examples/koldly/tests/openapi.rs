@@ -119,6 +119,19 @@ async fn document_is_openapi_31_with_bearer_and_problems(backend: Backend) {
             }
         }
     }
+    // A route needs the bearer scheme exactly when it may answer 401.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let secured = operation["security"][0]["bearer"].is_array();
+            let unauthorized = operation["responses"]["401"].is_object();
+            let login = path == "/api/auth/login";
+            assert_eq!(
+                secured,
+                unauthorized && !login,
+                "{method} {path}: security and 401 disagree"
+            );
+        }
+    }
     // Lists document their pagination.
     let list = &doc["paths"]["/api/campaigns"]["get"];
     let params: Vec<&str> = list["parameters"]
