@@ -175,22 +175,42 @@ impl StackProblems {
 
 impl Modify for StackProblems {
     fn modify(&self, doc: &mut openapi::OpenApi) {
-        for item in doc.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-                &mut item.head,
-                &mut item.options,
-                &mut item.trace,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                Self::add(operation);
+        for_each_operation(doc, Self::add);
+    }
+}
+
+/// Makes operation ids unique across domains: utoipa names an operation
+/// after its handler (`create`, `list`), which several domains share, so the
+/// id becomes `{tag}_{handler}` (`campaigns_create`).
+pub struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        for_each_operation(doc, |operation| {
+            let tag = operation.tags.as_ref().and_then(|tags| tags.first());
+            if let (Some(tag), Some(id)) = (tag, &operation.operation_id) {
+                operation.operation_id = Some(format!("{}_{id}", tag.replace('-', "_")));
             }
+        });
+    }
+}
+
+fn for_each_operation(doc: &mut openapi::OpenApi, mut f: impl FnMut(&mut Operation)) {
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(operation);
         }
     }
 }
@@ -205,6 +225,7 @@ where
         .merge(routes)
         .split_for_parts();
     StackProblems.modify(&mut doc);
+    OperationIds.modify(&mut doc);
     let router = router.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc.clone()));
     (router, doc)
 }

@@ -119,6 +119,22 @@ async fn document_is_openapi_31_with_bearer_and_problems(backend: Backend) {
             }
         }
     }
+    // Operation ids are unique, and every operation has a tag.
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: {id} is not unique"
+            );
+            assert!(
+                operation["tags"][0].is_string(),
+                "{method} {path} has no tag"
+            );
+        }
+    }
+    assert!(ids.contains("campaigns_create") && ids.contains("icp_templates_create"));
     // A route needs the bearer scheme exactly when it may answer 401.
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
