@@ -138,6 +138,20 @@ problem_responses! {
     }
 }
 
+/// The `Idempotency-Key` header of the routes behind the idempotency layer:
+/// `params(IdempotencyKey, ...)` on each (with the [`Idempotent`] problems).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKey {
+    /// A unique key per request (a UUID, for instance), the same when retrying
+    /// it: a retry gets the first answer replayed (`Idempotent-Replayed: true`)
+    /// instead of doing the work twice. At most 255 ASCII characters; keys are
+    /// scoped by the signed-in user, or by the client address.
+    #[param(rename = "Idempotency-Key", max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
 /// What the middleware stack may answer on any route: added to every
 /// operation of the document (joined with what the route declares).
 pub struct StackProblems;
