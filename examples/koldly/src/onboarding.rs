@@ -23,7 +23,7 @@ use crate::{
         onboarding::{self as answers, Answers, Onboarding},
     },
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidBody, PlanLimit, Problems, Unauthorized},
+    openapi::{IdempotencyKey, Idempotent, InvalidBody, PlanLimit, Problems, Unauthorized},
     plans,
     state::AppState,
     validation::{FieldErrors, JsonBody},
@@ -108,6 +108,7 @@ async fn show(
     post,
     path = "/api/onboarding",
     tag = "onboarding",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     request_body = OnboardingBody,
     responses(

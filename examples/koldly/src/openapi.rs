@@ -138,6 +138,20 @@ problem_responses! {
     }
 }
 
+/// The `Idempotency-Key` header of the routes behind the idempotency layer:
+/// `params(IdempotencyKey, ...)` on each (with the [`Idempotent`] problems).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKey {
+    /// A unique key per request (a UUID, for instance), the same when retrying
+    /// it: a retry gets the first answer replayed (`Idempotent-Replayed: true`)
+    /// instead of doing the work twice. At most 255 ASCII characters; keys are
+    /// scoped by the signed-in user, or by the client address.
+    #[param(rename = "Idempotency-Key", max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
 /// What the middleware stack may answer on any route: added to every
 /// operation of the document (joined with what the route declares).
 pub struct StackProblems;
@@ -175,22 +189,42 @@ impl StackProblems {
 
 impl Modify for StackProblems {
     fn modify(&self, doc: &mut openapi::OpenApi) {
-        for item in doc.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-                &mut item.head,
-                &mut item.options,
-                &mut item.trace,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                Self::add(operation);
+        for_each_operation(doc, Self::add);
+    }
+}
+
+/// Makes operation ids unique across domains: utoipa names an operation
+/// after its handler (`create`, `list`), which several domains share, so the
+/// id becomes `{tag}_{handler}` (`campaigns_create`).
+pub struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        for_each_operation(doc, |operation| {
+            let tag = operation.tags.as_ref().and_then(|tags| tags.first());
+            if let (Some(tag), Some(id)) = (tag, &operation.operation_id) {
+                operation.operation_id = Some(format!("{}_{id}", tag.replace('-', "_")));
             }
+        });
+    }
+}
+
+fn for_each_operation(doc: &mut openapi::OpenApi, mut f: impl FnMut(&mut Operation)) {
+    for item in doc.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(operation);
         }
     }
 }
@@ -205,6 +239,7 @@ where
         .merge(routes)
         .split_for_parts();
     StackProblems.modify(&mut doc);
+    OperationIds.modify(&mut doc);
     let router = router.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc.clone()));
     (router, doc)
 }

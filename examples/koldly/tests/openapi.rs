@@ -119,6 +119,22 @@ async fn document_is_openapi_31_with_bearer_and_problems(backend: Backend) {
             }
         }
     }
+    // Operation ids are unique, and every operation has a tag.
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: {id} is not unique"
+            );
+            assert!(
+                operation["tags"][0].is_string(),
+                "{method} {path} has no tag"
+            );
+        }
+    }
+    assert!(ids.contains("campaigns_create") && ids.contains("icp_templates_create"));
     // A route needs the bearer scheme exactly when it may answer 401.
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -281,7 +297,50 @@ async fn replies_are_checked_against_their_schemas(backend: Backend) {
     server.stop().await;
 }
 
+/// The `Idempotency-Key` header is documented on exactly the operations the
+/// idempotency layer guards: each documented operation is sent a key that is
+/// too long, and only the guarded ones answer the layer's `invalid-key` 400.
+async fn idempotency_key_is_documented_where_honoured(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let doc = server.api.document().clone();
+    let too_long = "k".repeat(300);
+    let mut guarded = 0;
+    for (method, template) in documented_operations(&doc) {
+        let operation = &doc["paths"][&template][method.to_lowercase()];
+        let documented = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header");
+        let path = support::openapi::concrete(&template);
+        let reply = support::send(
+            http::Request::builder()
+                .method(method.as_str())
+                .uri(format!("http://{}{path}", server.addr))
+                .header("content-type", "application/json")
+                .header("idempotency-key", too_long.as_str())
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+                .unwrap(),
+        )
+        .await;
+        let refused = reply.status == 400
+            && reply.json()["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("#invalid-key"));
+        assert_eq!(
+            documented,
+            refused,
+            "{method} {template}: Idempotency-Key documented {documented}, honoured {refused}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        guarded += usize::from(refused);
+    }
+    assert!(guarded >= 10, "only {guarded} guarded operations");
+    server.stop().await;
+}
+
 on_both!(
+    idempotency_key_is_documented_where_honoured,
     replies_are_checked_against_their_schemas,
     document_and_router_agree,
     document_is_openapi_31_with_bearer_and_problems,

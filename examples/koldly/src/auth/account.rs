@@ -13,7 +13,7 @@ use crate::{
     audit::{self, AuthEvent},
     db::users::{self, NewUser, User},
     error::{ApiError, ApiResult, types},
-    openapi::{Idempotent, Message, Problems, Unauthorized},
+    openapi::{IdempotencyKey, Idempotent, Message, Problems, Unauthorized},
     request_meta::RequestMeta,
     state::AppState,
 };
@@ -62,6 +62,7 @@ fn email_taken() -> ApiError {
     post,
     path = "/signup",
     tag = "accounts",
+    params(IdempotencyKey),
     request_body = SignupRequest,
     responses(
         (status = 201, description = "The account, signed in.", body = Session),

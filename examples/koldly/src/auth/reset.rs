@@ -18,7 +18,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     mail::Message,
-    openapi::{self, Idempotent, Problems},
+    openapi::{self, IdempotencyKey, Idempotent, Problems},
     request_meta::RequestMeta,
     state::AppState,
 };
@@ -43,6 +43,7 @@ const FORGOT_REPLY: &str = "If an account exists for this address, a reset link 
     post,
     path = "/forgot-password",
     tag = "accounts",
+    params(IdempotencyKey),
     request_body = ForgotRequest,
     responses(
         (status = 200, description = "The same answer whether or not the account exists.", body = openapi::Message),

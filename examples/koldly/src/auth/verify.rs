@@ -15,7 +15,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     mail::Message,
-    openapi::{self, Idempotent, Problems, Unauthorized},
+    openapi::{self, IdempotencyKey, Idempotent, Problems, Unauthorized},
     state::AppState,
 };
 
@@ -45,6 +45,7 @@ pub struct EmailVerified {
     post,
     path = "/send-verification",
     tag = "accounts",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A new link was sent; older ones stop working.", body = openapi::Message),

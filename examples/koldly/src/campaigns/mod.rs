@@ -29,7 +29,10 @@ use crate::{
         icp_templates,
     },
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems,
+        Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit, Plan},
     state::AppState,
@@ -131,6 +134,7 @@ async fn list(
     post,
     path = "/api/campaigns",
     tag = "campaigns",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     request_body = CreateCampaign,
     responses(
@@ -236,7 +240,7 @@ async fn update(
     path = "/api/campaigns/{id}/duplicate",
     tag = "campaigns",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id (a UUID)")),
     request_body(content = Option<DuplicateCampaign>, description = "Optional: the copy's name"),
     responses(
         (status = 201, description = "The copy, a draft without prospects; `Location` names it.", body = Campaign,

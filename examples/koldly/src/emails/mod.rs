@@ -45,7 +45,10 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     jobs::routes::JobView,
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems,
+        Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     plans::{self, Plan},
     state::AppState,
@@ -127,7 +130,7 @@ async fn check_budget(
     path = "/api/campaigns/{id}/emails/generate",
     tag = "emails",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id")),
     request_body(content = Option<Generate>, description = "Optional: `prospect_ids` to draft for; by default every prospect without an email."),
     responses(
         (status = 202, description = "A job drafting one email per prospect; `Location` names it.", body = JobView,
@@ -205,7 +208,7 @@ async fn generate_drafts(
     path = "/api/emails/{id}/regenerate",
     tag = "emails",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The email's id")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The email's id")),
     request_body(content = Option<Regenerate>, description = "Optional: `feedback` for the new draft."),
     responses(
         (status = 202, description = "A job writing the email again; `Location` names it.", body = JobView,
@@ -296,7 +299,7 @@ async fn show(
     path = "/api/emails/{id}/approve",
     tag = "emails",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The email's id")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The email's id")),
     responses(
         (status = 200, description = "The email, approved (approving again changes nothing).", body = Email),
         Problems<(Unauthorized, NotFound, DecisionRefused, Idempotent)>,
@@ -354,7 +357,7 @@ async fn edit(
     path = "/api/emails/{id}/reject",
     tag = "emails",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The email's id")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The email's id")),
     request_body(content = Option<Reject>, description = "Optional: the `reason`."),
     responses(
         (status = 200, description = "The email, rejected.", body = Email),
@@ -405,6 +408,7 @@ pub struct BulkFailure {
     post,
     path = "/api/emails/approve",
     tag = "emails",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     request_body = BulkApprove,
     responses(

@@ -18,7 +18,9 @@ use crate::{
     auth::extract::AuthUser,
     db::icp_templates::{self, IcpTemplate, TemplateFields},
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, Resource, nullable},
@@ -159,6 +161,7 @@ async fn list(
     post,
     path = "/api/icp-templates",
     tag = "icp-templates",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     request_body(content = TemplateBody, description = "`name` is required."),
     responses(

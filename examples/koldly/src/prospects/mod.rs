@@ -29,7 +29,9 @@ use crate::{
         usage,
     },
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit},
     state::AppState,
@@ -90,7 +92,7 @@ pub struct ImportSummary {
     path = "/api/campaigns/{id}/prospects",
     tag = "prospects",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id")),
     request_body(
         description = "1 to 500 prospects: a JSON array, or CSV with a header row (`email` required; \
                        first_name, last_name, company, title, website, industry, linkedin_url).",
