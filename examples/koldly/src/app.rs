@@ -99,12 +99,12 @@ use crate::{
     campaigns,
     config::{Config, Mode, OverloadSettings},
     db::{self, Db},
-    emails, health, http_client, icp,
+    emails, health, http_client, icp, inbox,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, prospects,
     state::{AppState, Inner},
-    text_input,
+    text_input, webhooks,
 };
 
 /// What a running app holds besides its router: for shutdown and for tests.
@@ -300,7 +300,8 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
 /// The kinds of background job this server runs (each domain registers its
 /// own here, e.g. email generation).
 fn job_kinds(state: &AppState) -> Registry {
-    emails::generate::register(Registry::new(), state)
+    let registry = emails::generate::register(Registry::new(), state);
+    inbox::jobs::register(registry, state)
 }
 
 /// The JWT signing secret: the configured one, else (development only) the one
@@ -375,7 +376,8 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .route("/health", get(health::health))
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes())
-        .merge(jobs::routes::routes());
+        .merge(jobs::routes::routes())
+        .merge(webhooks::routes());
     idempotent.merge(plain).merge(product).with_state(state)
 }
 
@@ -396,6 +398,7 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
         .merge(icp::routes())
         .merge(onboarding::routes())
         .merge(emails::routes())
+        .merge(inbox::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,0 +1,326 @@
+//! The inbox: the replies to an account's campaigns, as
+//! [`crate::webhooks`]' inbound route stored them.
+//!
+//! - `GET /api/inbox/replies`: filters `campaign_id`, `category`, `is_read`
+//!   (`true`/`false`), `is_archived` (`false` by default, `true` or `all`);
+//!   `sort` = `newest` (default), `oldest` or `confidence`; `limit`/`cursor`
+//!   pagination, with `total` (every page) beside `items` and `next_cursor`.
+//! - `GET /api/inbox/replies/{id}`; `PATCH /api/inbox/replies/{id}`
+//!   (`is_read`, `is_archived`, `category`: a category set by hand is the
+//!   user's, confidence 1, and `unsubscribe` suppresses the address).
+//! - `POST /api/inbox/replies/{id}/categorize` and `POST
+//!   /api/inbox/replies/{id}/draft` answer **202** with `Location:
+//!   /api/jobs/{job_id}`: the work runs as a job ([`jobs`]).
+//! - `POST /api/inbox/replies/{id}/send`: sends the drafted answer from the
+//!   campaign's sender, threaded under the reply (see [`send`]).
+//! - `GET /api/inbox/stats` (`campaign_id` optional): the non-archived
+//!   replies by category, with their unread counts, as numbers.
+//!
+//! Another account's reply is a 404 exactly like a missing one, with no side
+//! effect: the owner is in the `WHERE` of every statement ([`crate::db::inbox`]).
+
+pub mod jobs;
+pub mod return_date;
+pub mod send;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use steadfast::audit::AuditContext;
+
+use self::jobs::{CATEGORIZE, DRAFT, ReplyPayload, unsubscribe_prospect};
+use crate::{
+    audit::note_change,
+    auth::extract::AuthUser,
+    db::{
+        inbox::{self, CategoryCount, Change, Filters, InboxReply, Sort},
+        jobs::Job,
+    },
+    error::{ApiError, ApiResult},
+    pagination::{ListQuery, Page},
+    state::AppState,
+    validation::{JsonBody, PathId, Resource, field_problem},
+};
+
+/// What `{id}` names in `/api/inbox/replies/{id}`.
+#[derive(Debug)]
+pub struct ReplyResource;
+
+impl Resource for ReplyResource {
+    const NAME: &'static str = "reply";
+}
+
+const TARGET: &str = "reply";
+
+/// Every category a reply can be filed under, in the order stats list them.
+pub const CATEGORIES: &[&str] = &[
+    "uncategorized",
+    "interested",
+    "question",
+    "objection",
+    "out_of_office",
+    "not_interested",
+    "unsubscribe",
+    "bounce",
+    "other",
+];
+
+/// The inbox routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/inbox/replies", get(list))
+        .route("/api/inbox/replies/{id}", get(show).patch(update))
+        .route("/api/inbox/replies/{id}/categorize", post(categorize))
+        .route("/api/inbox/replies/{id}/draft", post(draft))
+        .route("/api/inbox/replies/{id}/send", post(send::send))
+        .route("/api/inbox/stats", get(stats))
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found(ReplyResource::NAME)
+}
+
+/// A page of replies and how many match in all.
+#[derive(Debug, Serialize)]
+struct ReplyPage {
+    items: Vec<InboxReply>,
+    next_cursor: Option<String>,
+    total: i64,
+}
+
+/// An optional id filter: a UUID, else a 400 naming it.
+fn id_filter(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
+    match query.get(name) {
+        None | Some("") => Ok(None),
+        Some(id) if uuid::Uuid::try_parse(id).is_ok() => Ok(Some(id.to_owned())),
+        Some(_) => Err(field_problem(
+            StatusCode::BAD_REQUEST,
+            name,
+            "must be a campaign id",
+        )),
+    }
+}
+
+fn bool_filter(query: &ListQuery, name: &str, default: Option<&str>) -> ApiResult<Option<bool>> {
+    Ok(
+        match query.one_of(name, &["true", "false", "all"], default)? {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        },
+    )
+}
+
+/// `GET /api/inbox/replies`.
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    query: ListQuery,
+) -> ApiResult<Json<ReplyPage>> {
+    let page = query.page()?;
+    let filters = Filters {
+        campaign_id: id_filter(&query, "campaign_id")?,
+        category: query
+            .one_of("category", CATEGORIES, None)?
+            .map(str::to_owned),
+        is_read: bool_filter(&query, "is_read", None)?,
+        is_archived: bool_filter(&query, "is_archived", Some("false"))?,
+    };
+    let sort = match query.one_of("sort", &["newest", "oldest", "confidence"], Some("newest"))? {
+        Some("oldest") => Sort::Oldest,
+        Some("confidence") => Sort::Confidence,
+        _ => Sort::Newest,
+    };
+    let pool = &state.db.pool;
+    let rows = inbox::list(pool, &user.id, &filters, sort, &page).await?;
+    let total = inbox::count(pool, &user.id, &filters).await?;
+    let Page { items, next_cursor } = Page::from_rows(rows, &page, |r| r.cursor(sort));
+    Ok(Json(ReplyPage {
+        items,
+        next_cursor,
+        total,
+    }))
+}
+
+/// `GET /api/inbox/replies/{id}`.
+async fn show(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    PathId(id, _): PathId<ReplyResource>,
+) -> ApiResult<Json<InboxReply>> {
+    inbox::find(&state.db.pool, &user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// A reply's category as a client names it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CategoryInput {
+    Uncategorized,
+    Interested,
+    NotInterested,
+    OutOfOffice,
+    Objection,
+    Question,
+    Unsubscribe,
+    Bounce,
+    Other,
+}
+
+impl CategoryInput {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Uncategorized => "uncategorized",
+            Self::Interested => "interested",
+            Self::NotInterested => "not_interested",
+            Self::OutOfOffice => "out_of_office",
+            Self::Objection => "objection",
+            Self::Question => "question",
+            Self::Unsubscribe => "unsubscribe",
+            Self::Bounce => "bounce",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// The body of `PATCH /api/inbox/replies/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    is_read: Option<bool>,
+    is_archived: Option<bool>,
+    category: Option<CategoryInput>,
+}
+
+/// `PATCH /api/inbox/replies/{id}`.
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    PathId(id, _): PathId<ReplyResource>,
+    JsonBody(patch): JsonBody<Patch>,
+) -> ApiResult<Json<InboxReply>> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    if patch.is_read.is_none() && patch.is_archived.is_none() && patch.category.is_none() {
+        return Err(field_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body",
+            "must set at least one of is_read, is_archived, category",
+        ));
+    }
+    let change = Change {
+        is_read: patch.is_read,
+        is_archived: patch.is_archived,
+        category: patch.category.map(|c| c.as_str().to_owned()),
+    };
+    let pool = &state.db.pool;
+    if !inbox::update(pool, &user.id, &id, &change, state.now()).await? {
+        return Err(not_found());
+    }
+    let reply = inbox::find(pool, &user.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    if matches!(patch.category, Some(CategoryInput::Unsubscribe)) {
+        unsubscribe_prospect(&state, &user.id, &reply.prospect_id, &reply.prospect_email).await?;
+    }
+    Ok(Json(reply))
+}
+
+/// 202 with `Location` naming the job, and the job.
+fn accepted(job: Job) -> Response {
+    let location = HeaderValue::try_from(format!("/api/jobs/{}", job.id))
+        .expect("an id is a valid header value");
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(crate::jobs::routes::JobView::from(job)),
+    )
+        .into_response()
+}
+
+/// Queues a job of `kind` on reply `id` of the user, after checking it is theirs.
+async fn enqueue(
+    state: &AppState,
+    user_id: &str,
+    id: &str,
+    kind: &str,
+    force: bool,
+) -> ApiResult<Response> {
+    if inbox::find(&state.db.pool, user_id, id).await?.is_none() {
+        return Err(not_found());
+    }
+    let payload = ReplyPayload {
+        reply_id: id.to_owned(),
+        force,
+    };
+    let job = state.jobs.enqueue(user_id, kind, &payload).await?;
+    Ok(accepted(job))
+}
+
+/// `POST /api/inbox/replies/{id}/categorize`: 202 and a job filing the reply
+/// again (replacing a category set by hand).
+async fn categorize(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    PathId(id, _): PathId<ReplyResource>,
+) -> ApiResult<Response> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    enqueue(&state, &user.id, &id, CATEGORIZE, true).await
+}
+
+/// `POST /api/inbox/replies/{id}/draft`: 202 and a job drafting an answer.
+async fn draft(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    audit: Option<AuditContext>,
+    PathId(id, _): PathId<ReplyResource>,
+) -> ApiResult<Response> {
+    note_change(&audit, &user.id, TARGET, &id, None);
+    enqueue(&state, &user.id, &id, DRAFT, false).await
+}
+
+/// The answer of `GET /api/inbox/stats`.
+#[derive(Debug, Serialize)]
+struct Stats {
+    total: i64,
+    unread: i64,
+    by_category: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /api/inbox/stats`.
+async fn stats(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    query: ListQuery,
+) -> ApiResult<Json<Stats>> {
+    let campaign_id = id_filter(&query, "campaign_id")?;
+    let counts = inbox::stats(&state.db.pool, &user.id, campaign_id.as_deref()).await?;
+    let mut by_category = serde_json::Map::new();
+    let (mut total, mut unread) = (0, 0);
+    for category in CATEGORIES {
+        let count = counts
+            .iter()
+            .find(|(name, _)| name == category)
+            .map(|(_, count)| *count)
+            .unwrap_or_default();
+        total += count.count;
+        unread += count.unread;
+        by_category.insert(
+            (*category).to_owned(),
+            serde_json::to_value(CategoryCount { ..count }).expect("counts serialize"),
+        );
+    }
+    Ok(Json(Stats {
+        total,
+        unread,
+        by_category,
+    }))
+}
