@@ -13,7 +13,11 @@ use crate::mailgun::{
     jobs_done, post_reply, prospect, queue_row, queue_state, reply_fields, suppressed, with_key,
 };
 use crate::on_both;
-use crate::support::{Backend, Reply, TestServer};
+use crate::support::{
+    Backend, Reply, TestServer,
+    fake_anthropic::{Answer, FakeAnthropic},
+};
+use koldly::ai::{AnthropicConfig, Models};
 
 /// The ISO date `days` after the server's clock.
 fn days_ahead(server: &TestServer, days: i64) -> String {
@@ -561,7 +565,82 @@ async fn inbox_routes_never_reach_another_account(backend: Backend) {
     assert_eq!(eves_jobs, 0);
 }
 
+/// With `AI_API_KEY` the language model files the reply (its category,
+/// confidence and return date) and drafts the answer, through the fake
+/// Messages API.
+async fn the_language_model_files_and_answers_when_configured(backend: Backend) {
+    let fake = FakeAnthropic::start(
+        vec![
+            Answer::text(
+                r#"{"category":"out_of_office","confidence":0.93,"return_date":"2027-01-04"}"#,
+                50,
+                20,
+            ),
+            Answer::draft(
+                "Re: Hi",
+                "Hi Ann,\n\nThanks, I will write again in January.\n\nBob",
+            ),
+        ],
+        Answer::refused(500, None),
+    )
+    .await;
+    let url = fake.url();
+    let server = TestServer::start(backend, move |config| {
+        with_key(config);
+        let mut anthropic = AnthropicConfig::new(url, "sk-ant-test-secret");
+        anthropic.models = Models::all("claude-test");
+        anthropic.max_tokens = 100;
+        config.ai.anthropic = Some(anthropic);
+        config.jobs.max_attempts = 1;
+    })
+    .await;
+    let ann = user(&server, "ann@example.com").await;
+    let c = campaign(&server, &ann, "Outreach").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Words the keyword classifier would file as interested.
+    let (id, _) = reply(
+        &server,
+        &ann,
+        &c,
+        "lead@acme.example",
+        "Interested, call me",
+    )
+    .await;
+    jobs_done(&server, &ann.id).await;
+    let r = ok(&get(&server, &ann, &format!("/api/inbox/replies/{id}")).await);
+    assert_eq!(r["category"], "out_of_office");
+    assert_eq!(r["categorized_by"], "model");
+    assert_eq!(r["confidence"], 0.93);
+    assert_eq!(r["return_date"], "2027-01-04");
+    let res = request(
+        &server,
+        Some(&ann),
+        "POST",
+        &format!("/api/inbox/replies/{id}/draft"),
+        None,
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 202);
+    jobs_done(&server, &ann.id).await;
+    let r = ok(&get(&server, &ann, &format!("/api/inbox/replies/{id}")).await);
+    assert_eq!(r["draft"]["model"], "anthropic");
+    assert_eq!(r["draft"]["subject"], "Re: Hi");
+    assert_eq!(fake.calls(), 2);
+    assert!(
+        fake.seen()[0]
+            .body
+            .to_string()
+            .contains("Classify the email reply"),
+        "the first call is the categorisation"
+    );
+}
+
 on_both!(
+    the_language_model_files_and_answers_when_configured,
     replies_are_categorised_in_the_background,
     the_inbox_lists_filters_counts_and_drafts,
     inbox_routes_never_reach_another_account,

@@ -11,6 +11,7 @@ mod emails;
 mod hostile_input;
 mod icp_templates;
 mod inbox;
+mod inbox_migration;
 mod mailgun;
 mod onboarding;
 mod plan_limits;

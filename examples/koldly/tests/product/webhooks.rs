@@ -254,6 +254,28 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
         1
     );
 
+    // Threading headers only inside `message-headers` (as some routes post
+    // them) are read there.
+    let headers = json!([
+        ["Message-Id", "<r6@mail.acme.example>"],
+        ["In-Reply-To", "<bob-1@koldly.test>"],
+    ])
+    .to_string();
+    let res = post_reply(
+        &server,
+        &[
+            ("sender", "lead@acme.example"),
+            ("body-plain", "One more thing"),
+            ("message-headers", headers.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(res.json(), json!({"stored": true, "duplicate": false}));
+    assert_eq!(
+        get(&server, &bob, "/api/inbox/replies").await.json()["total"],
+        2
+    );
+
     // A reply from a known prospect's address answering no message of
     // koldly's is stored nowhere, in no account.
     let unmatched = post_reply(
@@ -278,7 +300,7 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     .await
     .unwrap();
     assert_eq!(stored, 0);
-    assert_eq!(rows(&server, "prospect_reply_inbox").await, 2);
+    assert_eq!(rows(&server, "prospect_reply_inbox").await, 3);
 
     // Bad inputs name their field.
     let mut no_id = reply_fields("lead@acme.example", "", "<bob-1@koldly.test>", "x");
@@ -308,7 +330,7 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     )
     .await;
     res.assert_problem(415);
-    assert_eq!(rows(&server, "prospect_replies").await, 2);
+    assert_eq!(rows(&server, "prospect_replies").await, 3);
 }
 
 async fn bounces_and_complaints_suppress_for_the_sending_account(backend: Backend) {
