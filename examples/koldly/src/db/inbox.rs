@@ -38,7 +38,7 @@ macro_rules! list_filters {
 }
 
 /// A drafted answer to a reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Draft {
     /// Its subject.
     pub subject: String,
@@ -51,7 +51,7 @@ pub struct Draft {
 }
 
 /// A reply in its owner's inbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InboxReply {
     /// The inbox row's id (the one the routes take).
     pub id: String,
@@ -446,7 +446,7 @@ pub async fn draft_context(
 }
 
 /// Non-archived replies of one category: how many, how many unread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CategoryCount {
     /// Replies.
     pub count: i64,

@@ -23,15 +23,17 @@ pub mod jobs;
 pub mod return_date;
 pub mod send;
 
+use std::collections::BTreeMap;
+
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::jobs::{CATEGORIZE, DRAFT, ReplyPayload, unsubscribe_prospect};
 use crate::{
@@ -42,7 +44,9 @@ use crate::{
         jobs::Job,
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    jobs::routes::JobView,
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{JsonBody, PathId, Resource, field_problem},
 };
@@ -70,15 +74,15 @@ pub const CATEGORIES: &[&str] = &[
     "other",
 ];
 
-/// The inbox routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/inbox/replies", get(list))
-        .route("/api/inbox/replies/{id}", get(show).patch(update))
-        .route("/api/inbox/replies/{id}/categorize", post(categorize))
-        .route("/api/inbox/replies/{id}/draft", post(draft))
-        .route("/api/inbox/replies/{id}/send", post(send::send))
-        .route("/api/inbox/stats", get(stats))
+/// The inbox routes, documented in the OpenAPI document (tag `inbox`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, update))
+        .routes(routes!(categorize))
+        .routes(routes!(draft))
+        .routes(routes!(send::send))
+        .routes(routes!(stats))
 }
 
 fn not_found() -> ApiError {
@@ -86,10 +90,13 @@ fn not_found() -> ApiError {
 }
 
 /// A page of replies and how many match in all.
-#[derive(Debug, Serialize)]
-struct ReplyPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReplyPage {
+    /// The replies, in the list's order.
     items: Vec<InboxReply>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
+    /// Every reply the filters match, on all pages.
     total: i64,
 }
 
@@ -117,6 +124,24 @@ fn bool_filter(query: &ListQuery, name: &str, default: Option<&str>) -> ApiResul
 }
 
 /// `GET /api/inbox/replies`.
+#[utoipa::path(
+    get,
+    path = "/api/inbox/replies",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(
+        PageParams,
+        ("campaign_id" = Option<String>, Query, description = "Only the replies to this campaign (a UUID)"),
+        ("category" = Option<String>, Query, description = "`uncategorized`, `interested`, `not_interested`, `out_of_office`, `objection`, `question`, `unsubscribe`, `bounce` or `other`"),
+        ("is_read" = Option<String>, Query, description = "`true` or `false` (default: both)"),
+        ("is_archived" = Option<String>, Query, description = "`false` (default), `true` or `all`"),
+        ("sort" = Option<String>, Query, description = "`newest` (default), `oldest` or `confidence`"),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's replies and their total.", body = ReplyPage),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -148,6 +173,17 @@ async fn list(
 }
 
 /// `GET /api/inbox/replies/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/inbox/replies/{id}",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    responses(
+        (status = 200, description = "The reply.", body = InboxReply),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -160,7 +196,7 @@ async fn show(
 }
 
 /// A reply's category as a client names it.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CategoryInput {
     Uncategorized,
@@ -190,16 +226,31 @@ impl CategoryInput {
     }
 }
 
-/// The body of `PATCH /api/inbox/replies/{id}`.
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /api/inbox/replies/{id}`: at least one field.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Patch {
+pub struct Patch {
+    /// Read or unread.
     is_read: Option<bool>,
+    /// Archived or not.
     is_archived: Option<bool>,
+    /// A category set by hand (`unsubscribe` suppresses the address).
     category: Option<CategoryInput>,
 }
 
 /// `PATCH /api/inbox/replies/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/api/inbox/replies/{id}",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    request_body = Patch,
+    responses(
+        (status = 200, description = "The reply as changed.", body = InboxReply),
+        Problems<(Unauthorized, NotFound, InvalidBody)>,
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -240,7 +291,7 @@ fn accepted(job: Job) -> Response {
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(crate::jobs::routes::JobView::from(job)),
+        Json(JobView::from(job)),
     )
         .into_response()
 }
@@ -266,6 +317,18 @@ async fn enqueue(
 
 /// `POST /api/inbox/replies/{id}/categorize`: 202 and a job filing the reply
 /// again (replacing a category set by hand).
+#[utoipa::path(
+    post,
+    path = "/api/inbox/replies/{id}/categorize",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    responses(
+        (status = 202, description = "The categorisation job; `Location` names it.", body = JobView,
+            headers(("location" = String, description = "`/api/jobs/{job_id}`"))),
+        Problems<(Unauthorized, NotFound, Idempotent)>,
+    )
+)]
 async fn categorize(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -277,6 +340,18 @@ async fn categorize(
 }
 
 /// `POST /api/inbox/replies/{id}/draft`: 202 and a job drafting an answer.
+#[utoipa::path(
+    post,
+    path = "/api/inbox/replies/{id}/draft",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    responses(
+        (status = 202, description = "The drafting job; `Location` names it.", body = JobView,
+            headers(("location" = String, description = "`/api/jobs/{job_id}`"))),
+        Problems<(Unauthorized, NotFound, Idempotent)>,
+    )
+)]
 async fn draft(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -288,14 +363,28 @@ async fn draft(
 }
 
 /// The answer of `GET /api/inbox/stats`.
-#[derive(Debug, Serialize)]
-struct Stats {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    /// Non-archived replies.
     total: i64,
+    /// Of which unread.
     unread: i64,
-    by_category: serde_json::Map<String, serde_json::Value>,
+    /// Every category, with its count and unread count.
+    by_category: BTreeMap<String, CategoryCount>,
 }
 
 /// `GET /api/inbox/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/inbox/stats",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("campaign_id" = Option<String>, Query, description = "Only the replies to this campaign (a UUID)")),
+    responses(
+        (status = 200, description = "The caller's non-archived replies by category.", body = Stats),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn stats(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -303,7 +392,7 @@ async fn stats(
 ) -> ApiResult<Json<Stats>> {
     let campaign_id = id_filter(&query, "campaign_id")?;
     let counts = inbox::stats(&state.db.pool, &user.id, campaign_id.as_deref()).await?;
-    let mut by_category = serde_json::Map::new();
+    let mut by_category = BTreeMap::new();
     let (mut total, mut unread) = (0, 0);
     for category in CATEGORIES {
         let count = counts
@@ -313,10 +402,7 @@ async fn stats(
             .unwrap_or_default();
         total += count.count;
         unread += count.unread;
-        by_category.insert(
-            (*category).to_owned(),
-            serde_json::to_value(CategoryCount { ..count }).expect("counts serialize"),
-        );
+        by_category.insert((*category).to_owned(), count);
     }
     Ok(Json(Stats {
         total,

@@ -24,19 +24,42 @@ use crate::{
     auth::extract::AuthUser,
     db::{inbox::InboxReply, suppressions},
     error::{ApiError, ApiResult},
+    openapi::{InvalidBody, NotFound, Problems, Unauthorized},
     state::AppState,
     validation::{FieldErrors, OptionalJsonBody, PathId},
 };
 
 /// The optional body: the user's edits of the draft.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
+    /// The subject to send instead of the draft's (one line, under 60 characters).
     subject: Option<String>,
+    /// The text to send instead of the draft's.
     body: Option<String>,
 }
 
+steadfast::problem_responses! {
+    /// What sending an answer may refuse besides the common problems.
+    pub struct SendRefused {
+        409 => "No draft, the draft was sent already, or the address is suppressed.";
+        503 => "The sending queue is not on this server yet: nothing was sent; retry after `Retry-After`.";
+    }
+}
+
 /// `POST /api/inbox/replies/{id}/send`.
+#[utoipa::path(
+    post,
+    path = "/api/inbox/replies/{id}/send",
+    tag = "inbox",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    request_body(content = Option<SendBody>, description = "Optional edits of the draft."),
+    responses(
+        (status = 200, description = "The reply, its answer queued for sending.", body = InboxReply),
+        Problems<(Unauthorized, NotFound, InvalidBody, SendRefused)>,
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

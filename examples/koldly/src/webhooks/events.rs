@@ -19,58 +19,72 @@ use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{claim, message_id, purge_tokens, verify};
+use super::{WebhookRefused, claim, message_id, purge_tokens, verify};
 use crate::{
     db::{
         replies::{self, ProspectOutcome},
         suppressions,
     },
     error::ApiResult,
+    openapi::{InvalidBody, Problems},
     state::AppState,
     validation::{FieldErrors, JsonBody},
 };
 
 /// The signature block.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignatureBlock {
     /// Unix seconds, as a string (or a number).
+    #[schema(value_type = String)]
     timestamp: Value,
+    /// A random token, accepted once.
     token: String,
+    /// Hex HMAC-SHA256 of `timestamp` + `token` with the signing key.
     signature: String,
 }
 
 /// The event webhook's body (other fields are ignored).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct EventWebhook {
+    /// The delivery's signature.
     signature: SignatureBlock,
+    /// The event.
     #[serde(rename = "event-data")]
     event_data: EventData,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventData {
+/// Mailgun's `event-data` (the fields koldly reads).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct EventData {
+    /// `failed`, `complained`, `delivered`, `opened`...
     event: String,
+    /// For `failed`: `permanent` or `temporary`.
     #[serde(default)]
     severity: Option<String>,
+    /// The message the event is about.
     #[serde(default)]
     message: Option<EventMessage>,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventMessage {
+/// The message an event is about.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct EventMessage {
+    /// Its headers.
     #[serde(default)]
     headers: Option<EventHeaders>,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventHeaders {
+/// The headers of the message an event is about.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct EventHeaders {
+    /// Its Message-ID, as koldly sent it.
     #[serde(rename = "message-id", default)]
     message_id: Option<String>,
 }
 
 /// What koldly did with an event.
-#[derive(Debug, Serialize)]
-pub struct Outcome {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventOutcome {
     /// `suppressed`, `ignored` (an event koldly does not act on) or
     /// `unknown_message`.
     pub result: &'static str,
@@ -100,10 +114,20 @@ fn action(event: &EventData) -> Action {
 }
 
 /// `POST /api/webhooks/mail-events`.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/mail-events",
+    tag = "webhooks",
+    request_body = EventWebhook,
+    responses(
+        (status = 200, description = "The event was handled (or ignored).", body = EventOutcome),
+        Problems<(InvalidBody, WebhookRefused)>,
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<EventWebhook>,
-) -> ApiResult<Json<Outcome>> {
+) -> ApiResult<Json<EventOutcome>> {
     let timestamp = match &body.signature.timestamp {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -150,5 +174,5 @@ pub async fn receive(
     tx.commit().await?;
     purge_tokens(&state).await;
     tracing::info!(event = event.event, result, "mail event");
-    Ok(Json(Outcome { result }))
+    Ok(Json(EventOutcome { result }))
 }

@@ -24,11 +24,12 @@ use axum::{Json, extract::State};
 use http::StatusCode;
 use serde::Serialize;
 
-use super::{claim, message_id, purge_tokens, verify};
+use super::{WebhookRefused, claim, message_id, purge_tokens, verify};
 use crate::{
     db::replies::{self, NewReply, SentMessage, Stored},
     error::{ApiError, ApiResult},
     inbox::jobs::{CATEGORIZE, ReplyPayload},
+    openapi::Problems,
     state::AppState,
     validation::{FieldErrors, body_bytes, check_chars, has_content_type, is_plausible_email},
 };
@@ -37,12 +38,57 @@ use crate::{
 pub const MAX_SUBJECT_CHARS: usize = 2_000;
 
 /// What koldly did with a reply.
-#[derive(Debug, Serialize)]
-pub struct Outcome {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InboundOutcome {
     /// Whether the reply is (now, or already was) in an inbox.
     pub stored: bool,
     /// True when this delivery repeated one stored before.
     pub duplicate: bool,
+}
+
+/// The form a Mailgun route posts (the fields koldly reads; documentation
+/// only: the handler reads the form itself).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct InboundForm {
+    /// The envelope sender's address.
+    sender: Option<String>,
+    /// The `From` header (`Name <address>`).
+    from: Option<String>,
+    /// The address the reply was sent to.
+    recipient: Option<String>,
+    /// The reply's subject.
+    subject: Option<String>,
+    /// The reply's text.
+    #[schema(rename = "body-plain")]
+    body_plain: Option<String>,
+    /// The reply's text without the quoted history.
+    #[schema(rename = "stripped-text")]
+    stripped_text: Option<String>,
+    /// The reply's own Message-ID (the deduplication key).
+    #[schema(rename = "Message-Id")]
+    message_id: String,
+    /// The Message-ID it answers.
+    #[schema(rename = "In-Reply-To")]
+    in_reply_to: Option<String>,
+    /// The thread's Message-IDs, oldest first.
+    #[schema(rename = "References")]
+    references: Option<String>,
+    /// Unix seconds.
+    timestamp: String,
+    /// A random token, accepted once.
+    token: String,
+    /// Hex HMAC-SHA256 of `timestamp` + `token` with the signing key.
+    signature: String,
+}
+
+steadfast::problem_responses! {
+    /// What the inbound webhook refuses in a signed delivery.
+    pub struct InvalidForm {
+        415 => "The body is not `application/x-www-form-urlencoded`.";
+        422 => "A field is missing or broken (`Message-Id`, `sender`, `subject`, `body-plain`); `errors` names it.",
+            types = [crate::error::types::VALIDATION];
+    }
 }
 
 /// The posted form's fields.
@@ -89,10 +135,20 @@ fn address_in(from: &str) -> Option<String> {
 }
 
 /// `POST /api/webhooks/inbound`.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/inbound",
+    tag = "webhooks",
+    request_body(content = InboundForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The reply was stored, was a duplicate, or matched no message (stored nowhere).", body = InboundOutcome),
+        Problems<(InvalidForm, WebhookRefused)>,
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     request: axum::extract::Request,
-) -> ApiResult<Json<Outcome>> {
+) -> ApiResult<Json<InboundOutcome>> {
     if !has_content_type(request.headers(), "application/x-www-form-urlencoded") {
         return Err(ApiError::status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -204,12 +260,12 @@ pub async fn receive(
             {
                 tracing::error!(error = %err, "the reply's categorisation was not queued");
             }
-            Outcome {
+            InboundOutcome {
                 stored: true,
                 duplicate: false,
             }
         }
-        (Some(Stored::Duplicate), _) => Outcome {
+        (Some(Stored::Duplicate), _) => InboundOutcome {
             stored: true,
             duplicate: true,
         },
@@ -218,7 +274,7 @@ pub async fn receive(
                 candidates = candidates.len(),
                 "a reply answering no message of koldly's was dropped"
             );
-            Outcome {
+            InboundOutcome {
                 stored: false,
                 duplicate: false,
             }

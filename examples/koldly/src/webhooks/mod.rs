@@ -22,9 +22,9 @@ pub mod inbound;
 pub mod message_id;
 pub mod signature;
 
-use axum::{Router, routing::post};
 use http::StatusCode;
 use steadfast::Problem;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::signature::{SignatureError, SigningKey};
 use crate::{
@@ -39,11 +39,23 @@ pub const PROVIDER: &str = "mailgun";
 /// The problem type of a refused signature.
 pub const SIGNATURE_PROBLEM: &str = "https://koldly.dev/problems/webhook-signature";
 
-/// The webhook routes (no bearer token: they are signed).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/webhooks/mail-events", post(events::receive))
-        .route("/api/webhooks/inbound", post(inbound::receive))
+/// The webhook routes (no bearer token: they are signed), documented in the
+/// OpenAPI document (tag `webhooks`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events::receive))
+        .routes(routes!(inbound::receive))
+}
+
+steadfast::problem_responses! {
+    /// What both webhooks refuse before any work.
+    pub struct WebhookRefused {
+        401 => "The signature does not match, is malformed, or its timestamp is more than 5 minutes from the server's clock.",
+            types = [SIGNATURE_PROBLEM];
+        409 => "This delivery's token was accepted before (a replay): nothing changed.",
+            types = [SIGNATURE_PROBLEM];
+        503 => "The webhooks are not configured (MAIL_WEBHOOK_SIGNING_KEY is not set), or the server is busy.";
+    }
 }
 
 /// The configured signing key, or the 503 that says webhooks are off.
