@@ -275,7 +275,7 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
                 .unwrap(),
         )
         .await;
-        let expected = if key == WEBHOOK_KEY { 200 } else { 401 };
+        let expected = if key == WEBHOOK_KEY { 200 } else { 403 };
         assert_eq!(res.status, expected, "{:?}", res.body);
         assert!(!String::from_utf8_lossy(&res.body).contains(WEBHOOK_KEY));
     }

@@ -5,7 +5,7 @@
 //! threading headers are also read from `message-headers` when they are not
 //! fields of their own).
 //!
-//! 1. The signature is checked (401; 503 without a key).
+//! 1. The signature is checked (403; 503 without a key).
 //! 2. The reply is matched to the message it answers: each Message-ID of its
 //!    `In-Reply-To`, then of its `References` (newest first), against
 //!    `campaign_sending_queue.message_id`. The sender's address plays no part.

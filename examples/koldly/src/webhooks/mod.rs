@@ -50,7 +50,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 steadfast::problem_responses! {
     /// What both webhooks refuse before any work.
     pub struct WebhookRefused {
-        401 => "The signature does not match, is malformed, or its timestamp is more than 5 minutes from the server's clock.",
+        403 => "The signature does not match, is malformed, or its timestamp is more than 5 minutes from the server's clock.",
             types = [SIGNATURE_PROBLEM];
         409 => "This delivery's token was accepted before (a replay): nothing changed.",
             types = [SIGNATURE_PROBLEM];
@@ -76,12 +76,12 @@ fn signing_key(state: &AppState) -> ApiResult<&SigningKey> {
         })
 }
 
-/// The answer to a refused delivery: 401 for a bad, stale or malformed
+/// The answer to a refused delivery: 403 for a bad, stale or malformed
 /// signature, 409 for a replayed token. It names neither key nor digest.
 fn refused(err: SignatureError) -> ApiError {
     let status = match err {
         SignatureError::Replayed => StatusCode::CONFLICT,
-        _ => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
     };
     tracing::warn!(reason = %err, "webhook delivery refused");
     ApiError::from(

@@ -73,7 +73,7 @@ async fn signatures_are_checked(backend: Backend) {
     );
     let now = server.clock.now();
 
-    // (timestamp, token, signature) that must all be refused with 401.
+    // (timestamp, token, signature) that must all be refused with 403.
     let tok = token();
     let (ts, good_sig) = signature_with(KEY, now, &tok);
     let (_, wrong_key_sig) = signature_with("another-key", now, &tok);
@@ -96,7 +96,7 @@ async fn signatures_are_checked(backend: Backend) {
             ("signature", sig.as_str()),
         ]);
         let res = post_form(&server, &form(&all)).await;
-        let problem = res.assert_problem(401);
+        let problem = res.assert_problem(403);
         assert_eq!(
             problem["type"],
             "https://koldly.dev/problems/webhook-signature"
@@ -154,7 +154,7 @@ async fn signatures_are_checked(backend: Backend) {
         &good_sig,
     )
     .await;
-    res.assert_problem(401);
+    res.assert_problem(403);
     assert!(suppressed(&server, &ann.id).await.is_empty());
 
     // Tokens past twice the tolerance are purged as deliveries arrive.
