@@ -153,7 +153,7 @@ impl AppHandles {
             );
         }
         self.auditor.shutdown().await;
-        self.state.db.pool.close().await;
+        self.state.db.close().await;
     }
 }
 
