@@ -101,12 +101,12 @@ use crate::{
     campaigns,
     config::{Config, Mode, OverloadSettings},
     db::{self, Db},
-    emails, health, http_client, icp,
+    emails, health, http_client, icp, inbox,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, openapi, prospects,
     state::{AppState, Inner},
-    text_input,
+    text_input, webhooks,
 };
 
 /// What a running app holds besides its router: for shutdown and for tests.
@@ -302,7 +302,8 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
 /// The kinds of background job this server runs (each domain registers its
 /// own here, e.g. email generation).
 fn job_kinds(state: &AppState) -> Registry {
-    emails::generate::register(Registry::new(), state)
+    let registry = emails::generate::register(Registry::new(), state);
+    inbox::jobs::register(registry, state)
 }
 
 /// The JWT signing secret: the configured one, else (development only) the one
@@ -379,7 +380,8 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .merge(health::routes())
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes())
-        .merge(jobs::routes::routes());
+        .merge(jobs::routes::routes())
+        .merge(webhooks::routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
     router.with_state(state)
 }
@@ -401,6 +403,7 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .merge(icp::routes())
         .merge(onboarding::routes())
         .merge(emails::routes())
+        .merge(inbox::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

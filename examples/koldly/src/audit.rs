@@ -102,6 +102,26 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
     (Method::PATCH, "/api/emails/{id}", "email.edit"),
     (Method::POST, "/api/emails/{id}/reject", "email.reject"),
     (Method::POST, "/api/emails/approve", "emails.approve"),
+    (
+        Method::PATCH,
+        "/api/inbox/replies/{id}",
+        "inbox.reply.update",
+    ),
+    (
+        Method::POST,
+        "/api/inbox/replies/{id}/categorize",
+        "inbox.reply.categorize",
+    ),
+    (
+        Method::POST,
+        "/api/inbox/replies/{id}/draft",
+        "inbox.reply.draft",
+    ),
+    (
+        Method::POST,
+        "/api/inbox/replies/{id}/send",
+        "inbox.reply.send",
+    ),
 ];
 
 /// Says on the request's audit event who acted (`actor`, a user id) on what

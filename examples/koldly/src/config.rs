@@ -12,6 +12,7 @@ use crate::{
     clock::{Clock, SystemClock},
     http_client::CircuitSettings,
     jobs::JobsConfig,
+    webhooks::signature::SigningKey,
 };
 
 /// koldly's command line. Every flag is also read from the environment
@@ -69,6 +70,11 @@ pub struct Cli {
     /// the outbox for the outbox job).
     #[arg(long, env = "MAIL_CIRCUIT_OPEN_SECS", default_value_t = 30)]
     pub mail_circuit_open_secs: u64,
+    /// The mail provider's webhook signing key (Mailgun's "HTTP webhook
+    /// signing key"): `/api/webhooks/mail-events` and `/api/webhooks/inbound`
+    /// verify every delivery with it; without it they answer 503.
+    #[arg(long, env = "MAIL_WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+    pub mail_webhook_signing_key: Option<String>,
     /// Sender address.
     #[arg(
         long,
@@ -328,6 +334,8 @@ pub struct Config {
     pub postmark: Option<PostmarkConfig>,
     /// Sender address.
     pub mail_from: String,
+    /// The mail webhooks' signing key; `None` turns the webhooks off (503).
+    pub mail_webhook_signing_key: Option<SigningKey>,
     /// The mail provider's circuit breaker.
     pub mail_circuit: CircuitSettings,
     /// Overload protection on the API; `None` turns it off.
@@ -368,6 +376,7 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("postmark", &self.postmark.is_some())
             .field("google", &self.google.is_some())
+            .field("mail_webhooks", &self.mail_webhook_signing_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -409,6 +418,7 @@ impl Config {
             public_url: "http://127.0.0.1:8080".to_owned(),
             postmark: None,
             mail_from: "Koldly <no-reply@koldly.local>".to_owned(),
+            mail_webhook_signing_key: None,
             mail_circuit: CircuitSettings::default(),
             overload: Some(OverloadSettings::default()),
             google: None,
@@ -582,6 +592,10 @@ impl Config {
                 }
             }
         };
+        config.mail_webhook_signing_key = cli
+            .mail_webhook_signing_key
+            .filter(|k| !k.is_empty())
+            .map(SigningKey::new);
         if config.mode == Mode::Production && config.postmark.is_none() {
             tracing::warn!("POSTMARK_TOKEN is not set: mail goes to the mail_outbox table only");
         }
@@ -653,6 +667,7 @@ mod tests {
             "POSTMARK_TOKEN",
             "POSTMARK_URL",
             "MAIL_FROM",
+            "MAIL_WEBHOOK_SIGNING_KEY",
             "GOOGLE_CLIENT_ID",
             "GOOGLE_CLIENT_SECRET",
             "GOOGLE_AUTH_URL",

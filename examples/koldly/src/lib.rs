@@ -21,6 +21,7 @@ pub mod error;
 pub mod health;
 pub mod http_client;
 pub mod icp;
+pub mod inbox;
 pub mod jobs;
 pub mod logging;
 pub mod mail;
@@ -33,6 +34,7 @@ pub mod request_meta;
 pub mod state;
 pub mod text_input;
 pub mod validation;
+pub mod webhooks;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 

@@ -63,6 +63,8 @@ pub const BEARER: &str = "bearer";
         (name = "icp-templates", description = "Ideal customer profile templates"),
         (name = "onboarding", description = "The first-run questionnaire"),
         (name = "emails", description = "AI-drafted emails and their approval"),
+        (name = "inbox", description = "Replies to campaigns, their categories and answers"),
+        (name = "webhooks", description = "The mail provider's signed webhooks (Mailgun's scheme): delivery events and inbound replies"),
     )
 )]
 pub struct ApiDoc;

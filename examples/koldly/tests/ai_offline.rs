@@ -112,6 +112,8 @@ async fn the_offline_provider_is_deterministic_and_keeps_the_rules() {
             prospect: task.prospect.clone(),
             original: first,
             reply_body: "Sounds interesting, tell me more".into(),
+            category: None,
+            return_date: None,
         };
         let answer = model.draft_reply(&call, &reply).await.unwrap();
         assert_rules(&answer, &task.prospect.email);

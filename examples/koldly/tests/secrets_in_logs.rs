@@ -57,6 +57,7 @@ const PASSWORD: &str = "first secret password 1";
 const WRONG: &str = "mistyped secret password 9";
 const NEW_PASSWORD: &str = "second secret password 2";
 const GOOGLE_SECRET: &str = "google-client-secret-5d4c3b2a";
+const WEBHOOK_KEY: &str = "webhook-signing-key-9e8d7c6b";
 const GOOGLE_CODE: &str = "google-authorization-code-9e8d7c";
 const GOOGLE_ACCESS: &str = "google-access-token-1a2b3c4d";
 
@@ -118,6 +119,8 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
             url: format!("http://{postmark}"),
         });
         c.jwt_secret = JWT_SECRET.as_bytes().to_vec().into();
+        c.mail_webhook_signing_key =
+            Some(koldly::webhooks::signature::SigningKey::new(WEBHOOK_KEY));
     })
     .await;
     let email = format!("{backend:?}-logs@example.com").to_lowercase();
@@ -128,6 +131,7 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
         WRONG.into(),
         NEW_PASSWORD.into(),
         GOOGLE_SECRET.into(),
+        WEBHOOK_KEY.into(),
         GOOGLE_CODE.into(),
         GOOGLE_ACCESS.into(),
     ];
@@ -250,6 +254,31 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
         .1
         .to_owned();
     secrets.push(session);
+
+    // The mail webhooks: a delivery signed with the key, one with another key.
+    for key in [WEBHOOK_KEY, "some-other-key"] {
+        let now = koldly::clock::Clock::now(server.clock.as_ref()).to_string();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let signature = koldly::webhooks::signature::sign(
+            &koldly::webhooks::signature::SigningKey::new(key),
+            &now,
+            &token,
+        );
+        let body = format!(
+            "sender=lead%40acme.example&Message-Id=%3Cr%40x.io%3E&In-Reply-To=%3Cm%40k.io%3E\
+             &body-plain=hi&timestamp={now}&token={token}&signature={signature}"
+        );
+        let res = support::send(
+            http::Request::post(format!("http://{}/api/webhooks/inbound", server.addr))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap(),
+        )
+        .await;
+        let expected = if key == WEBHOOK_KEY { 200 } else { 403 };
+        assert_eq!(res.status, expected, "{:?}", res.body);
+        assert!(!String::from_utf8_lossy(&res.body).contains(WEBHOOK_KEY));
+    }
 
     let audit_rows: Vec<String> = {
         server.flush_audit().await;

@@ -444,9 +444,27 @@ mod tests {
         assert!(parse::<CategorizeReply>(r#"{"category":"maybe"}"#, &known).is_err());
         assert_eq!(
             parse::<CategorizeReply>(r#"{"category":"out_of_office"}"#, &known).unwrap(),
-            ReplyClassification {
-                category: crate::ai::tasks::ReplyCategory::OutOfOffice
-            }
+            ReplyClassification::of(crate::ai::tasks::ReplyCategory::OutOfOffice)
+        );
+        assert_eq!(
+            parse::<CategorizeReply>(
+                r#"{"category":"out_of_office","confidence":0.9,"return_date":"2026-12-14"}"#,
+                &known
+            )
+            .unwrap()
+            .return_date
+            .as_deref(),
+            Some("2026-12-14")
+        );
+        assert!(
+            parse::<CategorizeReply>(r#"{"category":"question","confidence":7}"#, &known).is_err()
+        );
+        assert!(
+            parse::<CategorizeReply>(
+                r#"{"category":"out_of_office","return_date":"next week"}"#,
+                &known
+            )
+            .is_err()
         );
     }
 }

@@ -157,6 +157,10 @@ pub enum ReplyCategory {
     NotInterested,
     /// An automatic absence notice.
     OutOfOffice,
+    /// Pushed back (price, timing, a competitor) without closing the door.
+    Objection,
+    /// Asked something before deciding.
+    Question,
     /// Asked to hear no more.
     Unsubscribe,
     /// A delivery failure notice.
@@ -166,17 +170,62 @@ pub enum ReplyCategory {
 }
 
 /// The answer of [`CategorizeReply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyClassification {
     /// The category.
     pub category: ReplyCategory,
+    /// How sure the classifier is, 0.0 to 1.0 (`None`: it did not say).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// An out-of-office reply's return date, `YYYY-MM-DD` (`None`: not named).
+    #[serde(default)]
+    pub return_date: Option<String>,
+}
+
+impl ReplyClassification {
+    /// `category` with no confidence or date.
+    pub fn of(category: ReplyCategory) -> Self {
+        Self {
+            category,
+            confidence: None,
+            return_date: None,
+        }
+    }
 }
 
 impl Validate for ReplyClassification {
     fn validate(&self, _: &[&str]) -> Result<(), String> {
+        if let Some(confidence) = self.confidence
+            && !(0.0..=1.0).contains(&confidence)
+        {
+            return Err("the confidence is not between 0 and 1".into());
+        }
+        if let Some(date) = &self.return_date
+            && !is_iso_date(date)
+        {
+            return Err("the return date is not a YYYY-MM-DD date".into());
+        }
         Ok(())
     }
+}
+
+/// Whether `text` is a `YYYY-MM-DD` calendar date.
+pub fn is_iso_date(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return false;
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return false;
+    }
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>()) else {
+        return false;
+    };
+    time::Month::try_from(m)
+        .ok()
+        .and_then(|m| time::Date::from_calendar_date(y, m, d).ok())
+        .is_some()
 }
 
 /// Turns a free-text description of the customers into an [`Icp`].
@@ -270,7 +319,10 @@ impl Task for CategorizeReply {
     fn instructions(&self) -> &'static str {
         "Classify the email reply in the `reply` data block. Answer with one JSON object and \
          nothing else: {\"category\": one of \"interested\", \"not_interested\", \
-         \"out_of_office\", \"unsubscribe\", \"bounce\", \"other\"}."
+         \"out_of_office\", \"objection\", \"question\", \"unsubscribe\", \"bounce\", \
+         \"other\"; \"confidence\": a number from 0 to 1; \"return_date\": for an \
+         out-of-office reply that names the day its writer is back, that day as YYYY-MM-DD, \
+         else null}."
     }
 }
 
@@ -285,6 +337,12 @@ pub struct DraftReply {
     pub original: EmailDraft,
     /// What they wrote.
     pub reply_body: String,
+    /// How the reply is filed, when known (the answer is written for it).
+    #[serde(default)]
+    pub category: Option<ReplyCategory>,
+    /// An out-of-office reply's return date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub return_date: Option<String>,
 }
 
 impl Task for DraftReply {
@@ -292,7 +350,8 @@ impl Task for DraftReply {
     type Output = EmailDraft;
     fn instructions(&self) -> &'static str {
         "Write the sender's answer to the prospect's reply in the `reply` data block, which \
-         answers the email in the `original` data block. Answer with one JSON object and nothing \
+         answers the email in the `original` data block, fitting the reply's `category` (and \
+         `return_date`, for an out-of-office reply) when given. Answer with one JSON object and nothing \
          else: {\"subject\": string, \"body\": string}. The subject is one line under 60 \
          characters; the body is plain text under 120 words, signed with the sender's name. No \
          placeholders. Mention no email address."

@@ -11,15 +11,18 @@ pub mod audit_log;
 pub mod campaigns;
 pub mod emails;
 pub mod icp_templates;
+pub mod inbox;
 pub mod jobs;
 pub mod onboarding;
 pub mod outbox;
 pub mod prospects;
+pub mod replies;
 pub mod server_secrets;
 pub mod suppressions;
 pub mod tokens;
 pub mod usage;
 pub mod users;
+pub mod webhook_tokens;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! account's queued messages to it, with the reason, in the same transaction,
 //! so nothing already queued slips out after the address was suppressed.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 
 /// Suppresses `email` (compared case-insensitively) for `user_id` and cancels
 /// that account's queued messages to it with `reason`. Returns whether the
@@ -16,8 +16,22 @@ pub async fn add(
     reason: &str,
     now: i64,
 ) -> Result<Suppressed, sqlx::Error> {
-    let email = email.trim().to_lowercase();
     let mut tx = pool.begin().await?;
+    let suppressed = add_in(&mut tx, user_id, email, reason, now).await?;
+    tx.commit().await?;
+    Ok(suppressed)
+}
+
+/// [`add`] on `conn`, inside the caller's transaction (a webhook claims its
+/// token and suppresses the address in one transaction).
+pub async fn add_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    email: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Suppressed, sqlx::Error> {
+    let email = email.trim().to_lowercase();
     let inserted = sqlx::query(
         "INSERT INTO suppressions (user_id, email, reason, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (user_id, email) DO NOTHING",
@@ -26,7 +40,7 @@ pub async fn add(
     .bind(&email)
     .bind(reason)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     let cancelled = sqlx::query(
@@ -38,10 +52,9 @@ pub async fn add(
     .bind(now)
     .bind(user_id)
     .bind(&email)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
-    tx.commit().await?;
     Ok(Suppressed {
         new: inserted == 1,
         cancelled,

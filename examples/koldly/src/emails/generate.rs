@@ -74,7 +74,7 @@ pub fn register(registry: Registry, state: &AppState) -> Registry {
 }
 
 /// The call of the job's owner under their plan's budget and the job's deadline.
-async fn call_for(state: &AppState, ctx: &JobContext) -> Result<Call, JobError> {
+pub(crate) async fn call_for(state: &AppState, ctx: &JobContext) -> Result<Call, JobError> {
     let user = users::find_by_id(&state.db.pool, ctx.user_id())
         .await?
         .ok_or_else(|| JobError::permanent("the account no longer exists"))?;

@@ -1,5 +1,6 @@
 //! The product's routes over HTTP, each scenario on SQLite and PostgreSQL:
-//! campaigns, ICP templates, onboarding, prospects, plan limits and tenancy.
+//! campaigns, ICP templates, onboarding, prospects, plan limits, tenancy, the
+//! mail webhooks and the inbox.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,8 +10,12 @@ mod client;
 mod emails;
 mod hostile_input;
 mod icp_templates;
+mod inbox;
+mod inbox_migration;
+mod mailgun;
 mod onboarding;
 mod plan_limits;
 mod prospects;
 mod suppressions;
 mod tenancy;
+mod webhooks;

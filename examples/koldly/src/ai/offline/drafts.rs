@@ -168,15 +168,38 @@ pub(super) fn draft_follow_up(task: &DraftFollowUp) -> EmailDraft {
 
 pub(super) fn draft_reply(task: &DraftReply) -> EmailDraft {
     let f = facts(&task.sender, &task.prospect);
-    let middle = match categorize(&task.reply_body) {
-        ReplyCategory::Interested => {
+    let category = task
+        .category
+        .unwrap_or_else(|| categorize(&task.reply_body));
+    let middle = match category {
+        ReplyCategory::Interested => format!(
             "Thanks for getting back to me. Glad this sounds useful. Would Tuesday or Thursday \
-             afternoon work for a 15-minute call? Send any time that suits you."
+             afternoon work for a 15-minute call about {}? Send any time that suits you.",
+            f.product
+        ),
+        ReplyCategory::Question => format!(
+            "Thanks for the question. In short, we built {}. Happy to walk you through the \
+             details on a short call, or to answer by email if you prefer.",
+            f.product
+        ),
+        ReplyCategory::Objection => "That is a fair point, and thank you for being direct. Many \
+             teams felt the same before trying it; a 15-minute look usually shows whether it is \
+             worth it. If now is not the time, I am happy to check back later."
+            .to_owned(),
+        ReplyCategory::OutOfOffice => match &task.return_date {
+            Some(date) if super::super::tasks::is_iso_date(date) => format!(
+                "Thanks for letting me know you are away. I will follow up after you are back \
+                 on {date}."
+            ),
+            _ => "Thanks for letting me know you are away. I will follow up once you are back."
+                .to_owned(),
+        },
+        ReplyCategory::NotInterested | ReplyCategory::Unsubscribe | ReplyCategory::Bounce => {
+            "Thanks for letting me know. I will not follow up again. All the best.".to_owned()
         }
-        ReplyCategory::NotInterested | ReplyCategory::Unsubscribe => {
-            "Thanks for letting me know. I will not follow up again. All the best."
+        ReplyCategory::Other => {
+            "Thanks for your reply. Happy to answer any question you have.".to_owned()
         }
-        _ => "Thanks for your reply. Happy to answer any question you have.",
     };
     EmailDraft {
         subject: subject(&[

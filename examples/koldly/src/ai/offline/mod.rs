@@ -22,7 +22,7 @@ use super::{
 };
 use drafts::{draft_email, draft_follow_up, draft_reply};
 use icp::parse_icp;
-use replies::categorize;
+use replies::classify;
 
 /// The offline provider.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,10 +56,13 @@ impl LanguageModel for Offline {
     ) -> AiFuture<'a, ReplyClassification> {
         Box::pin(async move {
             let text = format!("{}\n{}", task.subject.as_deref().unwrap_or(""), task.body);
+            let (category, confidence) = classify(&text);
             checked(
                 task,
                 ReplyClassification {
-                    category: categorize(&text),
+                    category,
+                    confidence: Some(confidence),
+                    return_date: None,
                 },
             )
         })
