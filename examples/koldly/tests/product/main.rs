@@ -12,5 +12,6 @@ mod icp_templates;
 mod onboarding;
 mod plan_limits;
 mod prospects;
+mod sending;
 mod suppressions;
 mod tenancy;
