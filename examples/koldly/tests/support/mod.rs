@@ -71,8 +71,9 @@ impl TestDb {
                 let mut admin = sqlx::AnyConnection::connect(&admin_url)
                     .await
                     .expect("admin connection");
+                // The name is this test's own UUID, never input.
                 admin
-                    .execute(format!("CREATE DATABASE {name}").as_str())
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
                 admin.close().await.ok();
@@ -103,9 +104,9 @@ impl Drop for TestDb {
                     rt.block_on(async {
                         if let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await {
                             let _ = admin
-                                .execute(
-                                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                                )
+                                .execute(sqlx::AssertSqlSafe(format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                )))
                                 .await;
                             let _ = admin.close().await;
                         }
