@@ -13,5 +13,6 @@ mod onboarding;
 mod plan_limits;
 mod prospects;
 mod sending;
+mod sending_providers;
 mod suppressions;
 mod tenancy;

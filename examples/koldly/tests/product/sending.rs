@@ -18,12 +18,12 @@ use crate::{
     support::{Backend, TestServer},
 };
 
-async fn start(backend: Backend) -> TestServer {
+pub async fn start(backend: Backend) -> TestServer {
     TestServer::start(backend, |c| c.sending.tick = None).await
 }
 
 /// Moves the manual clock to `at` (an RFC 3339 instant after now).
-fn set_clock(server: &TestServer, at: &str) {
+pub fn set_clock(server: &TestServer, at: &str) {
     let target = at.parse::<jiff::Timestamp>().unwrap().as_second();
     let now = koldly::clock::Clock::now(&*server.clock);
     assert!(target >= now, "{at} is in the clock's past");
@@ -32,12 +32,12 @@ fn set_clock(server: &TestServer, at: &str) {
         .advance(Duration::from_secs((target - now) as u64));
 }
 
-fn advance(server: &TestServer, secs: u64) {
+pub fn advance(server: &TestServer, secs: u64) {
     server.clock.advance(Duration::from_secs(secs));
 }
 
 /// A verified sender of `owner`; its id.
-async fn verified_sender(server: &TestServer, owner: &User, email: &str) -> String {
+pub async fn verified_sender(server: &TestServer, owner: &User, email: &str) -> String {
     let res = json(
         server,
         owner,
@@ -58,7 +58,12 @@ async fn verified_sender(server: &TestServer, owner: &User, email: &str) -> Stri
 
 /// A campaign of `owner` with `n` prospects, each with an approved email;
 /// its id.
-async fn approved_campaign(server: &TestServer, owner: &User, prefix: &str, n: usize) -> String {
+pub async fn approved_campaign(
+    server: &TestServer,
+    owner: &User,
+    prefix: &str,
+    n: usize,
+) -> String {
     let id = campaign(server, owner, "Outreach").await["id"]
         .as_str()
         .unwrap()
@@ -79,7 +84,7 @@ async fn approved_campaign(server: &TestServer, owner: &User, prefix: &str, n: u
     id
 }
 
-async fn send(
+pub async fn send(
     server: &TestServer,
     owner: &User,
     campaign: &str,
@@ -95,7 +100,7 @@ async fn send(
     .await
 }
 
-async fn statuses(server: &TestServer, campaign: &str) -> Vec<String> {
+pub async fn statuses(server: &TestServer, campaign: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT status FROM campaign_sending_queue WHERE campaign_id = $1 ORDER BY id",
     )
@@ -114,7 +119,7 @@ async fn sent_mail_count(server: &TestServer) -> i64 {
     .await
 }
 
-fn worker(server: &TestServer) -> Worker {
+pub fn worker(server: &TestServer) -> Worker {
     Worker::new(&server.handles.state)
 }
 
