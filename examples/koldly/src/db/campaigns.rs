@@ -10,7 +10,7 @@ use super::{StaticSql, new_id};
 use crate::pagination::{Cursor, PageRequest};
 
 /// A campaign with its counts, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Campaign {
     /// Text UUID.
     pub id: String,
@@ -41,7 +41,7 @@ pub struct Campaign {
 }
 
 /// A campaign's counts.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct CampaignStats {
     /// Prospects in it.
     pub prospects: i64,

@@ -11,7 +11,7 @@ use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
 
 /// A sender as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Sender {
     /// Text UUID.
     pub id: String,

@@ -291,7 +291,7 @@ pub async fn set_status(
 }
 
 /// A campaign's queue as `GET .../sending` shows it.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueCounts {
     /// Waiting to be sent.
     pub queued: i64,

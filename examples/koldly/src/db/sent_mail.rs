@@ -11,7 +11,7 @@ use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
 
 /// A message as written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SentMail {
     /// Text UUID.
     pub id: String,
@@ -32,6 +32,7 @@ pub struct SentMail {
     /// HTML.
     pub html: String,
     /// Every header, as `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: serde_json::Value,
     /// Unix seconds.
     pub created_at: i64,

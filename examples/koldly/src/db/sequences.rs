@@ -14,7 +14,7 @@ use sqlx::{AnyPool, Row};
 use super::{new_id, sending};
 
 /// One step as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Step {
     /// Text UUID.
     pub id: String,

@@ -29,15 +29,11 @@ pub mod senders;
 pub mod unsubscribe;
 pub mod worker;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{delete, get, post},
-};
+use axum::{Json, extract::State};
 use http::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::schedule::Schedule;
 use crate::{
@@ -45,35 +41,31 @@ use crate::{
     auth::extract::AuthUser,
     campaigns::CampaignResource,
     db::{
-        sending::{self, StartRefused, StartSending},
+        sending::{self, QueueCounts, StartRefused, StartSending},
         sent_mail::{self, SentMail},
         sequences::{self, NewStep, Step},
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, field_problem},
 };
 
 /// The owner-scoped sending routes (behind the session and idempotency layers).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/senders", get(senders::list).post(senders::create))
-        .route("/api/senders/verify", post(senders::verify))
-        .route("/api/senders/{id}", delete(senders::remove))
-        .route("/api/campaigns/{id}/send", post(send))
-        .route("/api/campaigns/{id}/sending", get(overview))
-        .route("/api/campaigns/{id}/pause", post(pause))
-        .route("/api/campaigns/{id}/resume", post(resume))
-        .route(
-            "/api/campaigns/{id}/sequence",
-            get(show_sequence).put(replace_sequence),
-        )
-        .route("/api/sent-mail", get(list_sent_mail))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(senders::routes())
+        .routes(routes!(send))
+        .routes(routes!(overview))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(show_sequence, replace_sequence))
+        .routes(routes!(list_sent_mail))
 }
 
 /// The routes without login: one-click unsubscribe.
-pub fn public_routes() -> Router<AppState> {
+pub fn public_routes() -> OpenApiRouter<AppState> {
     unsubscribe::routes()
 }
 
@@ -108,7 +100,7 @@ pub const DAILY_LIMIT: std::ops::RangeInclusive<i64> = 1..=1000;
 pub const DEFAULT_DAILY_LIMIT: i64 = 50;
 
 /// The sending window in local hours, `[start, end)`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
     start: i64,
@@ -116,7 +108,7 @@ pub struct Window {
 }
 
 /// `POST /api/campaigns/{id}/send`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     sender_id: String,
@@ -166,16 +158,44 @@ impl SendRequest {
     }
 }
 
+/// What `POST /api/campaigns/{id}/send` answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendStarted {
+    /// Rows this call queued (0 when everything approved was queued before).
+    pub queued: u64,
+    /// The first instant the campaign may send (unix seconds).
+    pub scheduled_from: i64,
+}
+
+steadfast::problem_responses! {
+    /// Sending routes of a campaign whose state does not allow the request.
+    pub struct SendingConflict {
+        409 => "The campaign is archived (send), or was never started (pause, resume).";
+    }
+}
+
 /// `POST /api/campaigns/{id}/send`: starts (or updates and resumes) the
 /// campaign's sending and queues each approved first email not queued yet;
 /// `{queued, scheduled_from}` (the first instant it may send, unix seconds).
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/send",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "Started; what was queued.", body = SendStarted),
+        Problems<(Unauthorized, NotFound, InvalidBody, SendingConflict, Idempotent)>,
+    )
+)]
 async fn send(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
     PathId(id, _): PathId<CampaignResource>,
     JsonBody(body): JsonBody<SendRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendStarted>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let start = body.validate()?;
     let now = state.now();
@@ -211,23 +231,82 @@ async fn send(
     )
     .map_err(|_| ApiError::internal("send", "a validated time zone did not load"))?;
     let (_, today, last, _) = sending::counts(&state.db.pool, &id, schedule.day_start(now)).await?;
-    Ok(Json(json!({
-        "queued": queued,
-        "scheduled_from": schedule.next_send(now, today, last),
-    })))
+    Ok(Json(SendStarted {
+        queued,
+        scheduled_from: schedule.next_send(now, today, last),
+    }))
+}
+
+/// What `GET /api/campaigns/{id}/sending` answers. Before the campaign was
+/// started only `status` (`not_started`) and `counts` (zeros) say anything;
+/// the rest is `null`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendingOverview {
+    /// `not_started`, `active` or `paused`.
+    pub status: String,
+    /// The sender it sends from (`null` once deleted).
+    pub sender_id: Option<String>,
+    /// IANA time zone of its days and window.
+    pub timezone: Option<String>,
+    /// The window, local hours `[start, end)`.
+    pub window: Option<WindowHours>,
+    /// Sends per local day at most.
+    pub daily_limit: Option<i64>,
+    /// Sends since the local midnight (sent, being sent, or unknown).
+    pub sent_today: i64,
+    /// The queue by state.
+    pub counts: QueueCounts,
+    /// When the next due message may go (unix seconds); `null` when nothing
+    /// is due or the campaign is paused.
+    pub next_send_at: Option<i64>,
+    /// Whether a reply halts the prospect's follow-ups.
+    pub stop_on_reply: Option<bool>,
+    /// Whether follow-up drafts are approved without review.
+    pub auto_approve_followups: Option<bool>,
+}
+
+/// A sending window.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WindowHours {
+    /// First local hour (0–23).
+    pub start: i64,
+    /// End local hour (1–24), exclusive.
+    pub end: i64,
 }
 
 /// `GET /api/campaigns/{id}/sending`.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns/{id}/sending",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "The campaign's sending state, counts and next send.", body = SendingOverview),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn overview(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     PathId(id, _): PathId<CampaignResource>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendingOverview>> {
     let Ok(context) = sending::context(&state.db.pool, &user.id, &id).await? else {
         return Err(not_found());
     };
     let Some(context) = context else {
-        return Ok(Json(json!({ "status": "not_started" })));
+        return Ok(Json(SendingOverview {
+            status: "not_started".to_owned(),
+            sender_id: None,
+            timezone: None,
+            window: None,
+            daily_limit: None,
+            sent_today: 0,
+            counts: QueueCounts::default(),
+            next_send_at: None,
+            stop_on_reply: None,
+            auto_approve_followups: None,
+        }));
     };
     let now = state.now();
     let schedule = Schedule::new(
@@ -239,22 +318,32 @@ async fn overview(
     .map_err(|_| ApiError::internal("sending overview", "a stored time zone did not load"))?;
     let (counts, today, last, next_due) =
         sending::counts(&state.db.pool, &id, schedule.day_start(now)).await?;
-    let next_send = match (context.status.as_str(), next_due) {
+    let next_send_at = match (context.status.as_str(), next_due) {
         ("active", Some(due)) => Some(schedule.next_send(now.max(due), today, last).max(due)),
         _ => None,
     };
-    Ok(Json(json!({
-        "status": context.status,
-        "sender_id": context.sender_id,
-        "timezone": context.timezone,
-        "window": { "start": context.window_start, "end": context.window_end },
-        "daily_limit": context.daily_limit,
-        "sent_today": today,
-        "counts": counts,
-        "next_send_at": next_send,
-        "stop_on_reply": context.stop_on_reply,
-        "auto_approve_followups": context.auto_approve_followups,
-    })))
+    Ok(Json(SendingOverview {
+        status: context.status,
+        sender_id: context.sender_id,
+        timezone: Some(context.timezone),
+        window: Some(WindowHours {
+            start: context.window_start,
+            end: context.window_end,
+        }),
+        daily_limit: Some(context.daily_limit),
+        sent_today: today,
+        counts,
+        next_send_at,
+        stop_on_reply: Some(context.stop_on_reply),
+        auto_approve_followups: Some(context.auto_approve_followups),
+    }))
+}
+
+/// What pausing or resuming answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendingStatus {
+    /// `active` or `paused`.
+    pub status: String,
 }
 
 async fn set_active(
@@ -262,11 +351,12 @@ async fn set_active(
     user_id: &str,
     id: &str,
     active: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendingStatus>> {
     if sending::set_status(&state.db.pool, user_id, id, active, state.now()).await? {
-        return Ok(Json(
-            json!({ "status": if active { "active" } else { "paused" } }),
-        ));
+        let status = if active { "active" } else { "paused" };
+        return Ok(Json(SendingStatus {
+            status: status.to_owned(),
+        }));
     }
     match sending::context(&state.db.pool, user_id, id).await? {
         Err(()) => Err(not_found()),
@@ -278,23 +368,45 @@ async fn set_active(
 }
 
 /// `POST /api/campaigns/{id}/pause`: nothing more is sent until resumed.
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/pause",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "Paused: nothing more is sent until resumed.", body = SendingStatus),
+        Problems<(Unauthorized, NotFound, SendingConflict, Idempotent)>,
+    )
+)]
 async fn pause(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
     PathId(id, _): PathId<CampaignResource>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendingStatus>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     set_active(&state, &user.id, &id, false).await
 }
 
 /// `POST /api/campaigns/{id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/resume",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "Sending again.", body = SendingStatus),
+        Problems<(Unauthorized, NotFound, SendingConflict, Idempotent)>,
+    )
+)]
 async fn resume(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
     PathId(id, _): PathId<CampaignResource>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SendingStatus>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     set_active(&state, &user.id, &id, true).await
 }
@@ -307,7 +419,7 @@ pub const STEP_BODY_MAX: usize = 5000;
 pub const MAX_STEPS: usize = 10;
 
 /// One step of `PUT .../sequence`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepInput {
     delay_days: i64,
@@ -316,34 +428,64 @@ pub struct StepInput {
 }
 
 /// `PUT /api/campaigns/{id}/sequence`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceInput {
     steps: Vec<StepInput>,
 }
 
+/// A campaign's follow-up sequence.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Sequence {
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
 /// `GET /api/campaigns/{id}/sequence`: `{steps}`.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns/{id}/sequence",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "The follow-up steps, in order.", body = Sequence),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn show_sequence(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     PathId(id, _): PathId<CampaignResource>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Sequence>> {
     let steps: Vec<Step> = sequences::steps(&state.db.pool, &user.id, &id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(json!({ "steps": steps })))
+    Ok(Json(Sequence { steps }))
 }
 
 /// `PUT /api/campaigns/{id}/sequence` with `{steps: [{delay_days, subject,
 /// body}]}` (at most 10; delays 1–365 days, not decreasing): replaces the
 /// follow-ups; drafts and queued rows of the old steps are dropped.
+#[utoipa::path(
+    put,
+    path = "/api/campaigns/{id}/sequence",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    request_body = SequenceInput,
+    responses(
+        (status = 200, description = "The new steps.", body = Sequence),
+        Problems<(Unauthorized, NotFound, InvalidBody)>,
+    )
+)]
 async fn replace_sequence(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
     PathId(id, _): PathId<CampaignResource>,
     JsonBody(body): JsonBody<SequenceInput>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Sequence>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let mut errors = FieldErrors::new();
     if body.steps.len() > MAX_STEPS {
@@ -383,6 +525,17 @@ async fn replace_sequence(
 }
 
 /// `GET /api/sent-mail`: what the default provider wrote, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sent-mail",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of the messages the `sent_mail` provider wrote, newest first.", body = Page<SentMail>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn list_sent_mail(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

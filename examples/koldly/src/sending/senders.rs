@@ -10,9 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     audit::note_change,
@@ -20,7 +20,8 @@ use crate::{
     db::senders::{self, Sender},
     error::{ApiError, ApiResult},
     mail::Message,
-    pagination::{ListQuery, Page},
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, Resource},
 };
@@ -29,6 +30,14 @@ use crate::{
 pub const SENDER_VERIFY_TTL_SECS: i64 = 24 * 3600;
 /// Longest display name.
 pub const NAME_MAX: usize = 100;
+
+/// The sender routes.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(verify))
+        .routes(routes!(remove))
+}
 
 /// What `{id}` names in the sender routes.
 #[derive(Debug)]
@@ -39,7 +48,7 @@ impl Resource for SenderResource {
 }
 
 /// `POST /api/senders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSender {
     email: String,
@@ -50,6 +59,18 @@ pub struct NewSender {
 
 /// `POST /api/senders`: 201 with the sender (unverified unless it already
 /// was) and a verification link mailed to it (older links stop working).
+#[utoipa::path(
+    post,
+    path = "/api/senders",
+    tag = "sending",
+    security(("bearer" = [])),
+    request_body = NewSender,
+    responses(
+        (status = 201, description = "The sender; a verification link was mailed to it unless it is verified.", body = Sender,
+            headers(("location" = String, description = "`/api/senders/{id}`"))),
+        Problems<(Unauthorized, InvalidBody, Idempotent)>,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -133,6 +154,17 @@ pub async fn create(
 }
 
 /// `GET /api/senders`: newest first, paginated.
+#[utoipa::path(
+    get,
+    path = "/api/senders",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of the user's senders, newest first.", body = Page<Sender>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -144,6 +176,17 @@ pub async fn list(
 }
 
 /// `DELETE /api/senders/{id}`: 204; campaigns sending from it are paused.
+#[utoipa::path(
+    delete,
+    path = "/api/senders/{id}",
+    tag = "sending",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The sender's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted; campaigns sending from it are paused."),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -159,18 +202,44 @@ pub async fn remove(
 }
 
 /// `POST /api/senders/verify`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct VerifySender {
     token: String,
 }
 
+/// What `POST /api/senders/verify` answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SenderVerified {
+    /// What happened, for a person.
+    pub message: String,
+    /// The sender, verified.
+    pub sender: Sender,
+}
+
+steadfast::problem_responses! {
+    /// An unknown, used or expired link.
+    pub struct InvalidLink {
+        400 => "The link is unknown, was already used, or has expired.", types = [crate::error::types::INVALID_TOKEN];
+    }
+}
+
 /// `POST /api/senders/verify` with the link's `token`: the sender is verified;
 /// the link works once, for 24 hours.
+#[utoipa::path(
+    post,
+    path = "/api/senders/verify",
+    tag = "sending",
+    request_body = VerifySender,
+    responses(
+        (status = 200, description = "The sender is verified.", body = SenderVerified),
+        Problems<(InvalidLink, InvalidBody, Idempotent)>,
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
     JsonBody(req): JsonBody<VerifySender>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SenderVerified>> {
     if req.token.len() > 128 {
         return Err(ApiError::invalid_token());
     }
@@ -180,7 +249,8 @@ pub async fn verify(
         return Err(ApiError::invalid_token());
     };
     note_change(&audit, &user_id, "sender", &sender.id, None);
-    Ok(Json(
-        json!({ "message": "The sender address is verified.", "sender": sender }),
-    ))
+    Ok(Json(SenderVerified {
+        message: "The sender address is verified.".to_owned(),
+        sender,
+    }))
 }

@@ -16,15 +16,15 @@
 //! the path, so logs, traces and audit events show `/u/REDACTED`.
 
 use axum::{
-    Extension, Router,
+    Extension,
     extract::State,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use http::{StatusCode, header};
 use sha2::Sha256;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth,
@@ -38,8 +38,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub const PATH_PREFIX: &str = "/u/";
 
 /// The routes (no login).
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/u/{token}", get(unsubscribe).post(unsubscribe))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(unsubscribe_get, unsubscribe_post))
 }
 
 /// The token taken out of a `/u/{token}` path by the stack.
@@ -101,6 +101,43 @@ pub fn verify(secret: &[u8], token: &str) -> Option<(String, String)> {
 }
 
 const ANSWER: &str = "You are unsubscribed: no more email will be sent to this address from this sender's campaigns.\n";
+
+/// `GET /u/{token}`: see [`unsubscribe`].
+#[utoipa::path(
+    get,
+    path = "/u/{token}",
+    tag = "sending",
+    params(("token" = String, Path, description = "The signed token of the message's `List-Unsubscribe` link")),
+    responses(
+        (status = 200, description = "The same answer for every token, valid or not.", body = String, content_type = "text/plain"),
+        (status = 503, description = "The unsubscribe could not be recorded; retry.", body = String, content_type = "text/plain"),
+    )
+)]
+async fn unsubscribe_get(
+    state: State<AppState>,
+    token: Option<Extension<UnsubscribeToken>>,
+) -> Response {
+    unsubscribe(state, token).await
+}
+
+/// `POST /u/{token}` (RFC 8058 one-click, `List-Unsubscribe=One-Click`): see
+/// [`unsubscribe`].
+#[utoipa::path(
+    post,
+    path = "/u/{token}",
+    tag = "sending",
+    params(("token" = String, Path, description = "The signed token of the message's `List-Unsubscribe` link")),
+    responses(
+        (status = 200, description = "The same answer for every token, valid or not.", body = String, content_type = "text/plain"),
+        (status = 503, description = "The unsubscribe could not be recorded; retry.", body = String, content_type = "text/plain"),
+    )
+)]
+async fn unsubscribe_post(
+    state: State<AppState>,
+    token: Option<Extension<UnsubscribeToken>>,
+) -> Response {
+    unsubscribe(state, token).await
+}
 
 /// `GET` / `POST /u/{token}`: always 200 with the same text.
 async fn unsubscribe(

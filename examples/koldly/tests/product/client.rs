@@ -60,12 +60,14 @@ pub async fn request(
     if let Some(key) = idempotency_key {
         builder = builder.header("idempotency-key", key);
     }
-    send(
+    let reply = send(
         builder
             .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
             .unwrap(),
     )
-    .await
+    .await;
+    server.api.check(method, path, &reply);
+    reply
 }
 
 /// A JSON request as `user`.

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod fake_anthropic;
 pub mod fake_mailgun;
+pub mod openapi;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -124,6 +125,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub handles: AppHandles,
     pub clock: Arc<ManualClock>,
+    /// The server's OpenAPI document: every reply of [`TestServer::get`],
+    /// [`TestServer::post`], [`TestServer::authed`] and the product tests'
+    /// client is checked against it.
+    pub api: Arc<openapi::ApiSchema>,
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Last: the database goes after the server.
@@ -152,10 +157,14 @@ impl TestServer {
                 let _ = rx.await;
             },
         ));
+        let api = Arc::new(openapi::ApiSchema::new(
+            get(addr, koldly::openapi::OPENAPI_PATH).await.json(),
+        ));
         Self {
             addr,
             handles,
             clock,
+            api,
             shutdown: Some(tx),
             join: Some(join),
             _db: db,
@@ -212,16 +221,20 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        send_json(self.addr, "POST", path, body).await
+        let reply = send_json(self.addr, "POST", path, body).await;
+        self.api.check("POST", path, &reply);
+        reply
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        get(self.addr, path).await
+        let reply = get(self.addr, path).await;
+        self.api.check("GET", path, &reply);
+        reply
     }
 
     /// A request with `Authorization: Bearer {token}`.
     pub async fn authed(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
-        send(
+        let reply = send(
             ::http::Request::builder()
                 .method(method)
                 .uri(format!("http://{}{path}", self.addr))
@@ -230,7 +243,9 @@ impl TestServer {
                 .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                 .unwrap(),
         )
-        .await
+        .await;
+        self.api.check(method, path, &reply);
+        reply
     }
 
     /// Signs up and returns (token, user id).
