@@ -281,6 +281,19 @@ pub async fn queue_due_follow_ups(
     Ok(queued)
 }
 
+/// Whether a reply from prospect `prospect_id` should halt its follow-ups:
+/// its campaign was started with `stop_on_reply` (the default).
+pub async fn stops_on_reply(pool: &AnyPool, prospect_id: &str) -> Result<bool, sqlx::Error> {
+    let flag: Option<i64> = sqlx::query_scalar(
+        "SELECT ctx.stop_on_reply FROM prospects p \
+         JOIN campaign_sending_context ctx ON ctx.campaign_id = p.campaign_id WHERE p.id = $1",
+    )
+    .bind(prospect_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(flag.is_none_or(|f| f != 0))
+}
+
 /// What [`halt_prospect`] stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Halted {

@@ -695,6 +695,155 @@ async fn follow_ups_are_sent_after_their_delay_and_halted_by_an_unsubscribe(back
     );
 }
 
+async fn follow_ups_wait_for_approval_and_halt_prospect_stops_them(backend: Backend) {
+    let server = start(backend).await;
+    set_clock(&server, "2027-06-01T10:00:00Z");
+    let ann = user(&server, "ann@example.com").await;
+    let sender = verified_sender(&server, &ann, "sales@ann.example").await;
+    let c = approved_campaign(&server, &ann, "lead", 3).await;
+    let seq = json(
+        &server,
+        &ann,
+        "PUT",
+        &format!("/api/campaigns/{c}/sequence"),
+        json!({"steps": [
+            {"delay_days": 1, "subject": "Step one", "body": "One"},
+            {"delay_days": 3, "subject": "Step two", "body": "Two"},
+        ]}),
+    )
+    .await;
+    assert_eq!(seq.status, 200);
+    let started = send(
+        &server,
+        &ann,
+        &c,
+        json!({"sender_id": sender, "window": {"start": 0, "end": 24}, "daily_limit": 1000}),
+    )
+    .await;
+    assert_eq!(started.json()["queued"], 3);
+    // lead2's email is edited after it was queued: a draft again, so the
+    // worker cancels its row rather than send what was not approved.
+    let lead2_email: String = sqlx::query_scalar(
+        "SELECT e.id FROM generated_emails e JOIN prospects p ON p.id = e.prospect_id WHERE p.email = 'lead2@example.com'",
+    )
+    .fetch_one(server.pool())
+    .await
+    .unwrap();
+    let edited = json(
+        &server,
+        &ann,
+        "PATCH",
+        &format!("/api/emails/{lead2_email}"),
+        json!({"subject": "Changed"}),
+    )
+    .await;
+    assert_eq!(
+        edited.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&edited.body)
+    );
+    let w = worker(&server);
+    for _ in 0..3 {
+        w.tick().await;
+        advance(&server, 90);
+    }
+    let cancelled: Vec<String> = sqlx::query_scalar(
+        "SELECT last_error FROM campaign_sending_queue WHERE status = 'cancelled'",
+    )
+    .fetch_all(server.pool())
+    .await
+    .unwrap();
+    assert_eq!(cancelled, ["the email is no longer approved"]);
+    // Two first emails sent: two steps each drafted, awaiting approval.
+    let drafts = count(&server, "SELECT COUNT(*) AS n FROM generated_emails WHERE campaign_id = $1 AND sequence_step_id IS NOT NULL AND status = 'draft'", &c).await;
+    assert_eq!(drafts, 4);
+    let pending = get(&server, &ann, &format!("/api/approvals?campaign_id={c}"))
+        .await
+        .json();
+    assert_eq!(
+        pending["items"].as_array().unwrap().len(),
+        5,
+        "4 follow-ups and lead2's edited email"
+    );
+    // A day later nothing is queued: the drafts are not approved.
+    advance(&server, 86_400);
+    assert_eq!(w.tick().await.follow_ups_queued, 0);
+    // lead1's first step is approved: it goes out; lead0 is halted (a reply).
+    let step_one = |email: &'static str| {
+        let server = &server;
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT e.id FROM generated_emails e JOIN prospects p ON p.id = e.prospect_id \
+                 JOIN email_sequence_steps st ON st.id = e.sequence_step_id WHERE p.email = $1 AND st.step_number = 1",
+            )
+            .bind(email)
+            .fetch_one(server.pool())
+            .await
+            .unwrap()
+        }
+    };
+    for email in ["lead0@example.com", "lead1@example.com"] {
+        let id = step_one(email).await;
+        let approved = json(
+            &server,
+            &ann,
+            "POST",
+            &format!("/api/emails/{id}/approve"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(approved.status, 200);
+    }
+    let lead0: String =
+        sqlx::query_scalar("SELECT id FROM prospects WHERE email = 'lead0@example.com'")
+            .fetch_one(server.pool())
+            .await
+            .unwrap();
+    assert!(
+        koldly::db::sequences::stops_on_reply(server.pool(), &lead0)
+            .await
+            .unwrap()
+    );
+    let now = koldly::clock::Clock::now(&*server.clock);
+    let halted = koldly::db::sequences::halt_prospect(server.pool(), &lead0, "replied", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        halted,
+        koldly::db::sequences::Halted {
+            cancelled: 0,
+            rejected: 2
+        }
+    );
+    let report = w.tick().await;
+    assert_eq!((report.follow_ups_queued, report.sent), (1, 1));
+    let to: Vec<String> =
+        sqlx::query_scalar("SELECT to_email FROM sent_mail ORDER BY created_at, id")
+            .fetch_all(server.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        to,
+        [
+            "lead0@example.com",
+            "lead1@example.com",
+            "lead1@example.com"
+        ]
+    );
+    // Halting twice keeps the first reason and changes nothing more.
+    let again = koldly::db::sequences::halt_prospect(server.pool(), &lead0, "bounced", now)
+        .await
+        .unwrap();
+    assert_eq!(again, koldly::db::sequences::Halted::default());
+    let reason: String = sqlx::query_scalar("SELECT halt_reason FROM prospects WHERE id = $1")
+        .bind(&lead0)
+        .fetch_one(server.pool())
+        .await
+        .unwrap();
+    assert_eq!(reason, "replied");
+}
+
 fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
@@ -789,5 +938,6 @@ on_both!(
     paused_archived_and_deleted_campaigns_send_nothing,
     an_interrupted_send_is_never_resent_blindly,
     follow_ups_are_sent_after_their_delay_and_halted_by_an_unsubscribe,
+    follow_ups_wait_for_approval_and_halt_prospect_stops_them,
     sending_routes_are_owner_scoped,
 );
