@@ -160,7 +160,7 @@ impl AppHandles {
             );
         }
         self.auditor.shutdown().await;
-        self.state.db.pool.close().await;
+        self.state.db.close().await;
     }
 }
 
@@ -382,10 +382,7 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .max_request_bytes(state.config.body_limit);
     let idempotent = OpenApiRouter::new()
-        .nest(
-            "/api/auth",
-            OpenApiRouter::from(auth::idempotent_api_routes()),
-        )
+        .nest("/api/auth", auth::idempotent_api_routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -393,8 +390,8 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         ));
     let plain = OpenApiRouter::new()
         .merge(health::routes())
-        .nest("/api/auth", OpenApiRouter::from(auth::api_routes()))
-        .nest("/auth", OpenApiRouter::from(auth::oauth_routes()))
+        .nest("/api/auth", auth::api_routes())
+        .nest("/auth", auth::oauth_routes())
         .merge(jobs::routes::routes())
         .merge(sending::public_routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
@@ -414,10 +411,10 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .max_request_bytes(state.config.body_limit);
     OpenApiRouter::new()
         .merge(campaigns::routes())
-        .merge(OpenApiRouter::from(prospects::routes()))
-        .merge(OpenApiRouter::from(icp::routes()))
-        .merge(OpenApiRouter::from(onboarding::routes()))
-        .merge(OpenApiRouter::from(emails::routes()))
+        .merge(prospects::routes())
+        .merge(icp::routes())
+        .merge(onboarding::routes())
+        .merge(emails::routes())
         .merge(sending::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(

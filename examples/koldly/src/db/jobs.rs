@@ -1,17 +1,17 @@
-//! The `jobs` aggregate: background work with leases.
+//! The `jobs` aggregate: what a background job is for its owner — kind,
+//! payload, state, attempts, progress, last error.
 //!
-//! A runner claims a due job in ONE statement that sets it `running` with its
-//! lease (`lease_owner`, `lease_until`), so two runners never hold the same
-//! job: PostgreSQL locks the candidate row `FOR UPDATE SKIP LOCKED` (a second
-//! runner skips it rather than waiting for it) and re-checks the state in the
-//! outer `WHERE`; SQLite runs an `UPDATE` as one write transaction, so the
-//! select and the update cannot interleave with another writer's. A job whose
-//! lease has passed without being renewed (its runner died) is due again.
+//! The queue and its leases are apalis's (its own tables); a row here is the
+//! job's owner-facing record, written by the worker apalis hands the job to:
+//! [`start`] marks it running by that worker (`lease_owner`), and every later
+//! write checks `lease_owner`, so a worker that lost the job (its lease passed
+//! and another worker took it over) writes nothing. `GET /api/jobs/{id}`
+//! reads it in one statement with the owner filter ([`find_owned`]).
 
 use serde::Serialize;
 use sqlx::{AnyPool, Row, any::AnyRow};
 
-use super::{Backend, Db, new_id};
+use super::new_id;
 
 /// A job as the API and the runner see it.
 #[derive(Debug, Clone, Serialize)]
@@ -137,75 +137,72 @@ pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<Job>, sqlx::Error> 
     row.as_ref().map(from_row).transpose()
 }
 
-/// The condition that makes a job claimable at `$2` (now): queued and due, or
-/// running under a lease that has passed. Only kinds in `$3` (a comma-joined
-/// list, so one statement serves any set of handlers).
-macro_rules! claimable_sql {
-    () => {
-        "((state = 'queued' AND run_at <= $2) \
-     OR (state = 'running' AND lease_until < $2)) \
-     AND (',' || $3 || ',') LIKE ('%,' || kind || ',%')"
-    };
-}
-
-/// Claims the next due job of one of `kinds` for `owner` until `lease_until`:
-/// sets it `running` and counts the attempt. `None` when nothing is due.
-pub async fn claim(
-    db: &Db,
+/// Starts a run of job `id` for worker `owner` (the job engine, apalis, has
+/// handed it the job under its lease): marks it `running` by `owner` and
+/// counts the attempt. A job left `running` by a worker that died is taken
+/// over (its lease in apalis passed); `owner` is the fence: writes of the
+/// former worker (which check `lease_owner`) no longer land. `None` when the
+/// job is unknown or has ended.
+pub async fn start(
+    pool: &AnyPool,
+    id: &str,
     owner: &str,
-    kinds: &[&str],
     now: i64,
-    lease_until: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
-    // One literal per engine: SQLite has no row locks (its write transaction
-    // is the lock), PostgreSQL skips rows another runner is claiming.
-    macro_rules! claim_sql {
-        ($lock:literal) => {
-            concat!(
-                "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $4, \
-                 attempts = attempts + 1, updated_at = $2 \
-                 WHERE id = (SELECT id FROM jobs WHERE ",
-                claimable_sql!(),
-                " ORDER BY run_at, id LIMIT 1 ",
-                $lock,
-                ") AND ",
-                claimable_sql!(),
-                " RETURNING ",
-                columns_sql!()
-            )
-        };
-    }
-    let sql = match db.backend {
-        Backend::Postgres => claim_sql!("FOR UPDATE SKIP LOCKED"),
-        Backend::Sqlite => claim_sql!(""),
-    };
+    let sql = concat!(
+        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = NULL, \
+         attempts = attempts + 1, updated_at = $2 \
+         WHERE id = $3 AND state IN ('queued', 'running') RETURNING ",
+        columns_sql!()
+    );
     let row = sqlx::query(sql)
         .bind(owner)
         .bind(now)
-        .bind(kinds.join(","))
-        .bind(lease_until)
-        .fetch_optional(&db.pool)
+        .bind(id)
+        .fetch_optional(pool)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
 
-/// Extends the lease of a job `owner` still holds; false when it lost it.
-pub async fn renew(
+/// Fails a job that never reached the job engine's queue.
+pub async fn fail_unqueued(
+    pool: &AnyPool,
+    id: &str,
+    error: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', last_error = $1, finished_at = $2, updated_at = $2 \
+         WHERE id = $3 AND state = 'queued'",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the owner-facing reason of a failed attempt that will be tried
+/// again, on a job `owner` still runs.
+pub async fn note_error(
     pool: &AnyPool,
     id: &str,
     owner: &str,
-    lease_until: i64,
+    error: &str,
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET lease_until = $1 \
-         WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+    let res = sqlx::query(
+        "UPDATE jobs SET last_error = $1, updated_at = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
     )
-    .bind(lease_until)
+    .bind(error)
+    .bind(now)
     .bind(id)
     .bind(owner)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(res.rows_affected() == 1)
 }
 
 /// Records progress of a job `owner` holds.

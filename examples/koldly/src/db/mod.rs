@@ -52,6 +52,83 @@ pub struct Db {
     pub pool: AnyPool,
     /// Which engine it talks to.
     pub backend: Backend,
+    /// The job engine's (apalis's) own pool: its storage crates take a typed
+    /// pool, not `sqlx::Any`.
+    pub(crate) queue: QueuePool,
+}
+
+/// apalis's pool: on PostgreSQL the same database (apalis keeps its tables
+/// and migration history in the `apalis` schema); on SQLite a file of its own
+/// beside koldly's (`<file>-jobs`), because apalis-sqlite's `Jobs` table and
+/// migration history would collide with koldly's `jobs` and `_sqlx_migrations`
+/// (SQLite table names ignore case).
+#[derive(Debug, Clone)]
+pub(crate) enum QueuePool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl QueuePool {
+    /// Connects and applies apalis's migrations.
+    async fn open(backend: Backend, url: &str) -> Result<Self, sqlx::Error> {
+        let to_sqlx = |e: Box<dyn std::error::Error + Send + Sync>| {
+            sqlx::Error::Migrate(Box::new(sqlx::migrate::MigrateError::Source(e)))
+        };
+        match backend {
+            Backend::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(10))
+                    .max_connections(5)
+                    .connect(url)
+                    .await?;
+                apalis_postgres::PostgresStorage::setup(&pool)
+                    .await
+                    .map_err(|e| to_sqlx(Box::new(e)))?;
+                Ok(Self::Postgres(pool))
+            }
+            Backend::Sqlite => {
+                let url = sqlite_queue_url(url);
+                let mut options = sqlx::sqlite::SqlitePoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 5000;").await?;
+                            Ok(())
+                        })
+                    });
+                if url.contains(":memory:") {
+                    // Every in-memory connection is a database of its own.
+                    options = options
+                        .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                let pool = options.connect(&url).await?;
+                apalis_sqlite::SqliteStorage::setup(&pool)
+                    .await
+                    .map_err(|e| to_sqlx(Box::new(e)))?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The URL of apalis's SQLite file beside koldly's `url` (`<file>-jobs`).
+fn sqlite_queue_url(url: &str) -> String {
+    if url.contains(":memory:") {
+        return "sqlite::memory:".to_owned();
+    }
+    match url.split_once('?') {
+        Some((path, query)) => format!("{path}-jobs?{query}"),
+        None => format!("{url}-jobs?mode=rwc"),
+    }
 }
 
 impl Db {
@@ -94,9 +171,17 @@ impl Db {
             });
         }
         let pool = options.connect(&url).await?;
-        let db = Self { pool, backend };
-        db.migrate().await?;
-        Ok(db)
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        let queue = QueuePool::open(backend, &url).await?;
+        Ok(Self {
+            pool,
+            backend,
+            queue,
+        })
     }
 
     /// Applies the embedded migrations of this engine.
@@ -107,6 +192,12 @@ impl Db {
         };
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Closes koldly's pool and the job engine's.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.queue.close().await;
     }
 
     /// Runs `SELECT 1`.

@@ -91,7 +91,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         match self {
             Self::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
+                // `-jobs`: the job engine's (apalis's) file beside koldly's.
+                for suffix in ["", "-wal", "-shm", "-jobs", "-jobs-wal", "-jobs-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
