@@ -2,8 +2,10 @@
 //! passes, in this order (outermost first):
 //!
 //! 0. secret paths — a path segment that is a secret (a reset token a client
-//!    still puts in the path) is replaced by `REDACTED` before any layer
-//!    records the path ([`auth::redact_path`]);
+//!    still puts in the path, an unsubscribe token of `/u/{token}`) is
+//!    replaced by `REDACTED` before any layer records the path
+//!    ([`auth::redact_path`]; the unsubscribe token moves to the request's
+//!    extensions, [`sending::unsubscribe::split_secret_path`]);
 //! 1. request id — tower-http `SetRequestId` (a UUID v4 in `x-request-id`,
 //!    [`UuidRequestId`], unless the client sent one) and `PropagateRequestId`
 //!    (echoed on the response);
@@ -104,7 +106,7 @@ use crate::{
     emails, health, http_client, icp, inbox,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
-    onboarding, openapi, prospects,
+    onboarding, openapi, prospects, sending,
     state::{AppState, Inner},
     text_input, webhooks,
 };
@@ -120,6 +122,8 @@ pub struct AppHandles {
     pub outbox_job: Option<tokio::task::AbortHandle>,
     /// The background job runner: stopped gracefully at shutdown.
     pub jobs: RunnerHandle,
+    /// The sending worker (unless `SENDING_TICK_MS=0`): stopped at shutdown.
+    pub sending: Option<sending::worker::WorkerHandle>,
 }
 
 impl AppHandles {
@@ -132,6 +136,9 @@ impl AppHandles {
     /// grace period), finishes background work (10 s at most), writes every
     /// queued audit event, then closes the pool.
     pub async fn close(&self) {
+        if let Some(worker) = &self.sending {
+            worker.stop().await;
+        }
         let interrupted = self.jobs.shutdown().await;
         if interrupted > 0 {
             tracing::warn!(
@@ -288,6 +295,11 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         .jobs
         .runner(job_kinds(&state), state.config.jobs.clone())
         .spawn();
+    let sending = state
+        .config
+        .sending
+        .tick
+        .map(|every| sending::worker::Worker::new(&state).spawn(every));
     Ok((
         app,
         AppHandles {
@@ -295,6 +307,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
             auditor,
             outbox_job,
             jobs: runner,
+            sending,
         },
     ))
 }
@@ -381,7 +394,8 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes())
         .merge(jobs::routes::routes())
-        .merge(webhooks::routes());
+        .merge(webhooks::routes())
+        .merge(sending::public_routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
     router.with_state(state)
 }
@@ -404,6 +418,7 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .merge(onboarding::routes())
         .merge(emails::routes())
         .merge(inbox::routes())
+        .merge(sending::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -495,6 +510,13 @@ fn stack(
 /// sees the path: the span, the error handler's log and the audit event then
 /// record `REDACTED`, and the router answers 404.
 fn redact_secret_path<B>(mut req: Request<B>) -> Request<B> {
+    // An unsubscribe token: its route needs it, so it moves to an extension.
+    if let Some((redacted, token)) = sending::unsubscribe::split_secret_path(req.uri().path()) {
+        req.extensions_mut().insert(token);
+        *req.uri_mut() =
+            http::Uri::try_from(redacted).unwrap_or_else(|_| http::Uri::from_static("/REDACTED"));
+        return req;
+    }
     if let Some(redacted) = auth::redact_path(req.uri().path()) {
         match redacted.parse() {
             Ok(uri) => *req.uri_mut() = uri,

@@ -148,6 +148,7 @@ pub fn layer(auditor: Auditor, proxies: TrustedProxies) -> AuditLayer {
     AUDITED_ROUTES
         .iter()
         .chain(PRODUCT_ROUTES)
+        .chain(crate::sending::AUDITED_ROUTES)
         .fold(
             AuditLayer::new(auditor),
             |layer, (method, route, action)| layer.route(method.clone(), route, *action),

@@ -13,6 +13,7 @@ use crate::{
     http_client::CircuitSettings,
     jobs::JobsConfig,
     webhooks::signature::SigningKey,
+    sending::config::SendingConfig,
 };
 
 /// koldly's command line. Every flag is also read from the environment
@@ -196,6 +197,18 @@ pub struct Cli {
     /// Overload protection on the API: requests beyond an adaptive
     /// concurrency limit wait in a bounded queue or are refused at once with
     /// 503 and `Retry-After` (`false` turns it off).
+    /// A Mailgun-compatible API for campaign mail (unset: the sent_mail table).
+    #[arg(long, env = "MAIL_API_BASE")]
+    pub mail_api_base: Option<String>,
+    /// Its key.
+    #[arg(long, env = "MAIL_API_KEY", hide_env_values = true)]
+    pub mail_api_key: Option<String>,
+    /// How often the sending worker ticks, in ms (0: no worker in this process).
+    #[arg(long, env = "SENDING_TICK_MS", default_value_t = 5000)]
+    pub sending_tick_ms: u64,
+    /// How long a message may stay `sending` before it is `unknown`.
+    #[arg(long, env = "SENDING_LEASE_SECS", default_value_t = 120)]
+    pub sending_lease_secs: u64,
     #[arg(long, env = "OVERLOAD_PROTECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub overload_protection: bool,
     /// The most requests the API runs at once (the adaptive limit's ceiling).
@@ -364,6 +377,8 @@ pub struct Config {
     pub ai: AiConfig,
     /// The job runner (`JOB_*`, see [`JobsConfig`]).
     pub jobs: JobsConfig,
+    /// The sending engine (`MAIL_API_*`, `SENDING_*`, see [`SendingConfig`]).
+    pub sending: SendingConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -438,6 +453,7 @@ impl Config {
             clock: Arc::new(SystemClock),
             ai: AiConfig::default(),
             jobs: JobsConfig::default(),
+            sending: SendingConfig::default(),
         }
     }
 
@@ -496,6 +512,13 @@ impl Config {
                     url: cli.postmark_url,
                 });
         config.mail_from = cli.mail_from;
+        config.sending = SendingConfig::from_values(
+            cli.sending_tick_ms,
+            cli.sending_lease_secs,
+            cli.mail_api_base,
+            cli.mail_api_key,
+        )
+        .map_err(ConfigError)?;
         config.mail_circuit = circuit_settings(
             "MAIL_CIRCUIT",
             cli.mail_circuit_min_calls,

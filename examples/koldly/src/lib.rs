@@ -31,6 +31,7 @@ pub mod pagination;
 pub mod plans;
 pub mod prospects;
 pub mod request_meta;
+pub mod sending;
 pub mod state;
 pub mod text_input;
 pub mod validation;

@@ -65,6 +65,7 @@ pub const BEARER: &str = "bearer";
         (name = "emails", description = "AI-drafted emails and their approval"),
         (name = "inbox", description = "Replies to campaigns, their categories and answers"),
         (name = "webhooks", description = "The mail provider's signed webhooks (Mailgun's scheme): delivery events and inbound replies"),
+        (name = "sending", description = "Verified senders, sending a campaign, follow-up sequences, sent mail, one-click unsubscribe"),
     )
 )]
 pub struct ApiDoc;

@@ -279,6 +279,48 @@ async fn no_secret_in_logs_or_audit(backend: Backend) {
         assert_eq!(res.status, expected, "{:?}", res.body);
         assert!(!String::from_utf8_lossy(&res.body).contains(WEBHOOK_KEY));
     }
+    // Sending: a sender's verification link, and a one-click unsubscribe
+    // token in a path (`/u/{token}`: logged as `/u/REDACTED`).
+    let login = server.login(&email, NEW_PASSWORD).await;
+    let sending_session = token_of(&login);
+    secrets.push(sending_session.clone());
+    let sender_address = format!("{backend:?}-sender@example.com").to_lowercase();
+    let created = server
+        .authed(
+            "POST",
+            "/api/senders",
+            &sending_session,
+            &json!({ "email": sender_address, "name": "Logs" }).to_string(),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let (sender_token, _) = server
+        .mailed_token(&sender_address, "sender_verification")
+        .await;
+    secrets.push(sender_token.clone());
+    let verified = server
+        .post(
+            "/api/senders/verify",
+            &json!({ "token": sender_token }).to_string(),
+        )
+        .await;
+    assert_eq!(verified.status, 200);
+    let user_id = login.json()["user"]["id"].as_str().unwrap().to_owned();
+    let secret = koldly::sending::unsubscribe::secret(server.handles.db(), 0)
+        .await
+        .unwrap();
+    let unsubscribe = koldly::sending::unsubscribe::sign(&secret, &user_id, "lead@example.org");
+    secrets.push(unsubscribe.clone());
+    assert_eq!(server.get(&format!("/u/{unsubscribe}")).await.status, 200);
+    assert_eq!(
+        server.post(&format!("/u/{unsubscribe}"), "").await.status,
+        200
+    );
+    assert!(
+        koldly::db::suppressions::is_suppressed(server.pool(), &user_id, "lead@example.org")
+            .await
+            .unwrap()
+    );
 
     let audit_rows: Vec<String> = {
         server.flush_audit().await;

@@ -16,6 +16,8 @@ mod mailgun;
 mod onboarding;
 mod plan_limits;
 mod prospects;
+mod sending;
+mod sending_providers;
 mod suppressions;
 mod tenancy;
 mod webhooks;

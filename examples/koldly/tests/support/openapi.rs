@@ -240,8 +240,16 @@ impl ApiSchema {
         let Some(schema) = content.get("schema") else {
             return Ok(());
         };
-        let body: Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| format!("the {content_type} body is not JSON: {e}"))?;
+        // A text body (`text/plain`) is checked as the string it is.
+        let body: Value = if content_type.ends_with("json") {
+            serde_json::from_slice(&reply.body)
+                .map_err(|e| format!("the {content_type} body is not JSON: {e}"))?
+        } else {
+            Value::String(
+                String::from_utf8(reply.body.to_vec())
+                    .map_err(|e| format!("the {content_type} body is not UTF-8: {e}"))?,
+            )
+        };
         let root = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "components": self.doc["components"],
