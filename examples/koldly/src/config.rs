@@ -12,8 +12,8 @@ use crate::{
     clock::{Clock, SystemClock},
     http_client::CircuitSettings,
     jobs::JobsConfig,
-    webhooks::signature::SigningKey,
     sending::config::SendingConfig,
+    webhooks::signature::SigningKey,
 };
 
 /// koldly's command line. Every flag is also read from the environment
