@@ -102,6 +102,9 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
     (Method::PATCH, "/api/emails/{id}", "email.edit"),
     (Method::POST, "/api/emails/{id}/reject", "email.reject"),
     (Method::POST, "/api/emails/approve", "emails.approve"),
+    (Method::POST, "/api/billing/checkout", "billing.checkout"),
+    (Method::POST, "/api/webhooks/stripe", "billing.webhook"),
+    (Method::GET, "/api/admin/metrics", "admin.metrics.read"),
 ];
 
 /// Says on the request's audit event who acted (`actor`, a user id) on what

@@ -5,6 +5,7 @@
 #[path = "../../../../tests/common/mod.rs"]
 pub mod common;
 pub mod fake_anthropic;
+pub mod fake_stripe;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
