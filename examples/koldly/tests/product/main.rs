@@ -14,3 +14,4 @@ mod onboarding;
 mod plan_limits;
 mod prospects;
 mod tenancy;
+mod webhooks;
