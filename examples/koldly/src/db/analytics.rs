@@ -61,6 +61,10 @@ impl Activity {
     }
 }
 
+/// The feed's first page: `$1`'s events, newest first, `$2` at most.
+pub const FEED_SQL: &str = "SELECT id, event_type, campaign_id, prospect_id, metadata, occurred_at \
+     FROM analytics_events WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2";
+
 /// A page of `user_id`'s events, newest first (keyset on `(occurred_at, id)`).
 pub async fn feed(
     pool: &AnyPool,
@@ -69,10 +73,7 @@ pub async fn feed(
 ) -> Result<Vec<Activity>, sqlx::Error> {
     let rows = match &page.after {
         None => {
-            sqlx::query(
-                "SELECT id, event_type, campaign_id, prospect_id, metadata, occurred_at FROM analytics_events \
-                 WHERE user_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
-            )
+            sqlx::query(FEED_SQL)
             .bind(user_id)
             .bind(page.fetch())
             .fetch_all(pool)

@@ -7,6 +7,7 @@ mod support;
 mod billing;
 mod campaigns;
 mod client;
+mod dashboard;
 mod emails;
 mod hostile_input;
 mod icp_templates;
