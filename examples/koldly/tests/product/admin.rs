@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::client::{audited, campaign, get, import, emails, user};
+use crate::client::{audited, campaign, emails, get, import, user};
 use crate::on_both;
 use crate::support::{Backend, TestServer};
 use koldly::clock::Clock;
@@ -29,16 +29,23 @@ async fn metrics_are_for_admins_only(backend: Backend) {
     // Data: a campaign with two prospects, sends a day apart and a week apart.
     let c = campaign(&server, &member, "Metrics").await;
     let c = c["id"].as_str().unwrap();
-    assert_eq!(import(&server, &member, c, &emails("m", 2)).await.status, 200);
-    let prospects: Vec<String> = sqlx::query("SELECT id FROM prospects WHERE campaign_id = $1 ORDER BY id")
-        .bind(c)
-        .fetch_all(server.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get("id").unwrap())
-        .collect();
-    for (prospect, sent_at) in [(&prospects[0], now - 3600), (&prospects[1], now - 8 * 86_400)] {
+    assert_eq!(
+        import(&server, &member, c, &emails("m", 2)).await.status,
+        200
+    );
+    let prospects: Vec<String> =
+        sqlx::query("SELECT id FROM prospects WHERE campaign_id = $1 ORDER BY id")
+            .bind(c)
+            .fetch_all(server.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("id").unwrap())
+            .collect();
+    for (prospect, sent_at) in [
+        (&prospects[0], now - 3600),
+        (&prospects[1], now - 8 * 86_400),
+    ] {
         sqlx::query(
             "INSERT INTO campaign_sending_queue (id, campaign_id, prospect_id, status, scheduled_for, sent_at, created_at, updated_at) \
              VALUES ($1, $2, $3, 'sent', 0, $4, 0, 0)",
@@ -58,7 +65,9 @@ async fn metrics_are_for_admins_only(backend: Backend) {
         .unwrap();
 
     for who in [&boss, &member] {
-        let problem = get(&server, who, "/api/admin/metrics").await.assert_problem(403);
+        let problem = get(&server, who, "/api/admin/metrics")
+            .await
+            .assert_problem(403);
         assert!(problem["type"].as_str().unwrap().ends_with("/forbidden"));
     }
     crate::client::request(&server, None, "GET", "/api/admin/metrics", None, "", None)
@@ -69,14 +78,21 @@ async fn metrics_are_for_admins_only(backend: Backend) {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no account"));
     let granted = koldly_admin(&server, "grant", "BOSS@example.com");
-    assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
     assert!(String::from_utf8_lossy(&granted.stdout).contains("is an admin"));
 
     let day = get(&server, &boss, "/api/admin/metrics?period=24h").await;
     assert_eq!(day.status, 200, "{}", String::from_utf8_lossy(&day.body));
     let day = day.json();
     assert_eq!(day["period"], "24h");
-    assert_eq!(day["users"], json!({ "total": 2, "signups": 2, "active": 2 }));
+    assert_eq!(
+        day["users"],
+        json!({ "total": 2, "signups": 2, "active": 2 })
+    );
     assert_eq!(day["campaigns"], json!({ "total": 1, "created": 1 }));
     assert_eq!(day["emails"], json!({ "sent": 1 }));
     assert_eq!(day["replies"], json!({ "received": 0 }));
@@ -84,20 +100,28 @@ async fn metrics_are_for_admins_only(backend: Backend) {
         day["revenue"],
         json!({ "mrr_cents": 7900, "by_plan": { "growth": { "subscribers": 1, "mrr_cents": 7900 } } })
     );
-    let month = get(&server, &boss, "/api/admin/metrics?period=30d").await.json();
+    let month = get(&server, &boss, "/api/admin/metrics?period=30d")
+        .await
+        .json();
     assert_eq!(month["emails"]["sent"], 2);
     let default = get(&server, &boss, "/api/admin/metrics").await.json();
     assert_eq!(default["period"], "7d");
     assert_eq!(default["emails"]["sent"], 1);
     for bad in ["1y", "", "24H"] {
-        let problem = get(&server, &boss, &format!("/api/admin/metrics?period={bad}")).await.assert_problem(400);
+        let problem = get(&server, &boss, &format!("/api/admin/metrics?period={bad}"))
+            .await
+            .assert_problem(400);
         assert_eq!(problem["errors"][0]["field"], "period");
     }
-    get(&server, &member, "/api/admin/metrics").await.assert_problem(403);
+    get(&server, &member, "/api/admin/metrics")
+        .await
+        .assert_problem(403);
 
     let revoked = koldly_admin(&server, "revoke", "boss@example.com");
     assert!(revoked.status.success());
-    get(&server, &boss, "/api/admin/metrics").await.assert_problem(403);
+    get(&server, &boss, "/api/admin/metrics")
+        .await
+        .assert_problem(403);
 
     let calls = audited(&server, "admin.metrics.read").await;
     let outcomes: Vec<(&str, Option<&str>)> = calls

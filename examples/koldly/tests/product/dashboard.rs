@@ -18,9 +18,17 @@ const ZONE: &str = "America/New_York";
 /// Local midnight `days_ago` days before today in [`ZONE`], unix seconds.
 fn local_midnight(now: i64, days_ago: i64) -> i64 {
     let tz = TimeZone::get(ZONE).unwrap();
-    let today = Timestamp::from_second(now).unwrap().to_zoned(tz.clone()).date();
+    let today = Timestamp::from_second(now)
+        .unwrap()
+        .to_zoned(tz.clone())
+        .date();
     let day = today.checked_sub(days_ago.days()).unwrap();
-    day.to_zoned(tz).unwrap().start_of_day().unwrap().timestamp().as_second()
+    day.to_zoned(tz)
+        .unwrap()
+        .start_of_day()
+        .unwrap()
+        .timestamp()
+        .as_second()
 }
 
 fn local_date(now: i64, days_ago: i64) -> String {
@@ -41,7 +49,13 @@ async fn prospect_ids(server: &TestServer, campaign: &str) -> Vec<String> {
 }
 
 /// A queue row of `campaign`/`prospect` with `status`, sent at `sent_at`.
-async fn queued(server: &TestServer, campaign: &str, prospect: &str, status: &str, sent_at: Option<i64>) {
+async fn queued(
+    server: &TestServer,
+    campaign: &str,
+    prospect: &str,
+    status: &str,
+    sent_at: Option<i64>,
+) {
     sqlx::query(
         "INSERT INTO campaign_sending_queue (id, campaign_id, prospect_id, status, scheduled_for, sent_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 0, $5, 0, 0)",
@@ -95,14 +109,35 @@ async fn seed(server: &TestServer, owner: &User, prefix: &str) -> (String, Strin
     let c1 = id(&campaign(server, owner, &format!("{prefix} first")).await);
     let c2 = id(&campaign(server, owner, &format!("{prefix} second")).await);
     let c3 = id(&campaign(server, owner, &format!("{prefix} archived")).await);
-    assert_eq!(json(server, owner, "PUT", &format!("/api/campaigns/{c3}/archive"), Value::Null).await.status, 200);
+    assert_eq!(
+        json(
+            server,
+            owner,
+            "PUT",
+            &format!("/api/campaigns/{c3}/archive"),
+            Value::Null
+        )
+        .await
+        .status,
+        200
+    );
     sqlx::query("UPDATE campaigns SET status = 'active' WHERE id = $1")
         .bind(&c1)
         .execute(server.pool())
         .await
         .unwrap();
-    assert_eq!(import(server, owner, &c1, &emails(&format!("{prefix}a"), 4)).await.status, 200);
-    assert_eq!(import(server, owner, &c2, &emails(&format!("{prefix}b"), 2)).await.status, 200);
+    assert_eq!(
+        import(server, owner, &c1, &emails(&format!("{prefix}a"), 4))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        import(server, owner, &c2, &emails(&format!("{prefix}b"), 2))
+            .await
+            .status,
+        200
+    );
     let p1 = prospect_ids(server, &c1).await;
     let p2 = prospect_ids(server, &c2).await;
     email_row(server, &c1, &p1[0], "draft", now).await;
@@ -114,18 +149,39 @@ async fn seed(server: &TestServer, owner: &User, prefix: &str) -> (String, Strin
     queued(server, &c1, &p1[1], "sent", Some(midnight)).await;
     queued(server, &c1, &p1[2], "sent", Some(midnight + 60)).await;
     // Ten days ago: in the stats, outside a 7-day window.
-    queued(server, &c1, &p1[3], "sent", Some(local_midnight(now, 10) + 3600)).await;
+    queued(
+        server,
+        &c1,
+        &p1[3],
+        "sent",
+        Some(local_midnight(now, 10) + 3600),
+    )
+    .await;
     queued(server, &c1, &p1[3], "failed", None).await;
     queued(server, &c1, &p1[3], "queued", None).await;
     // Two days ago, in the second campaign.
-    queued(server, &c2, &p2[0], "sent", Some(local_midnight(now, 2) + 43_200)).await;
+    queued(
+        server,
+        &c2,
+        &p2[0],
+        "sent",
+        Some(local_midnight(now, 2) + 43_200),
+    )
+    .await;
     replied(server, owner, &c1, &p1[0], midnight - 10).await;
     replied(server, owner, &c1, &p1[1], midnight + 10).await;
     (c1, c2)
 }
 
 async fn in_new_york(server: &TestServer, who: &User) {
-    let res = json(server, who, "PUT", "/api/account/timezone", json!({ "timezone": ZONE })).await;
+    let res = json(
+        server,
+        who,
+        "PUT",
+        "/api/account/timezone",
+        json!({ "timezone": ZONE }),
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
 }
 
@@ -152,7 +208,9 @@ async fn figures_match_the_seeded_data(backend: Backend) {
     );
 
     let now = server.clock.now();
-    let activity = get(&server, &owner, "/api/dashboard/email-activity").await.json();
+    let activity = get(&server, &owner, "/api/dashboard/email-activity")
+        .await
+        .json();
     assert_eq!(activity["timezone"], ZONE);
     let days = activity["days"].as_array().unwrap();
     assert_eq!(days.len(), 7, "the default is 7 days, zero days included");
@@ -169,7 +227,9 @@ async fn figures_match_the_seeded_data(backend: Backend) {
         })
         .collect();
     assert_eq!(days, &expected);
-    let month = get(&server, &owner, "/api/dashboard/email-activity?days=30").await.json();
+    let month = get(&server, &owner, "/api/dashboard/email-activity?days=30")
+        .await
+        .json();
     let month_days = month["days"].as_array().unwrap();
     assert_eq!(month_days.len(), 30);
     let sent: i64 = month_days.iter().map(|d| d["sent"].as_i64().unwrap()).sum();
@@ -178,11 +238,24 @@ async fn figures_match_the_seeded_data(backend: Backend) {
     assert_eq!(month_days[19]["sent"], 1);
 
     // In UTC, yesterday's 23:30 send is today's.
-    let res = json(&server, &owner, "PUT", "/api/account/timezone", json!({ "timezone": "UTC" })).await;
+    let res = json(
+        &server,
+        &owner,
+        "PUT",
+        "/api/account/timezone",
+        json!({ "timezone": "UTC" }),
+    )
+    .await;
     assert_eq!(res.status, 200);
-    let utc = get(&server, &owner, "/api/dashboard/email-activity?days=2").await.json();
+    let utc = get(&server, &owner, "/api/dashboard/email-activity?days=2")
+        .await
+        .json();
     let utc_today = &utc["days"][1];
-    let utc_date = Timestamp::from_second(now).unwrap().to_zoned(TimeZone::UTC).date().to_string();
+    let utc_date = Timestamp::from_second(now)
+        .unwrap()
+        .to_zoned(TimeZone::UTC)
+        .date()
+        .to_string();
     assert_eq!(utc_today["date"], utc_date);
     let local_midnight_utc = Timestamp::from_second(local_midnight(now, 0) - 1800)
         .unwrap()
@@ -194,17 +267,27 @@ async fn figures_match_the_seeded_data(backend: Backend) {
     }
     in_new_york(&server, &owner).await;
 
-    let campaigns = get(&server, &owner, "/api/dashboard/campaigns").await.json();
+    let campaigns = get(&server, &owner, "/api/dashboard/campaigns")
+        .await
+        .json();
     assert_eq!(
         campaigns["items"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| json!([c["id"], c["prospects"], c["sent"], c["replies"], c["reply_rate"]]))
+            .map(|c| json!([
+                c["id"],
+                c["prospects"],
+                c["sent"],
+                c["replies"],
+                c["reply_rate"]
+            ]))
             .collect::<Vec<_>>(),
         vec![json!([c2, 2, 1, 0, 0.0]), json!([c1, 4, 4, 2, 50.0])]
     );
-    let one = get(&server, &owner, "/api/dashboard/campaigns?limit=1").await.json();
+    let one = get(&server, &owner, "/api/dashboard/campaigns?limit=1")
+        .await
+        .json();
     assert_eq!(one["items"].as_array().unwrap().len(), 1);
 
     // The feed: signup, three campaigns created, two imports; pages chain.
@@ -237,25 +320,58 @@ async fn figures_match_the_seeded_data(backend: Backend) {
             "signup"
         ]
     );
-    let first = get(&server, &owner, "/api/dashboard/activity?limit=1").await.json();
+    let first = get(&server, &owner, "/api/dashboard/activity?limit=1")
+        .await
+        .json();
     assert_eq!(first["items"][0]["type"], "prospects_imported");
     assert_eq!(first["items"][0]["metadata"]["count"], 2);
     assert_eq!(first["items"][0]["campaign_id"], c2);
 
     // A newcomer sees zeros and empty lists, never the others' data.
     let newcomer = user(&server, "new@example.com").await;
+    server.settle().await;
     let stats = get(&server, &newcomer, "/api/dashboard/stats").await.json();
     assert_eq!(stats["emails"]["sent"], 0);
     assert_eq!(stats["reply_rate"], 0.0);
-    assert_eq!(get(&server, &newcomer, "/api/dashboard/campaigns").await.json()["items"], json!([]));
-    let days = get(&server, &newcomer, "/api/dashboard/email-activity").await.json();
-    assert!(days["days"].as_array().unwrap().iter().all(|d| d["sent"] == 0 && d["replies"] == 0));
-    let feed = get(&server, &newcomer, "/api/dashboard/activity").await.json();
-    assert_eq!(feed["items"].as_array().unwrap().len(), 1, "only its own signup");
+    assert_eq!(
+        get(&server, &newcomer, "/api/dashboard/campaigns")
+            .await
+            .json()["items"],
+        json!([])
+    );
+    let days = get(&server, &newcomer, "/api/dashboard/email-activity")
+        .await
+        .json();
+    assert!(
+        days["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["sent"] == 0 && d["replies"] == 0)
+    );
+    let feed = get(&server, &newcomer, "/api/dashboard/activity")
+        .await
+        .json();
+    assert_eq!(
+        feed["items"].as_array().unwrap().len(),
+        1,
+        "only its own signup"
+    );
     // Another account's cursor only ever pages through the caller's feed.
-    let foreign = get(&server, &newcomer, &format!("/api/dashboard/activity?cursor={}", cursor.unwrap())).await;
+    let foreign = get(
+        &server,
+        &newcomer,
+        &format!("/api/dashboard/activity?cursor={}", cursor.unwrap()),
+    )
+    .await;
     assert_eq!(foreign.status, 200);
-    assert!(foreign.json()["items"].as_array().unwrap().iter().all(|i| i["type"] == "signup"));
+    assert!(
+        foreign.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["type"] == "signup")
+    );
 }
 
 /// `days` outside 1..90 or not an integer, a bad `limit` or cursor: 400
@@ -263,13 +379,32 @@ async fn figures_match_the_seeded_data(backend: Backend) {
 async fn bad_parameters_are_refused(backend: Backend) {
     let server = TestServer::start(backend, |_| {}).await;
     let who = user(&server, "params@example.com").await;
-    for days in ["0", "91", "-1", "abc", "1.5", "", "7%20", "99999999999999999999"] {
-        let res = get(&server, &who, &format!("/api/dashboard/email-activity?days={days}")).await;
+    for days in [
+        "0",
+        "91",
+        "-1",
+        "abc",
+        "1.5",
+        "",
+        "7%20",
+        "99999999999999999999",
+    ] {
+        let res = get(
+            &server,
+            &who,
+            &format!("/api/dashboard/email-activity?days={days}"),
+        )
+        .await;
         let problem = res.assert_problem(400);
         assert_eq!(problem["errors"][0]["field"], "days", "{days}");
     }
     for (days, rows) in [("1", 1), ("90", 90)] {
-        let res = get(&server, &who, &format!("/api/dashboard/email-activity?days={days}")).await;
+        let res = get(
+            &server,
+            &who,
+            &format!("/api/dashboard/email-activity?days={days}"),
+        )
+        .await;
         assert_eq!(res.json()["days"].as_array().unwrap().len(), rows);
     }
     for (path, field) in [
@@ -282,11 +417,30 @@ async fn bad_parameters_are_refused(backend: Backend) {
         assert_eq!(problem["errors"][0]["field"], field, "{path}");
     }
     for zone in ["Mars/Olympus", "", "Europe/Paris/x", &"A".repeat(100)] {
-        let res = json(&server, &who, "PUT", "/api/account/timezone", json!({ "timezone": zone })).await;
-        assert_eq!(res.assert_problem(422)["errors"][0]["field"], "timezone", "{zone}");
+        let res = json(
+            &server,
+            &who,
+            "PUT",
+            "/api/account/timezone",
+            json!({ "timezone": zone }),
+        )
+        .await;
+        assert_eq!(
+            res.assert_problem(422)["errors"][0]["field"],
+            "timezone",
+            "{zone}"
+        );
     }
-    assert_eq!(get(&server, &who, "/api/account/timezone").await.json()["timezone"], "UTC");
-    for path in ["/api/dashboard/stats", "/api/dashboard/email-activity", "/api/dashboard/campaigns", "/api/dashboard/activity"] {
+    assert_eq!(
+        get(&server, &who, "/api/account/timezone").await.json()["timezone"],
+        "UTC"
+    );
+    for path in [
+        "/api/dashboard/stats",
+        "/api/dashboard/email-activity",
+        "/api/dashboard/campaigns",
+        "/api/dashboard/activity",
+    ] {
         crate::client::request(&server, None, "GET", path, None, "", None)
             .await
             .assert_problem(401);
@@ -357,16 +511,52 @@ async fn postgres_plans_use_indexes() {
     };
     use koldly::db::{admin, dashboard};
     let plans = [
-        ("stats", explain(dashboard::STATS_SQL, vec![json!("u7")]).await),
-        ("sent slots", explain(dashboard::SENT_SLOTS_SQL, vec![json!("u7"), json!(week), json!(now + 86_400)]).await),
-        ("reply slots", explain(dashboard::REPLY_SLOTS_SQL, vec![json!("u7"), json!(week), json!(now + 86_400)]).await),
-        ("campaigns", explain(dashboard::CAMPAIGNS_SQL, vec![json!("u7"), json!(5)]).await),
-        ("feed", explain(koldly::db::analytics::FEED_SQL, vec![json!("u7"), json!(21)]).await),
-        ("admin metrics", explain(admin::METRICS_SQL, vec![json!(week)]).await),
+        (
+            "stats",
+            explain(dashboard::STATS_SQL, vec![json!("u7")]).await,
+        ),
+        (
+            "sent slots",
+            explain(
+                dashboard::SENT_SLOTS_SQL,
+                vec![json!("u7"), json!(week), json!(now + 86_400)],
+            )
+            .await,
+        ),
+        (
+            "reply slots",
+            explain(
+                dashboard::REPLY_SLOTS_SQL,
+                vec![json!("u7"), json!(week), json!(now + 86_400)],
+            )
+            .await,
+        ),
+        (
+            "campaigns",
+            explain(dashboard::CAMPAIGNS_SQL, vec![json!("u7"), json!(5)]).await,
+        ),
+        (
+            "feed",
+            explain(
+                koldly::db::analytics::FEED_SQL,
+                vec![json!("u7"), json!(21)],
+            )
+            .await,
+        ),
+        (
+            "admin metrics",
+            explain(admin::METRICS_SQL, vec![json!(week)]).await,
+        ),
     ];
     for (name, plan) in &plans {
         println!("-- {name}\n{plan}");
-        for table in ["campaign_sending_queue", "prospect_replies", "prospect_reply_inbox", "analytics_events", "prospects"] {
+        for table in [
+            "campaign_sending_queue",
+            "prospect_replies",
+            "prospect_reply_inbox",
+            "analytics_events",
+            "prospects",
+        ] {
             assert!(
                 !plan.contains(&format!("Seq Scan on {table}")),
                 "{name} scans {table} whole:\n{plan}"
