@@ -190,3 +190,79 @@ impl StripeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::CommandFactory;
+
+    use crate::config::{Cli, Config};
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |k| map.get(k).cloned()).map_err(|e| e.0)
+    }
+
+    const PRICES: [(&str, &str); 3] = [
+        ("STRIPE_PRICE_STARTER", "price_s"),
+        ("STRIPE_PRICE_GROWTH", "price_g"),
+        ("STRIPE_PRICE_SCALE", "price_x"),
+    ];
+
+    #[test]
+    fn stripe_settings_are_read_checked_and_hidden() {
+        let off = read(&[]).unwrap();
+        assert!(off.stripe.api.is_none());
+        assert!(off.stripe.webhook_secrets.is_empty());
+
+        let mut vars = vec![
+            ("STRIPE_SECRET_KEY", "sk_live_secret"),
+            ("STRIPE_API_BASE", "http://127.0.0.1:9/"),
+            ("STRIPE_WEBHOOK_SECRETS", "whsec_old, whsec_new"),
+            ("STRIPE_CIRCUIT_MIN_CALLS", "3"),
+        ];
+        vars.extend(PRICES);
+        let on = read(&vars).unwrap();
+        let api = on.stripe.api.clone().unwrap();
+        assert_eq!(api.base_url, "http://127.0.0.1:9");
+        assert_eq!(api.price_of(crate::plans::Plan::Growth), Some("price_g"));
+        assert_eq!(api.plan_of("price_x"), Some(crate::plans::Plan::Scale));
+        assert_eq!(api.plan_of("price_other"), None);
+        assert_eq!(api.circuit.min_calls, 3);
+        assert_eq!(on.stripe.webhook_secrets, ["whsec_old", "whsec_new"]);
+        let shown = format!("{on:?}");
+        assert!(
+            !shown.contains("sk_live_secret") && !shown.contains("whsec_"),
+            "{shown}"
+        );
+
+        let missing_price = read(&[("STRIPE_SECRET_KEY", "sk"), PRICES[0], PRICES[1]]).unwrap_err();
+        assert!(
+            missing_price.contains("STRIPE_PRICE_SCALE"),
+            "{missing_price}"
+        );
+        let mut bad_base = vec![
+            ("STRIPE_SECRET_KEY", "sk"),
+            ("STRIPE_API_BASE", "api.stripe.com"),
+        ];
+        bad_base.extend(PRICES);
+        assert!(read(&bad_base).unwrap_err().contains("STRIPE_API_BASE"));
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            "STRIPE_SECRET_KEY",
+            "STRIPE_API_BASE",
+            "STRIPE_PRICE_STARTER",
+            "STRIPE_PRICE_GROWTH",
+            "STRIPE_PRICE_SCALE",
+            "STRIPE_WEBHOOK_SECRETS",
+            "STRIPE_CIRCUIT_MIN_CALLS",
+            "STRIPE_CIRCUIT_OPEN_SECS",
+        ] {
+            assert!(help.contains(var), "{var} is documented in --help");
+        }
+    }
+}
