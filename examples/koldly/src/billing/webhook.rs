@@ -327,7 +327,7 @@ async fn subscription_event(
         }
         _ => Plan::Free,
     };
-    db::billing::upsert_subscription(
+    let newest = db::billing::upsert_subscription(
         conn,
         &SubscriptionState {
             id,
@@ -341,6 +341,13 @@ async fn subscription_event(
         now,
     )
     .await?;
+    if !newest {
+        return Ok(Applied {
+            outcome: "out_of_order",
+            user_id: Some(account.user_id),
+            ..Applied::default()
+        });
+    }
     let theirs = account.subscription_id.as_deref().is_none_or(|s| s == id);
     if !theirs && account.is_subscribed() {
         tracing::warn!(

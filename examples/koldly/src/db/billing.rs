@@ -187,19 +187,23 @@ pub struct SubscriptionState<'a> {
     pub event_created: i64,
 }
 
-/// Stores `state` as the subscription's newest.
+/// Stores `state` as the subscription's newest, unless an event created
+/// later was applied already; returns whether it was stored. The condition is
+/// in the same statement: in PostgreSQL a concurrent delivery about the same
+/// subscription waits on its row and is compared with what that one wrote.
 pub async fn upsert_subscription(
     conn: &mut AnyConnection,
     state: &SubscriptionState<'_>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let res = sqlx::query(
         "INSERT INTO stripe_subscriptions (id, user_id, status, price_id, plan, current_period_end, \
          last_event_created, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, status = excluded.status, \
          price_id = excluded.price_id, plan = excluded.plan, \
          current_period_end = excluded.current_period_end, \
-         last_event_created = excluded.last_event_created, updated_at = excluded.updated_at",
+         last_event_created = excluded.last_event_created, updated_at = excluded.updated_at \
+         WHERE stripe_subscriptions.last_event_created <= excluded.last_event_created",
     )
     .bind(state.id)
     .bind(state.user_id)
@@ -211,7 +215,7 @@ pub async fn upsert_subscription(
     .bind(now)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(res.rows_affected() == 1)
 }
 
 /// Puts the user on `plan` with `status` and `subscription` (`None` clears it).
