@@ -45,7 +45,9 @@
 //!     templates, onboarding, email generation and decisions), keys scoped by
 //!     the verified user or the client IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
 //!     (shared by instances), else in memory;
-//! 11. the router.
+//! 11. the router, which also serves the OpenAPI document
+//!     (`GET /api/openapi.json`) and its reference page (`/docs`): see
+//!     [`openapi`].
 //!
 //! Layers 0–8 wrap the whole router from outside, as one service ([`App`]);
 //! 9 and 10 wrap their route group with `Router::layer`, inside them. Outside the
@@ -66,7 +68,6 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use bytes::Bytes;
 use http::request::Parts;
@@ -90,6 +91,7 @@ use tower_http::{
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
@@ -103,7 +105,7 @@ use crate::{
     emails, health, http_client, icp,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
-    onboarding, prospects,
+    onboarding, openapi, prospects,
     state::{AppState, Inner},
     text_input,
 };
@@ -364,26 +366,32 @@ pub fn idempotency_scope(
 /// The limit axum's body extractors apply unless told otherwise.
 const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The routes, with idempotency on its route group.
-fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
+/// The routes, with idempotency on its route group, `GET /api/openapi.json`
+/// and the `/docs` page. Every route is registered through an
+/// [`OpenApiRouter`], so it is documented where it is routed ([`openapi`]).
+pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let product = product_routes(&state, store.clone());
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .max_request_bytes(state.config.body_limit);
-    let idempotent = Router::new()
-        .nest("/api/auth", auth::idempotent_api_routes())
+    let idempotent = OpenApiRouter::new()
+        .nest(
+            "/api/auth",
+            OpenApiRouter::from(auth::idempotent_api_routes()),
+        )
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::extract::resolve_session,
         ));
-    let plain = Router::new()
-        .route("/health", get(health::health))
-        .nest("/api/auth", auth::api_routes())
-        .nest("/auth", auth::oauth_routes())
+    let plain = OpenApiRouter::new()
+        .merge(health::routes())
+        .nest("/api/auth", OpenApiRouter::from(auth::api_routes()))
+        .nest("/auth", OpenApiRouter::from(auth::oauth_routes()))
         .merge(jobs::routes::routes())
-        .merge(crate::billing::webhook_routes());
-    idempotent.merge(plain).merge(product).with_state(state)
+        .merge(OpenApiRouter::from(crate::billing::webhook_routes()));
+    let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
+    router.with_state(state)
 }
 
 /// The product's routes (campaigns, prospects, ICP templates, onboarding),
@@ -392,20 +400,20 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
 /// [`auth::extract::resolve_session`] verified first; a request without a
 /// valid token falls back to the client IP as its scope and is answered 401
 /// by the handler.
-fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
+fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppState> {
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .methods([http::Method::POST])
         .max_request_bytes(state.config.body_limit);
-    Router::new()
+    OpenApiRouter::new()
         .merge(campaigns::routes())
-        .merge(prospects::routes())
-        .merge(icp::routes())
-        .merge(onboarding::routes())
-        .merge(emails::routes())
-        .merge(crate::billing::routes())
-        .merge(crate::dashboard::routes())
-        .merge(crate::admin::routes())
+        .merge(OpenApiRouter::from(prospects::routes()))
+        .merge(OpenApiRouter::from(icp::routes()))
+        .merge(OpenApiRouter::from(onboarding::routes()))
+        .merge(OpenApiRouter::from(emails::routes()))
+        .merge(OpenApiRouter::from(crate::billing::routes()))
+        .merge(OpenApiRouter::from(crate::dashboard::routes()))
+        .merge(OpenApiRouter::from(crate::admin::routes()))
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

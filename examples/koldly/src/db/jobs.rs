@@ -46,8 +46,12 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, user_id, kind, payload, state, attempts, max_attempts, progress_done, \
-     progress_total, last_error, created_at, updated_at, finished_at";
+macro_rules! columns_sql {
+    () => {
+        "id, user_id, kind, payload, state, attempts, max_attempts, progress_done, \
+     progress_total, last_error, created_at, updated_at, finished_at"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Job, sqlx::Error> {
     let payload: String = row.try_get("payload")?;
@@ -88,11 +92,12 @@ pub struct NewJob<'a> {
 
 /// Queues a job; returns it.
 pub async fn enqueue(pool: &AnyPool, new: NewJob<'_>, now: i64) -> Result<Job, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO jobs (id, user_id, kind, payload, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(new_id())
         .bind(new.user_id)
         .bind(new.kind)
@@ -112,8 +117,12 @@ pub async fn find_owned(
     id: &str,
     user_id: &str,
 ) -> Result<Option<Job>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2");
-    let row = sqlx::query(&sql)
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM jobs WHERE id = $1 AND user_id = $2"
+    );
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(user_id)
         .fetch_optional(pool)
@@ -123,17 +132,21 @@ pub async fn find_owned(
 
 /// The job `id`, whoever owns it (for the runner and tests).
 pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let sql = concat!("SELECT ", columns_sql!(), " FROM jobs WHERE id = $1");
+    let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The condition that makes a job claimable at `$2` (now): queued and due, or
 /// running under a lease that has passed. Only kinds in `$3` (a comma-joined
 /// list, so one statement serves any set of handlers).
-const CLAIMABLE: &str = "((state = 'queued' AND run_at <= $2) \
+macro_rules! claimable_sql {
+    () => {
+        "((state = 'queued' AND run_at <= $2) \
      OR (state = 'running' AND lease_until < $2)) \
-     AND (',' || $3 || ',') LIKE ('%,' || kind || ',%')";
+     AND (',' || $3 || ',') LIKE ('%,' || kind || ',%')"
+    };
+}
 
 /// Claims the next due job of one of `kinds` for `owner` until `lease_until`:
 /// sets it `running` and counts the attempt. `None` when nothing is due.
@@ -144,17 +157,29 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
-    let lock = match db.backend {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
+    // One literal per engine: SQLite has no row locks (its write transaction
+    // is the lock), PostgreSQL skips rows another runner is claiming.
+    macro_rules! claim_sql {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $4, \
+                 attempts = attempts + 1, updated_at = $2 \
+                 WHERE id = (SELECT id FROM jobs WHERE ",
+                claimable_sql!(),
+                " ORDER BY run_at, id LIMIT 1 ",
+                $lock,
+                ") AND ",
+                claimable_sql!(),
+                " RETURNING ",
+                columns_sql!()
+            )
+        };
+    }
+    let sql = match db.backend {
+        Backend::Postgres => claim_sql!("FOR UPDATE SKIP LOCKED"),
+        Backend::Sqlite => claim_sql!(""),
     };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $4, \
-         attempts = attempts + 1, updated_at = $2 \
-         WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY run_at, id LIMIT 1 {lock}) \
-         AND {CLAIMABLE} RETURNING {COLUMNS}"
-    );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(owner)
         .bind(now)
         .bind(kinds.join(","))

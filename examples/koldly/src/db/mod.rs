@@ -20,6 +20,7 @@ pub mod onboarding;
 pub mod outbox;
 pub mod prospects;
 pub mod server_secrets;
+pub mod suppressions;
 pub mod tokens;
 pub mod usage;
 pub mod users;
@@ -118,4 +119,57 @@ impl Db {
 /// A fresh text UUID (v7: time-ordered, so ids sort by creation).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// SQL text assembled at run time from `&'static str` fragments and numbered
+/// `$n` placeholders only — never from input — for the few queries whose shape
+/// depends on which optional filters are present (a list's cursor, a status
+/// filter, an `IN` list's length).
+///
+/// sqlx 0.9 refuses a `String` as SQL unless it is asserted safe
+/// ([`sqlx::AssertSqlSafe`]); this type is that assertion made checkable:
+/// [`push`](Self::push) takes only `&'static str` and [`param`](Self::param)
+/// writes only a number, so no value reaches the text; values are bound.
+#[derive(Debug)]
+pub(crate) struct StaticSql {
+    text: String,
+    next_param: usize,
+}
+
+impl StaticSql {
+    /// Starts with `head`, whose placeholders are `$1` to `$params`.
+    pub(crate) fn new(head: &'static str, params: usize) -> Self {
+        Self {
+            text: head.to_owned(),
+            next_param: params + 1,
+        }
+    }
+
+    /// Appends a constant fragment.
+    pub(crate) fn push(&mut self, fragment: &'static str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    /// Appends the next placeholder (`$n`) and returns `n`.
+    pub(crate) fn param(&mut self) -> usize {
+        let n = self.next_param;
+        self.next_param += 1;
+        self.text.push('$');
+        self.text.push_str(&n.to_string());
+        n
+    }
+
+    /// Appends placeholder `$n` again (a parameter used twice).
+    pub(crate) fn param_again(&mut self, n: usize) -> &mut Self {
+        self.text.push('$');
+        self.text.push_str(&n.to_string());
+        self
+    }
+
+    /// The text, for `sqlx::query`. Safe to assert: only constant fragments
+    /// and placeholder numbers went into it (see the type's doc).
+    pub(crate) fn finish(self) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(self.text)
+    }
 }

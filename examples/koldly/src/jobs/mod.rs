@@ -36,8 +36,8 @@
 //! Issue 17 asked for apalis 1.x. Checked on crates.io on 2026-12-01:
 //! `apalis` 1.0.0, `apalis-postgres` 1.0.0, `apalis-sqlite` 1.0.0 and
 //! `apalis-cron` 1.0.0 exist, but both storage backends depend on **sqlx 0.9**
-//! (`apalis-sql` is 1.0.0-rc.9 and only shared utilities), while koldly is on
-//! sqlx 0.8 with `sqlx::Any`. sqlx 0.9's `query()` takes `impl SqlSafeStr`, so
+//! (`apalis-sql` is 1.0.0-rc.9 and only shared utilities); koldly was then on
+//! sqlx 0.8 with `sqlx::Any` (it is on 0.9 now). sqlx 0.9's `query()` takes `impl SqlSafeStr`, so
 //! moving koldly means touching every `db` module (`users`, `tokens`, … are
 //! being changed on other branches now); keeping both majors means two pools
 //! per database and two copies of sqlx. apalis also times its leases with the

@@ -15,5 +15,6 @@ mod icp_templates;
 mod onboarding;
 mod plan_limits;
 mod prospects;
+mod suppressions;
 mod tenancy;
 mod webhooks;
