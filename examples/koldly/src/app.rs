@@ -389,7 +389,7 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .nest("/api/auth", OpenApiRouter::from(auth::api_routes()))
         .nest("/auth", OpenApiRouter::from(auth::oauth_routes()))
         .merge(jobs::routes::routes())
-        .merge(OpenApiRouter::from(crate::billing::webhook_routes()));
+        .merge(crate::billing::webhook_routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
     router.with_state(state)
 }
@@ -411,9 +411,9 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .merge(OpenApiRouter::from(icp::routes()))
         .merge(OpenApiRouter::from(onboarding::routes()))
         .merge(OpenApiRouter::from(emails::routes()))
-        .merge(OpenApiRouter::from(crate::billing::routes()))
-        .merge(OpenApiRouter::from(crate::dashboard::routes()))
-        .merge(OpenApiRouter::from(crate::admin::routes()))
+        .merge(crate::billing::routes())
+        .merge(crate::dashboard::routes())
+        .merge(crate::admin::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

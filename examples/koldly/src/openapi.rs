@@ -63,6 +63,9 @@ pub const BEARER: &str = "bearer";
         (name = "icp-templates", description = "Ideal customer profile templates"),
         (name = "onboarding", description = "The first-run questionnaire"),
         (name = "emails", description = "AI-drafted emails and their approval"),
+        (name = "billing", description = "Plans, usage, Stripe checkout, portal, invoices and webhook"),
+        (name = "dashboard", description = "Dashboards, the activity feed and the user's time zone"),
+        (name = "admin", description = "Platform metrics for admins"),
     )
 )]
 pub struct ApiDoc;

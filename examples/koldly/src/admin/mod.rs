@@ -4,10 +4,11 @@
 
 pub mod cli;
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use http::StatusCode;
 use serde_json::{Value, json};
 use steadfast::{Problem, audit::AuditContext};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     audit::note_change,
@@ -15,6 +16,7 @@ use crate::{
     billing,
     db::admin,
     error::{ApiError, ApiResult},
+    openapi::{InvalidQuery, Problems, Unauthorized},
     pagination::ListQuery,
     plans::Plan,
     state::AppState,
@@ -24,8 +26,84 @@ use crate::{
 pub const FORBIDDEN_TYPE: &str = "https://koldly.dev/problems/forbidden";
 
 /// The admin routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/admin/metrics", get(metrics))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
+}
+
+steadfast::problem_responses! {
+    /// Not an admin.
+    pub struct Forbidden {
+        403 => "This route is for admins.", types = [FORBIDDEN_TYPE];
+    }
+}
+
+/// The OpenAPI description of the metrics (the handler writes this JSON).
+#[allow(dead_code)]
+mod schema {
+    /// Users.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminUserCounts {
+        /// Every account.
+        total: i64,
+        /// Created in the period.
+        signups: i64,
+        /// With an analytics event in the period.
+        active: i64,
+    }
+    /// Campaigns.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminCampaignCounts {
+        /// Every campaign.
+        total: i64,
+        /// Created in the period.
+        created: i64,
+    }
+    /// Emails.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminEmailCounts {
+        /// Sent in the period.
+        sent: i64,
+    }
+    /// Replies.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminReplyCounts {
+        /// Received in the period.
+        received: i64,
+    }
+    /// One plan's subscribers.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminPlanRevenue {
+        /// Running subscriptions.
+        subscribers: i64,
+        /// At list price, in cents.
+        mrr_cents: i64,
+    }
+    /// AdminRevenue.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct AdminRevenue {
+        /// Monthly recurring revenue at list prices, in cents.
+        mrr_cents: i64,
+        /// Per plan name.
+        by_plan: std::collections::BTreeMap<String, AdminPlanRevenue>,
+    }
+    /// `GET /api/admin/metrics`.
+    #[derive(Debug, utoipa::ToSchema)]
+    pub struct MetricsView {
+        /// `24h`, `7d` or `30d`.
+        period: String,
+        /// The period's start, unix seconds.
+        since: i64,
+        /// Users.
+        users: AdminUserCounts,
+        /// Campaigns.
+        campaigns: AdminCampaignCounts,
+        /// Emails.
+        emails: AdminEmailCounts,
+        /// Replies.
+        replies: AdminReplyCounts,
+        /// AdminRevenue.
+        revenue: AdminRevenue,
+    }
 }
 
 fn forbidden() -> ApiError {
@@ -40,6 +118,17 @@ fn forbidden() -> ApiError {
 /// `GET /api/admin/metrics`: users, signups, active users, campaigns, emails
 /// sent, replies (in the period, platform-wide) and subscribers and list-price
 /// MRR by plan.
+#[utoipa::path(
+    get,
+    path = "/api/admin/metrics",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("period" = Option<String>, Query, description = "`24h`, `7d` (default) or `30d`")),
+    responses(
+        (status = 200, description = "Platform-wide figures over the period.", body = schema::MetricsView),
+        Problems<(Unauthorized, Forbidden, InvalidQuery)>,
+    )
+)]
 async fn metrics(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

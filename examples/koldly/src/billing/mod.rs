@@ -18,30 +18,33 @@
 //! usage still answer. The plan itself changes only through Stripe's events.
 
 pub mod config;
+pub mod schema;
 pub mod signature;
 pub mod stripe;
 pub mod webhook;
 
-use axum::{
-    Extension, Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Extension, Json, extract::State};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use steadfast::{Deadline, Problem, audit::AuditContext};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use self::stripe::{Stripe, StripeError};
+use self::schema::{
+    AlreadySubscribed, CheckoutView, DatabaseOnly, NoBillingAccount, PlanView, PortalView,
+    StripeProblems, UsageView,
+};
+use self::stripe::{Invoice, Stripe, StripeError};
 use crate::{
     analytics::{self, Event, EventKind},
     audit::note_change,
     auth::extract::AuthUser,
     db::{self, ai_usage, billing::BillingAccount, campaigns, usage},
     error::{ApiError, ApiResult},
-    pagination::ListQuery,
+    openapi::{Idempotent, InvalidBody, InvalidQuery, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit, Plan},
     state::AppState,
     validation::{JsonBody, field_problem},
@@ -51,23 +54,25 @@ use crate::{
 pub const NOT_CONFIGURED_TYPE: &str = "https://koldly.dev/problems/billing-not-configured";
 /// The problem type of a checkout while subscribed.
 pub const ALREADY_SUBSCRIBED_TYPE: &str = "https://koldly.dev/problems/already-subscribed";
+/// The problem type of the portal before any checkout.
+pub const NO_BILLING_ACCOUNT_TYPE: &str = "https://koldly.dev/problems/no-billing-account";
 /// The problem type of Stripe being unreachable or refusing.
 pub const PAYMENT_PROVIDER_TYPE: &str = "https://koldly.dev/problems/payment-provider";
 
 /// The user's billing routes (behind a bearer token; the checkout's `POST`
 /// behind the idempotency layer like every creating route).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/billing/plan", get(plan))
-        .route("/api/billing/usage", get(usage_of))
-        .route("/api/billing/checkout", post(checkout))
-        .route("/api/billing/portal", get(portal))
-        .route("/api/billing/invoices", get(invoices))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(plan))
+        .routes(routes!(usage_of))
+        .routes(routes!(checkout))
+        .routes(routes!(portal))
+        .routes(routes!(invoices))
 }
 
 /// Stripe's webhook (no bearer token: the signature authenticates it).
-pub fn webhook_routes() -> Router<AppState> {
-    Router::new().route("/api/webhooks/stripe", post(webhook::stripe_webhook))
+pub fn webhook_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(webhook::stripe_webhook))
 }
 
 /// 503 "billing is not configured".
@@ -122,6 +127,16 @@ fn entitlements_json(plan: Plan) -> Value {
 }
 
 /// `GET /api/billing/plan`.
+#[utoipa::path(
+    get,
+    path = "/api/billing/plan",
+    tag = "billing",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plan, its status and entitlements.", body = PlanView),
+        Problems<(Unauthorized, DatabaseOnly)>,
+    )
+)]
 async fn plan(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Value>> {
     let account = account_of(&state, &user.id).await?;
     let plan = Plan::from_name(&account.plan);
@@ -136,6 +151,16 @@ async fn plan(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiRes
 }
 
 /// `GET /api/billing/usage`: this month's (UTC) usage against the plan.
+#[utoipa::path(
+    get,
+    path = "/api/billing/usage",
+    tag = "billing",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "This UTC month's usage against the plan's limits.", body = UsageView),
+        Problems<(Unauthorized, DatabaseOnly)>,
+    )
+)]
 async fn usage_of(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -160,9 +185,10 @@ async fn usage_of(
 }
 
 /// `POST /api/billing/checkout`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
+    /// `starter`, `growth` or `scale`.
     plan: String,
 }
 
@@ -253,6 +279,17 @@ fn already_subscribed() -> ApiError {
 }
 
 /// `POST /api/billing/checkout`: 200 `{url, session_id}`.
+#[utoipa::path(
+    post,
+    path = "/api/billing/checkout",
+    tag = "billing",
+    security(("bearer" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "A Stripe Checkout Session for the plan.", body = CheckoutView),
+        Problems<(Unauthorized, InvalidBody, Idempotent, AlreadySubscribed, StripeProblems)>,
+    )
+)]
 async fn checkout(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -321,13 +358,23 @@ async fn checkout(
 fn no_customer() -> ApiError {
     ApiError::from(
         Problem::new(StatusCode::CONFLICT)
-            .with_type(ALREADY_SUBSCRIBED_TYPE.replace("already-subscribed", "no-billing-account"))
+            .with_type(NO_BILLING_ACCOUNT_TYPE)
             .with_title("No billing account")
             .with_detail("Start a subscription with POST /api/billing/checkout first."),
     )
 }
 
 /// `GET /api/billing/portal`: `{url}` of a customer portal session.
+#[utoipa::path(
+    get,
+    path = "/api/billing/portal",
+    tag = "billing",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A customer portal session.", body = PortalView),
+        Problems<(Unauthorized, NoBillingAccount, StripeProblems)>,
+    )
+)]
 async fn portal(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -363,12 +410,23 @@ fn decode_invoice_cursor(text: &str) -> Option<String> {
 }
 
 /// `GET /api/billing/invoices?limit=1..100&cursor=`: `{items, next_cursor}`.
+#[utoipa::path(
+    get,
+    path = "/api/billing/invoices",
+    tag = "billing",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of invoices, newest first (Stripe's cursor, opaque).", body = Page<Invoice>),
+        Problems<(Unauthorized, InvalidQuery, StripeProblems)>,
+    )
+)]
 async fn invoices(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     deadline: Option<Extension<Deadline>>,
     query: ListQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Invoice>>> {
     let stripe = stripe_of(&state)?;
     let limit = match query.get("limit") {
         None => crate::pagination::DEFAULT_LIMIT,
@@ -396,7 +454,10 @@ async fn invoices(
     };
     let account = account_of(&state, &user.id).await?;
     let Some(customer) = account.customer_id else {
-        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+        return Ok(Json(Page {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
     };
     let page = stripe
         .list_invoices(
@@ -411,7 +472,8 @@ async fn invoices(
         .has_more
         .then(|| page.data.last().map(|i| URL_SAFE_NO_PAD.encode(&i.id)))
         .flatten();
-    Ok(Json(
-        json!({ "items": page.data, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(Page {
+        items: page.data,
+        next_cursor,
+    }))
 }

@@ -68,7 +68,7 @@ pub struct CheckoutSession {
 }
 
 /// An invoice as koldly shows it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     /// `in_...`.
     pub id: String,

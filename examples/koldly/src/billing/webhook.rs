@@ -35,6 +35,7 @@ use crate::{
     db::{self, billing::SubscriptionState},
     error::{ApiError, ApiResult},
     mail::Message,
+    openapi::Problems,
     plans::Plan,
     state::AppState,
     validation::field_problem,
@@ -80,6 +81,18 @@ impl Applied {
 }
 
 /// The route.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/stripe",
+    tag = "billing",
+    request_body(content = String, content_type = "application/json",
+        description = "A Stripe event, signed in the `Stripe-Signature` header."),
+    params(("stripe-signature" = String, Header, description = "`t=TIMESTAMP,v1=HMAC[,v1=...]`")),
+    responses(
+        (status = 200, description = "Received: applied, ignored, out of order or a duplicate.", body = super::schema::WebhookAck),
+        Problems<super::schema::WebhookProblems>,
+    )
+)]
 pub async fn stripe_webhook(
     State(state): State<AppState>,
     audit: Option<AuditContext>,

@@ -5,11 +5,13 @@
 //! runs one or two statements over indexes ([`crate::db::dashboard`]).
 
 pub mod days;
+pub mod schema;
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::extract::AuthUser,
@@ -18,22 +20,33 @@ use crate::{
         dashboard::{self, SLOT_SECONDS},
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    openapi::{InvalidBody, InvalidQuery, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{JsonBody, field_problem},
 };
 
 /// The dashboard routes and the time-zone setting.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/dashboard/stats", get(stats))
-        .route("/api/dashboard/email-activity", get(email_activity))
-        .route("/api/dashboard/campaigns", get(campaigns))
-        .route("/api/dashboard/activity", get(activity))
-        .route("/api/account/timezone", get(get_timezone).put(put_timezone))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(email_activity))
+        .routes(routes!(campaigns))
+        .routes(routes!(activity))
+        .routes(routes!(get_timezone, put_timezone))
 }
 
 /// `GET /api/dashboard/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/stats",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's figures.", body = schema::StatsView),
+        Problems<Unauthorized>,
+    )
+)]
 async fn stats(State(state): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<Value>> {
     let s = dashboard::stats(&state.db.pool, &user.id).await?;
     Ok(Json(json!({
@@ -90,6 +103,17 @@ async fn zone_of(state: &AppState, user_id: &str) -> ApiResult<(String, jiff::tz
 /// `GET /api/dashboard/email-activity?days=N`: one row per local day of the
 /// user's time zone, oldest first, zero days included, counting emails by the
 /// time they were sent and replies by the time they arrived.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/email-activity",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    params(("days" = Option<i64>, Query, minimum = 1, maximum = 90, description = "Local days, 1 to 90 (default 7)")),
+    responses(
+        (status = 200, description = "One row per local day, zero days included.", body = schema::EmailActivityView),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn email_activity(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -128,6 +152,17 @@ async fn email_activity(
 
 /// `GET /api/dashboard/campaigns?limit=1..20` (default 5): the newest
 /// campaigns not archived, with prospects, sent, replies and reply rate.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/campaigns",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 20, description = "Campaigns, 1 to 20 (default 5)")),
+    responses(
+        (status = 200, description = "The newest campaigns with their counts.", body = schema::CampaignsView),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn campaigns(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -140,6 +175,17 @@ async fn campaigns(
 
 /// `GET /api/dashboard/activity?limit=&cursor=`: the user's analytics events,
 /// newest first.
+#[utoipa::path(
+    get,
+    path = "/api/dashboard/activity",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "The caller's analytics events, newest first.", body = Page<Activity>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn activity(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -151,6 +197,16 @@ async fn activity(
 }
 
 /// `GET /api/account/timezone`.
+#[utoipa::path(
+    get,
+    path = "/api/account/timezone",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's time zone.", body = schema::TimezoneView),
+        Problems<Unauthorized>,
+    )
+)]
 async fn get_timezone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -160,13 +216,25 @@ async fn get_timezone(
 }
 
 /// `PUT /api/account/timezone` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimezoneRequest {
+    /// IANA name, e.g. `Europe/Paris`.
     timezone: String,
 }
 
 /// `PUT /api/account/timezone` with `{"timezone": "Europe/Paris"}` (IANA).
+#[utoipa::path(
+    put,
+    path = "/api/account/timezone",
+    tag = "dashboard",
+    security(("bearer" = [])),
+    request_body = TimezoneRequest,
+    responses(
+        (status = 200, description = "The time zone, stored.", body = schema::TimezoneView),
+        Problems<(Unauthorized, InvalidBody)>,
+    )
+)]
 async fn put_timezone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -33,7 +33,7 @@ pub async fn insert(
 }
 
 /// One entry of the activity feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Activity {
     /// Text UUID.
     pub id: String,
@@ -45,6 +45,7 @@ pub struct Activity {
     /// The prospect concerned.
     pub prospect_id: Option<String>,
     /// Details.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     /// Unix seconds.
     pub occurred_at: i64,

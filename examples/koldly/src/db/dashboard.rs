@@ -95,7 +95,7 @@ pub async fn activity_slots(
 }
 
 /// A campaign on the dashboard.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CampaignSummary {
     /// Text UUID.
     pub id: String,
