@@ -97,6 +97,9 @@ pub mod idempotency;
 #[cfg(feature = "utoipa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
 pub mod openapi;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "overload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
 pub mod overload;

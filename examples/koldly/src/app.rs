@@ -375,10 +375,7 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .max_request_bytes(state.config.body_limit);
     let idempotent = OpenApiRouter::new()
-        .nest(
-            "/api/auth",
-            OpenApiRouter::from(auth::idempotent_api_routes()),
-        )
+        .nest("/api/auth", auth::idempotent_api_routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -386,8 +383,8 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         ));
     let plain = OpenApiRouter::new()
         .merge(health::routes())
-        .nest("/api/auth", OpenApiRouter::from(auth::api_routes()))
-        .nest("/auth", OpenApiRouter::from(auth::oauth_routes()))
+        .nest("/api/auth", auth::api_routes())
+        .nest("/auth", auth::oauth_routes())
         .merge(jobs::routes::routes())
         .merge(crate::billing::webhook_routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
@@ -407,10 +404,10 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .max_request_bytes(state.config.body_limit);
     OpenApiRouter::new()
         .merge(campaigns::routes())
-        .merge(OpenApiRouter::from(prospects::routes()))
-        .merge(OpenApiRouter::from(icp::routes()))
-        .merge(OpenApiRouter::from(onboarding::routes()))
-        .merge(OpenApiRouter::from(emails::routes()))
+        .merge(prospects::routes())
+        .merge(icp::routes())
+        .merge(onboarding::routes())
+        .merge(emails::routes())
         .merge(crate::billing::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::admin::routes())

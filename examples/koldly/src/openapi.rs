@@ -8,8 +8,8 @@
 //! and path of its `#[utoipa::path]` attribute and adds that operation to the
 //! document. The recipe for a new route is in the README ("API reference").
 //!
-//! What every operation may answer because of the middleware stack (500, 503,
-//! 504; 413 where a body is read) is added here by [`StackProblems`], not
+//! What every operation may answer because of the middleware stack (400 for
+//! hostile text, 500, 503, 504; 413 where a body is read) is added here by [`StackProblems`], not
 //! repeated on each route; what a route's own code may answer is declared on
 //! it with [`Problems`] of the sets below.
 
@@ -148,6 +148,7 @@ pub struct StackProblems;
 problem_responses! {
     /// The stack's problems on every route.
     struct AnyRoute {
+        400 => "A JSON body or the query string holds a control character (or a bidi control in an identifier), or the body could not be read.";
         500 => "The server failed; the failure was logged under the request's id.";
         503 => "Overloaded or the database is busy; retry after `Retry-After`.";
         504 => "The route's time limit passed.";

@@ -20,7 +20,7 @@ macro_rules! owned_sql {
 }
 
 /// An email as the API shows it, with its prospect's address and name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Email {
     /// Text UUID.
     pub id: String,
@@ -512,7 +512,7 @@ pub async fn pending(
 }
 
 /// Drafts awaiting a decision in one campaign.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingCount {
     /// The campaign.
     pub campaign_id: String,

@@ -7,7 +7,7 @@ use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
 
 /// A template as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IcpTemplate {
     /// Text UUID.
     pub id: String,

@@ -11,7 +11,7 @@ use super::{StaticSql, new_id};
 use crate::pagination::{Cursor, PageRequest};
 
 /// A prospect as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Prospect {
     /// Text UUID.
     pub id: String,

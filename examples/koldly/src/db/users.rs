@@ -6,7 +6,7 @@ use sqlx::{AnyPool, Row, any::AnyRow};
 use super::new_id;
 
 /// A user as the API shows it (the password hash is never serialized).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Text UUID.
     pub id: String,
