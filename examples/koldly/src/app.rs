@@ -19,7 +19,8 @@
 //! 4. error handler — steadfast's `ErrorHandlerLayer`: every error, panic and
 //!    bare error response becomes problem+json;
 //! 5. per-route timeouts — steadfast's `RouteTimeoutLayer`: `/api/auth/` and
-//!    `/auth/` 12 s, `/api/analytics/` 30 s, everything else 15 s; 504 problem;
+//!    `/auth/` 12 s, `/api/dashboard/` and `/api/admin/` 30 s, everything else
+//!    15 s; 504 problem;
 //!    it puts the request's `Deadline` in its extensions;
 //! 6. overload protection — steadfast's `OverloadLayer` ([`overload_layer`],
 //!    unless `OVERLOAD_PROTECTION=false`): an adaptive concurrency limit
@@ -269,6 +270,11 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         started: Instant::now(),
         ai: language_model,
         jobs: job_queue,
+        stripe: config
+            .stripe
+            .api
+            .clone()
+            .map(crate::billing::stripe::Stripe::new),
         db,
         config,
     }));
@@ -395,7 +401,8 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
         .nest("/auth", auth::oauth_routes())
         .merge(jobs::routes::routes())
         .merge(webhooks::routes())
-        .merge(sending::public_routes());
+        .merge(sending::public_routes())
+        .merge(crate::billing::webhook_routes());
     let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
     router.with_state(state)
 }
@@ -419,6 +426,9 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
         .merge(emails::routes())
         .merge(inbox::routes())
         .merge(sending::routes())
+        .merge(crate::billing::routes())
+        .merge(crate::dashboard::routes())
+        .merge(crate::admin::routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -555,12 +565,14 @@ impl MakeRequestId for UuidRequestId {
 }
 
 /// Per-route time limits: authentication 12 s (it may call the OAuth
-/// provider), analytics 30 s, everything else 15 s.
+/// provider), dashboards and admin metrics 30 s (they aggregate), everything
+/// else 15 s.
 pub fn timeouts() -> TimeoutTable {
     TimeoutTable::new(Duration::from_secs(15))
         .prefix("/api/auth/", Duration::from_secs(12))
         .prefix("/auth/", Duration::from_secs(12))
-        .prefix("/api/analytics/", Duration::from_secs(30))
+        .prefix("/api/dashboard/", Duration::from_secs(30))
+        .prefix("/api/admin/", Duration::from_secs(30))
 }
 
 #[cfg(test)]
@@ -582,8 +594,16 @@ mod tests {
             Limit::After(Duration::from_secs(12))
         );
         assert_eq!(
-            limit("/api/analytics/overview"),
+            limit("/api/dashboard/email-activity"),
             Limit::After(Duration::from_secs(30))
+        );
+        assert_eq!(
+            limit("/api/admin/metrics"),
+            Limit::After(Duration::from_secs(30))
+        );
+        assert_eq!(
+            limit("/api/billing/checkout"),
+            Limit::After(Duration::from_secs(15))
         );
         assert_eq!(
             limit("/api/campaigns"),

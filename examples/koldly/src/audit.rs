@@ -122,6 +122,9 @@ pub const PRODUCT_ROUTES: &[(Method, &str, &str)] = &[
         "/api/inbox/replies/{id}/send",
         "inbox.reply.send",
     ),
+    (Method::POST, "/api/billing/checkout", "billing.checkout"),
+    (Method::POST, "/api/webhooks/stripe", "billing.webhook"),
+    (Method::GET, "/api/admin/metrics", "admin.metrics.read"),
 ];
 
 /// Says on the request's audit event who acted (`actor`, a user id) on what

@@ -217,6 +217,12 @@ pub struct Cli {
     /// The most requests waiting for a slot; more are refused at once.
     #[arg(long, env = "OVERLOAD_MAX_QUEUE", default_value_t = 100)]
     pub overload_max_queue: usize,
+    /// Billing with Stripe (`STRIPE_*`).
+    #[command(flatten)]
+    pub stripe: crate::billing::config::StripeArgs,
+    /// A one-off command instead of serving (`koldly admin grant EMAIL`).
+    #[command(subcommand)]
+    pub command: Option<crate::admin::cli::Command>,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
@@ -379,6 +385,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The sending engine (`MAIL_API_*`, `SENDING_*`, see [`SendingConfig`]).
     pub sending: SendingConfig,
+    /// Billing with Stripe (`STRIPE_*`, see [`crate::billing::config`]).
+    pub stripe: crate::billing::config::StripeConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -392,6 +400,7 @@ impl std::fmt::Debug for Config {
             .field("postmark", &self.postmark.is_some())
             .field("google", &self.google.is_some())
             .field("mail_webhooks", &self.mail_webhook_signing_key.is_some())
+            .field("stripe", &self.stripe)
             .finish_non_exhaustive()
     }
 }
@@ -454,6 +463,7 @@ impl Config {
             ai: AiConfig::default(),
             jobs: JobsConfig::default(),
             sending: SendingConfig::default(),
+            stripe: crate::billing::config::StripeConfig::disabled(),
         }
     }
 
@@ -557,6 +567,7 @@ impl Config {
             return Err(ConfigError("BODY_LIMIT must be at least 1 byte".into()));
         }
         config.body_limit = cli.body_limit;
+        config.stripe = crate::billing::config::StripeConfig::from_args(cli.stripe)?;
         config.jobs = JobsConfig {
             workers: usize::from(cli.job_workers),
             lease: Duration::from_secs(cli.job_lease_secs),

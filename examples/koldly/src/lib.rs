@@ -7,14 +7,18 @@
 //! configuration and calls both; the integration tests do the same on an
 //! ephemeral port.
 
+pub mod admin;
 pub mod ai;
+pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod background;
+pub mod billing;
 pub mod campaigns;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod emails;
 pub mod error;

@@ -122,6 +122,29 @@ impl Mailer {
         Ok(())
     }
 
+    /// The status a message is stored with before delivery: `pending` with a
+    /// provider, `logged` without (it stays in the outbox).
+    pub fn outbox_status(&self) -> &'static str {
+        if self.inner.provider.is_some() {
+            "pending"
+        } else {
+            "logged"
+        }
+    }
+
+    /// Delivers in the background a message the caller stored itself (with
+    /// [`outbox_status`](Self::outbox_status), in the transaction of the
+    /// change it reports) under `id`.
+    pub fn deliver_stored_later(&self, id: String, msg: Message) {
+        if self.inner.provider.is_none() {
+            return;
+        }
+        let mailer = self.clone();
+        self.inner.background.spawn(async move {
+            let _ = mailer.deliver(id, &msg, None).await;
+        });
+    }
+
     /// The outbox job's one run: sends again each failed message whose failure
     /// proved the provider did not take it (see [`MailError::resend_safe`]),
     /// each claimed first by one atomic update so that of several instances

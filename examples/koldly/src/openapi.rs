@@ -66,6 +66,9 @@ pub const BEARER: &str = "bearer";
         (name = "inbox", description = "Replies to campaigns, their categories and answers"),
         (name = "webhooks", description = "The mail provider's signed webhooks (Mailgun's scheme): delivery events and inbound replies"),
         (name = "sending", description = "Verified senders, sending a campaign, follow-up sequences, sent mail, one-click unsubscribe"),
+        (name = "billing", description = "Plans, usage, Stripe checkout, portal, invoices and webhook"),
+        (name = "dashboard", description = "Dashboards, the activity feed and the user's time zone"),
+        (name = "admin", description = "Platform metrics for admins"),
     )
 )]
 pub struct ApiDoc;

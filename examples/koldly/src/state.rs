@@ -48,6 +48,8 @@ pub struct Inner {
     pub ai: Arc<dyn LanguageModel>,
     /// Where routes queue background jobs.
     pub jobs: JobQueue,
+    /// The Stripe API (`None` without `STRIPE_SECRET_KEY`: billing not configured).
+    pub stripe: Option<crate::billing::stripe::Stripe>,
 }
 
 impl Deref for AppState {

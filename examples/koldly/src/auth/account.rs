@@ -106,6 +106,10 @@ pub async fn signup(
         Some(&email),
         None,
     );
+    crate::analytics::record(
+        &state,
+        crate::analytics::Event::new(user.id.clone(), crate::analytics::EventKind::Signup),
+    );
     Ok((StatusCode::CREATED, Json(session(&state, user))))
 }
 
@@ -163,6 +167,10 @@ pub async fn login(
             Some(&user.id),
             Some(&email),
             None,
+        );
+        crate::analytics::record(
+            &state,
+            crate::analytics::Event::new(user.id.clone(), crate::analytics::EventKind::Login),
         );
         return Ok(Json(session(&state, user)));
     }

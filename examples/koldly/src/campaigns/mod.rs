@@ -178,6 +178,14 @@ async fn create(
         .ok_or_else(|| ApiError::internal("campaign create", "the new row is missing"))?;
     tx.commit().await?;
     note_change(&audit, &user.id, TARGET, &id, None);
+    crate::analytics::record(
+        &state,
+        crate::analytics::Event::new(
+            user.id.clone(),
+            crate::analytics::EventKind::CampaignCreated,
+        )
+        .campaign(id.clone()),
+    );
     Ok(created(campaign))
 }
 

@@ -6,9 +6,13 @@
 //! placeholders, `RETURNING`, `lower()`), with portable types: ids are text
 //! UUIDs, timestamps `i64` unix seconds, flags `0`/`1` integers.
 
+pub mod admin;
 pub mod ai_usage;
+pub mod analytics;
 pub mod audit_log;
+pub mod billing;
 pub mod campaigns;
+pub mod dashboard;
 pub mod emails;
 pub mod icp_templates;
 pub mod inbox;

@@ -74,6 +74,35 @@ pub async fn insert(
     Ok(id)
 }
 
+/// Stores a message with `status` on `conn` (inside a caller's transaction,
+/// so the message exists exactly when the change it reports does); returns
+/// its id.
+pub async fn insert_in(
+    conn: &mut sqlx::AnyConnection,
+    to: &str,
+    subject: &str,
+    body: &str,
+    kind: &str,
+    status: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO mail_outbox (id, to_addr, subject, body_text, kind, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(to)
+    .bind(subject)
+    .bind(body)
+    .bind(kind)
+    .bind(status)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
 /// Records a delivery attempt's outcome; `resend` says whether the outbox job
 /// may try a `failed` message again (only when the failure proved the provider
 /// did not take it).

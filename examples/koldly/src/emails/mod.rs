@@ -313,8 +313,28 @@ async fn approve(
 ) -> ApiResult<Json<Email>> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let mut conn = state.db.pool.acquire().await?;
-    let decision = emails::approve(&mut conn, &user.id, &id, state.now()).await?;
+    let now = state.now();
+    let decision = emails::approve(&mut conn, &user.id, &id, now).await?;
+    if let Decision::Done(email) = &decision {
+        record_approval(&state, &user.id, email, now);
+    }
     decided(decision, "approved")
+}
+
+/// An `email_approved` analytics event when `email` was approved just now
+/// (approving an approved email again changes nothing and records nothing).
+fn record_approval(state: &AppState, user_id: &str, email: &Email, now: i64) {
+    if email.approved_at == Some(now) {
+        crate::analytics::record(
+            state,
+            crate::analytics::Event::new(
+                user_id.to_owned(),
+                crate::analytics::EventKind::EmailApproved,
+            )
+            .campaign(email.campaign_id.clone())
+            .prospect(email.prospect_id.clone()),
+        );
+    }
 }
 
 /// `PATCH /api/emails/{id}` `{subject?, body?}`: the email is a draft again.
@@ -432,7 +452,10 @@ async fn approve_many(
     };
     for id in ids {
         match emails::approve(&mut conn, &user.id, &id, now).await? {
-            Decision::Done(_) => result.approved.push(id),
+            Decision::Done(email) => {
+                record_approval(&state, &user.id, &email, now);
+                result.approved.push(id)
+            }
             Decision::NotFound => result.failed.push(BulkFailure {
                 id,
                 reason: "not found".into(),

@@ -159,6 +159,17 @@ async fn import_prospects(
         usage::add_prospects(&mut tx, &user.id, &period, imported).await?;
     }
     tx.commit().await?;
+    if imported > 0 {
+        crate::analytics::record(
+            &state,
+            crate::analytics::Event::new(
+                user.id.clone(),
+                crate::analytics::EventKind::ProspectsImported,
+            )
+            .campaign(campaign_id.clone())
+            .with("count", imported),
+        );
+    }
     if let Some(audit) = &audit {
         audit.insert_extra("imported", imported);
         audit.insert_extra("duplicates", duplicates);

@@ -5,8 +5,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
+mod billing;
 mod campaigns;
 mod client;
+mod dashboard;
 mod emails;
 mod hostile_input;
 mod icp_templates;
@@ -18,6 +21,7 @@ mod plan_limits;
 mod prospects;
 mod sending;
 mod sending_providers;
+mod stripe_webhooks;
 mod suppressions;
 mod tenancy;
 mod webhooks;

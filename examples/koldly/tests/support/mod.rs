@@ -6,6 +6,7 @@
 pub mod common;
 pub mod fake_anthropic;
 pub mod fake_mailgun;
+pub mod fake_stripe;
 pub mod openapi;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
