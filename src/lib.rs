@@ -42,6 +42,7 @@
 //! | `overload` | [`overload`] | |
 //! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
 //! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
+//! | `utoipa` | [`openapi`]: `ToSchema` for [`Problem`], [`problem_responses!`] and `ProblemResponses` | utoipa 6 |
 //!
 //! No tower-http type appears in steadfast's API, so any tower-http version
 //! stacks with it; the request id is read from the `x-request-id` header, which
@@ -97,6 +98,12 @@ pub mod hedge;
 #[cfg(feature = "idempotency")]
 #[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
 pub mod idempotency;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "overload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
 pub mod overload;

@@ -155,6 +155,9 @@ impl Shared {
 
     fn note_dropped(&self, n: u64, why: &'static str) {
         let total = self.dropped.fetch_add(n, Relaxed) + n;
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(crate::metrics::AUDIT_DROPPED, "reason" => drop_reason(why))
+            .increment(n);
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
         let last = self.last_drop_log.load(Relaxed);
         if (last == 0 || now.saturating_sub(last) >= DROP_LOG_INTERVAL_MS)
@@ -603,6 +606,8 @@ async fn write_batch<S: Sink>(
         let error: BoxError = match tokio::time::timeout(config.sink_timeout, write).await {
             Ok(Ok(Ok(()))) => {
                 shared.written.fetch_add(len, Relaxed);
+                #[cfg(feature = "metrics")]
+                ::metrics::counter!(crate::metrics::AUDIT_WRITTEN).increment(len);
                 batch.clear();
                 return;
             }
@@ -613,10 +618,13 @@ async fn write_batch<S: Sink>(
             }
         };
         shared.sink_errors.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(crate::metrics::AUDIT_SINK_ERRORS).increment(1);
         if attempt == config.attempts {
             tracing::error!(
                 target: "steadfast::audit",
                 events = len,
+                error.type = crate::classify::classify_error(&*error).class().as_str(),
                 attempts = attempt,
                 error = %error_chain(&*error),
                 "audit sink failed; events dropped"
@@ -629,12 +637,24 @@ async fn write_batch<S: Sink>(
         tracing::warn!(
             target: "steadfast::audit",
             events = len,
+            error.type = crate::classify::classify_error(&*error).class().as_str(),
             attempt,
             retry_in = ?backoff,
             error = %error_chain(&*error),
             "audit sink failed; retrying"
         );
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The metrics label of a drop's cause (the log line's words, as a label).
+#[cfg(feature = "metrics")]
+fn drop_reason(why: &'static str) -> &'static str {
+    match why {
+        "queue full" => "queue_full",
+        "auditor shut down" => "shut_down",
+        "sink failed" => "sink_failed",
+        _ => "cancelled",
     }
 }
 

@@ -285,6 +285,13 @@ impl Shared {
                 "circuit breaker state changed"
             );
         }
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(
+            crate::metrics::BREAKER_TRANSITIONS,
+            "from" => from.as_str(),
+            "to" => to.as_str()
+        )
+        .increment(1);
         if let Some(callback) = &self.config.on_transition {
             callback.on_transition(key, from, to);
         }

@@ -18,6 +18,10 @@
 //! | [`Panic`](ErrorClass::Panic) | a panicked tokio task | | no |
 //! | [`Internal`](ErrorClass::Internal) | anything not recognised | | no |
 //!
+//! With the `tower-http` feature, [`TraceClassifier`] applies these rules to
+//! tower-http's response classification, so `TraceLayer` marks failures as
+//! every steadfast layer counts them.
+//!
 //! A [`Connect`](ErrorClass::Connect) failure proves the request never left this
 //! process, which is why the retry layer may resend even a `POST` after one.
 //!
@@ -41,6 +45,8 @@
 mod classifier;
 mod error;
 mod retry_after;
+#[cfg(feature = "tower-http")]
+mod trace;
 
 use std::{fmt, time::Duration};
 
@@ -49,6 +55,9 @@ use http::StatusCode;
 pub use classifier::{AsError, Classifier, DefaultClassifier};
 pub use error::{classify_error, error_chain};
 pub use retry_after::{parse_retry_after, parse_retry_after_at, retry_after_from_headers};
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub use trace::{ClassifiedFailure, TraceClassifier};
 
 /// What kind of failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -186,6 +186,9 @@ where
                         stats.refused_by_budget.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!("hedge not sent: the retry budget is empty");
+                    #[cfg(feature = "metrics")]
+                    ::metrics::counter!(crate::metrics::HEDGES, "outcome" => "budget_refused")
+                        .increment(1);
                     *this.spare = None;
                     return Poll::Pending;
                 }
@@ -219,6 +222,8 @@ where
                 after_ms = this.started.elapsed().as_millis() as u64,
                 "hedge sent"
             );
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(crate::metrics::HEDGES, "outcome" => "sent").increment(1);
             // Poll the new attempt at once.
             cx.waker().wake_by_ref();
         }

@@ -77,9 +77,13 @@ where
         )
         .await;
         let entry = match claim {
-            Ok(Claim::Acquired(lease)) => break lease,
+            Ok(Claim::Acquired(lease)) => {
+                #[cfg(feature = "metrics")]
+                ::metrics::counter!(crate::metrics::IDEMPOTENCY_CLAIMS).increment(1);
+                break lease;
+            }
             Ok(Claim::Existing(entry)) => entry,
-            Err(err) => return store_failed(config, err, inner, parts, bytes).await,
+            Err(err) => return store_failed(config, "claim", err, inner, parts, bytes).await,
         };
         // In wait mode, a duplicate of a request in flight waits for its outcome.
         let until = match &entry {
@@ -100,11 +104,19 @@ where
                     // Released (the first failed) or its lock expired: claim it.
                     Ok(None) => continue,
                     Ok(Some(entry)) => entry,
-                    Err(err) => return store_failed(config, err, inner, parts, bytes).await,
+                    Err(err) => {
+                        return store_failed(config, "wait", err, inner, parts, bytes).await;
+                    }
                 }
             }
         };
-        return Ok(duplicate(config, entry, &fingerprint, &key));
+        return Ok(duplicate(
+            config,
+            entry,
+            &fingerprint,
+            &key,
+            route_template(&parts),
+        ));
     };
 
     let guard = ClaimGuard::new(store, key, lease, config.store_timeout);
@@ -123,6 +135,7 @@ fn duplicate<B: Body>(
     entry: Entry,
     fingerprint: &Fingerprint,
     key: &EntryKey,
+    route: Option<&str>,
 ) -> Response<ResponseBody<B>> {
     match entry {
         Entry::InFlight {
@@ -133,21 +146,35 @@ fn duplicate<B: Body>(
             fingerprint: theirs,
             ..
         } if theirs != *fingerprint => {
-            tracing::debug!(key = ?key, "idempotency: key reused for a different request");
+            tracing::debug!(key = ?key, http.route = route, "idempotency: key reused for a different request");
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(crate::metrics::IDEMPOTENCY_MISMATCHES).increment(1);
             problems::key_reused(config)
         }
-        Entry::InFlight { .. } => problems::in_flight(config),
+        Entry::InFlight { .. } => {
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(crate::metrics::IDEMPOTENCY_CONFLICTS, "reason" => "in_flight")
+                .increment(1);
+            problems::in_flight(config)
+        }
         Entry::Completed {
             completion: Completion::Response(stored),
             ..
         } => {
-            tracing::debug!(key = ?key, status = stored.status.as_u16(), "idempotency: replaying");
+            tracing::debug!(key = ?key, http.route = route, status = stored.status.as_u16(), "idempotency: replaying");
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(crate::metrics::IDEMPOTENCY_REPLAYS).increment(1);
             replay::replay(stored)
         }
         Entry::Completed {
             completion: Completion::NotStored { status },
             ..
-        } => problems::not_stored(config, status),
+        } => {
+            #[cfg(feature = "metrics")]
+            ::metrics::counter!(crate::metrics::IDEMPOTENCY_CONFLICTS, "reason" => "not_stored")
+                .increment(1);
+            problems::not_stored(config, status)
+        }
     }
 }
 
@@ -206,6 +233,7 @@ where
 /// The store failed: 503, or the handler without deduplication.
 async fn store_failed<S, ReqBody, ResBody>(
     config: &Config,
+    operation: &'static str,
     err: StoreError,
     mut inner: S,
     parts: Parts,
@@ -216,17 +244,42 @@ where
     ReqBody: From<Bytes>,
     ResBody: Body,
 {
+    count_store_error(operation);
+    let route = route_template(&parts);
     match config.on_store_failure {
         OnStoreFailure::FailClosed => {
-            tracing::error!(error = %error_chain(&err), "idempotency: store failed; answering 503");
+            tracing::error!(operation, http.route = route, error = %error_chain(&err), "idempotency: store failed; answering 503");
             Ok(problems::store_unavailable(config))
         }
         OnStoreFailure::FailOpen => {
-            tracing::warn!(error = %error_chain(&err), "idempotency: store failed; running the request without deduplication");
+            tracing::warn!(operation, http.route = route, error = %error_chain(&err), "idempotency: store failed; running the request without deduplication");
             let res = inner
                 .call(Request::from_parts(parts, ReqBody::from(bytes)))
                 .await?;
             Ok(pass(res))
         }
     }
+}
+
+/// A failed store call (`operation`: claim, wait, complete, release) in the metrics.
+#[inline]
+pub(crate) fn count_store_error(operation: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(crate::metrics::IDEMPOTENCY_STORE_ERRORS, "operation" => operation)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = operation;
+}
+
+/// The route template, for `http.route` in the logs: axum's `MatchedPath` when
+/// the layer runs inside a `Router`; never the request's own path, which may
+/// carry ids.
+fn route_template(parts: &Parts) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(matched) = parts.extensions.get::<axum::extract::MatchedPath>() {
+        return Some(matched.as_str());
+    }
+    #[cfg(not(feature = "axum"))]
+    let _ = parts;
+    None
 }

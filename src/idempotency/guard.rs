@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::flow::count_store_error;
 use super::store::{Completion, EntryKey, Store, StoreErrorKind};
 use crate::classify::error_chain;
 
@@ -38,9 +39,11 @@ impl<'a, St: Store> ClaimGuard<'a, St> {
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
+                count_store_error("release");
                 tracing::warn!(key = ?self.key, error = %error_chain(&err), "idempotency: releasing a claim failed; its lock TTL will free the key")
             }
             Err(_) => {
+                count_store_error("release");
                 tracing::warn!(key = ?self.key, "idempotency: releasing a claim timed out; its lock TTL will free the key")
             }
         }
@@ -63,9 +66,11 @@ impl<'a, St: Store> ClaimGuard<'a, St> {
                 "idempotency: the handler outlived the lock TTL and another request took the key over; this response is not stored"
             ),
             Ok(Err(err)) => {
+                count_store_error("complete");
                 tracing::error!(key = ?self.key, error = %error_chain(&err), "idempotency: storing a response failed; the key stays claimed until its lock TTL")
             }
             Err(_) => {
+                count_store_error("complete");
                 tracing::error!(key = ?self.key, "idempotency: storing a response timed out; the key stays claimed until its lock TTL")
             }
         }

@@ -147,6 +147,15 @@ impl Limiter {
             Refusal::QueueFull => &self.refused_queue_full,
         }
         .fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!(
+            crate::metrics::OVERLOAD_REFUSALS,
+            "reason" => match why {
+                Refusal::Deadline => "deadline",
+                Refusal::QueueFull => "queue_full",
+            }
+        )
+        .increment(1);
         Admission::Refused {
             why,
             retry_after: wait.max(Duration::from_secs(1)),

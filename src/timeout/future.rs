@@ -143,12 +143,16 @@ fn timed_out<B: http_body::Body>(
 ) -> Response<ResponseBody<B>> {
     tracing::warn!(
         route,
+        http.route = route,
+        error.type = ErrorClass::Timeout.as_str(),
         limit_ms = millis(deadline.saturating_duration_since(started)),
         elapsed_ms = millis(started.elapsed()),
         status = status.as_u16(),
         class = ErrorClass::Timeout.as_str(),
         "request timed out; its work was cancelled"
     );
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(crate::metrics::TIMEOUTS, "route" => route.to_owned()).increment(1);
     let mut res: Response<ResponseBody<B>> = Problem::new(status)
         .with_detail(DETAIL)
         .into_layer_response();

@@ -44,7 +44,9 @@
 //!     templates, onboarding, email generation and decisions), keys scoped by
 //!     the verified user or the client IP ([`idempotency_scope`]), stored in Redis when `REDIS_URL` is set
 //!     (shared by instances), else in memory;
-//! 11. the router.
+//! 11. the router, which also serves the OpenAPI document
+//!     (`GET /api/openapi.json`) and its reference page (`/docs`): see
+//!     [`openapi`].
 //!
 //! Layers 0–8 wrap the whole router from outside, as one service ([`App`]);
 //! 9 and 10 wrap their route group with `Router::layer`, inside them. Outside the
@@ -65,7 +67,6 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use bytes::Bytes;
 use http::request::Parts;
@@ -89,6 +90,7 @@ use tower_http::{
     trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::{Uuid, fmt::Hyphenated};
 
 use crate::{
@@ -102,7 +104,7 @@ use crate::{
     emails, health, http_client, icp,
     jobs::{self, JobQueue, Registry, RunnerHandle},
     mail::Mailer,
-    onboarding, prospects,
+    onboarding, openapi, prospects,
     state::{AppState, Inner},
     text_input,
 };
@@ -151,7 +153,7 @@ impl AppHandles {
             );
         }
         self.auditor.shutdown().await;
-        self.state.db.pool.close().await;
+        self.state.db.close().await;
     }
 }
 
@@ -358,25 +360,28 @@ pub fn idempotency_scope(
 /// The limit axum's body extractors apply unless told otherwise.
 const AXUM_DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// The routes, with idempotency on its route group.
-fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
+/// The routes, with idempotency on its route group, `GET /api/openapi.json`
+/// and the `/docs` page. Every route is registered through an
+/// [`OpenApiRouter`], so it is documented where it is routed ([`openapi`]).
+pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let product = product_routes(&state, store.clone());
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .max_request_bytes(state.config.body_limit);
-    let idempotent = Router::new()
+    let idempotent = OpenApiRouter::new()
         .nest("/api/auth", auth::idempotent_api_routes())
         .layer(idempotency)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::extract::resolve_session,
         ));
-    let plain = Router::new()
-        .route("/health", get(health::health))
+    let plain = OpenApiRouter::new()
+        .merge(health::routes())
         .nest("/api/auth", auth::api_routes())
         .nest("/auth", auth::oauth_routes())
         .merge(jobs::routes::routes());
-    idempotent.merge(plain).merge(product).with_state(state)
+    let (router, _) = openapi::serve_docs(idempotent.merge(plain).merge(product));
+    router.with_state(state)
 }
 
 /// The product's routes (campaigns, prospects, ICP templates, onboarding),
@@ -385,12 +390,12 @@ fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
 /// [`auth::extract::resolve_session`] verified first; a request without a
 /// valid token falls back to the client IP as its scope and is answered 401
 /// by the handler.
-fn product_routes<St: Store>(state: &AppState, store: St) -> Router<AppState> {
+fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppState> {
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .methods([http::Method::POST])
         .max_request_bytes(state.config.body_limit);
-    Router::new()
+    OpenApiRouter::new()
         .merge(campaigns::routes())
         .merge(prospects::routes())
         .merge(icp::routes())

@@ -155,19 +155,20 @@ pub struct Cli {
     #[arg(long, env = "AI_OUTPUT_MICROCENTS_PER_TOKEN", default_value_t = 1500,
           value_parser = clap::value_parser!(i64).range(0..))]
     pub ai_output_microcents_per_token: i64,
-    /// Background jobs run at once per process, 1 to 256.
+    /// Background jobs of one kind run at once per process, 1 to 256.
     #[arg(long, env = "JOB_WORKERS", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub job_workers: u16,
-    /// Lease of a claimed job, in seconds (renewed every third), 3 to 3600.
+    /// apalis lease of a worker's jobs, in seconds (a heartbeat every third,
+    /// timed by the database's clock), 3 to 3600.
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub job_lease_secs: u64,
-    /// One job run's time limit, in seconds, 1 to 86400.
+    /// One job attempt's time limit, in seconds, 1 to 86400.
     #[arg(long, env = "JOB_TIMEOUT_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub job_timeout_secs: u64,
-    /// How often a runner looks for due jobs, in milliseconds, 10 to 600000.
+    /// How often each kind's apalis queue is polled, in milliseconds, 10 to 600000.
     #[arg(long, env = "JOB_POLL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub job_poll_ms: u64,
@@ -175,7 +176,7 @@ pub struct Cli {
     #[arg(long, env = "JOB_SHUTDOWN_GRACE_SECS", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub job_shutdown_grace_secs: u64,
-    /// Runs of a job before it fails, 1 to 100.
+    /// Attempts (starts) of a job before it fails, 1 to 100.
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(i64).range(1..=100))]
     pub job_max_attempts: i64,

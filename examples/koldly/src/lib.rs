@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod logging;
 pub mod mail;
 pub mod onboarding;
+pub mod openapi;
 pub mod pagination;
 pub mod plans;
 pub mod prospects;

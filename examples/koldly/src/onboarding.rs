@@ -5,14 +5,14 @@
 //! another. `GET /api/onboarding` answers `{completed, ...answers}`.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     audit::note_change,
@@ -23,6 +23,7 @@ use crate::{
         onboarding::{self as answers, Answers, Onboarding},
     },
     error::{ApiError, ApiResult},
+    openapi::{Idempotent, InvalidBody, PlanLimit, Problems, Unauthorized},
     plans,
     state::AppState,
     validation::{FieldErrors, JsonBody},
@@ -36,12 +37,12 @@ pub const SENDER_NAME_MAX: usize = 200;
 pub const FIRST_CAMPAIGN_NAME: &str = "My first campaign";
 
 /// The onboarding routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/onboarding", get(show).post(submit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show, submit))
 }
 
 /// `POST /api/onboarding`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardingBody {
     product_description: String,
@@ -59,6 +60,38 @@ pub struct OnboardingView {
     pub answers: Option<Onboarding>,
 }
 
+/// How [`OnboardingView`] is documented: `completed`, and the answers'
+/// members beside it once completed.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = OnboardingView)]
+#[allow(dead_code)]
+pub struct OnboardingViewSchema {
+    /// Whether the user onboarded; the other members are there when so.
+    completed: bool,
+    /// What the user sells.
+    product_description: Option<String>,
+    /// Who they sell to.
+    icp_description: Option<String>,
+    /// The name emails are signed with.
+    sender_name: Option<String>,
+    /// The campaign onboarding created; `null` once it was deleted.
+    campaign_id: Option<String>,
+    /// Unix seconds.
+    created_at: Option<i64>,
+    /// Unix seconds.
+    updated_at: Option<i64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/onboarding",
+    tag = "onboarding",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Whether onboarding was completed, and the answers if so.", body = OnboardingViewSchema),
+        Problems<Unauthorized>,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -71,6 +104,18 @@ async fn show(
 }
 
 /// 201 the first time (with the campaign created), 200 when it updated.
+#[utoipa::path(
+    post,
+    path = "/api/onboarding",
+    tag = "onboarding",
+    security(("bearer" = [])),
+    request_body = OnboardingBody,
+    responses(
+        (status = 201, description = "Onboarded: the answers, and the first campaign was created.", body = OnboardingViewSchema),
+        (status = 200, description = "The answers were updated (and the campaign's brief with them).", body = OnboardingViewSchema),
+        Problems<(Unauthorized, InvalidBody, PlanLimit, Idempotent)>,
+    )
+)]
 async fn submit(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

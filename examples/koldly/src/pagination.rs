@@ -78,7 +78,7 @@ impl PageRequest {
 }
 
 /// One page of a list, as the API answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The rows, in the list's order.
     pub items: Vec<T>,
@@ -111,6 +111,19 @@ impl<T> Page<T> {
             next_cursor: self.next_cursor,
         }
     }
+}
+
+/// How a list's `limit` and `cursor` are documented: `params(PageParams)` in
+/// a list's `#[utoipa::path]` (the handler reads them with [`ListQuery`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Rows on the page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`; absent for the first page.
+    cursor: Option<String>,
 }
 
 /// A list's query string: `limit`, `cursor` and its own filters. Parameters a

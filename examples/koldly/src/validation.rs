@@ -20,7 +20,7 @@ use steadfast::Problem;
 use crate::error::{ApiError, types};
 
 /// One thing wrong with a request: which field, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field's path in the request (`name`, `prospects[2].email`, `limit`).
     pub field: String,

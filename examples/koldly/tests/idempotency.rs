@@ -28,7 +28,7 @@ async fn keyed(
     .await
 }
 
-async fn count(server: &TestServer, sql: &str) -> i64 {
+async fn count(server: &TestServer, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(server.pool())
         .await

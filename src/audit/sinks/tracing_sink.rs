@@ -5,8 +5,10 @@ use crate::{BoxError, audit::AuditEvent};
 ///
 /// The main fields are recorded one by one (`action`, `outcome`, `actor`,
 /// `client_ip`, `request_id`, `method`, `route`, `status`, `reason`,
-/// `target_type`, `target_id`), and the whole event as JSON in `event`, so a
-/// subscriber can filter on `audit=info` and route it to its own output.
+/// `target_type`, `target_id`), with OpenTelemetry's HTTP names beside them
+/// (`http.route`, `http.request.method`, `http.response.status_code`), and the
+/// whole event as JSON in `event`, so a subscriber can filter on `audit=info`
+/// and route it to its own output.
 ///
 /// ```
 /// use steadfast::audit::{Auditor, TracingSink};
@@ -41,7 +43,10 @@ impl Sink for TracingSink {
                 request_id = event.request_id.as_deref(),
                 method = event.method.as_ref().map(http::Method::as_str),
                 route = event.route.as_deref(),
+                http.route = event.route.as_deref(),
+                http.request.method = event.method.as_ref().map(http::Method::as_str),
                 status = event.status.map(|s| s.as_u16()),
+                http.response.status_code = event.status.map(|s| s.as_u16()),
                 reason = event.reason.as_deref(),
                 target_type = target.map(|t| &*t.kind),
                 target_id = target.map(|t| t.id.as_str()),

@@ -129,11 +129,17 @@ pub trait Store: Clone + Send + Sync + 'static {
             handle.spawn(async move {
                 match tokio::time::timeout(timeout, store.release(&key, &lease)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(err)) => tracing::warn!(
-                        error = %crate::classify::error_chain(&err),
-                        "idempotency: releasing a dropped claim failed; its lock TTL will free it"
-                    ),
-                    Err(_) => tracing::warn!("idempotency: releasing a dropped claim timed out; its lock TTL will free it"),
+                    Ok(Err(err)) => {
+                        super::flow::count_store_error("release");
+                        tracing::warn!(
+                            error = %crate::classify::error_chain(&err),
+                            "idempotency: releasing a dropped claim failed; its lock TTL will free it"
+                        )
+                    }
+                    Err(_) => {
+                        super::flow::count_store_error("release");
+                        tracing::warn!("idempotency: releasing a dropped claim timed out; its lock TTL will free it")
+                    }
                 }
             });
         }

@@ -7,17 +7,20 @@ use serde_json::{Value, json};
 use super::{extract::AuthUser, normalize_email, password::check_policy};
 use steadfast::audit::AuditContext;
 
+use super::JsonRejected;
+use super::RateLimited;
 use crate::{
     audit::{self, AuthEvent},
     db::users::{self, NewUser, User},
     error::{ApiError, ApiResult, types},
+    openapi::{Idempotent, Message, Problems, Unauthorized},
     request_meta::RequestMeta,
     state::AppState,
 };
 use steadfast::Problem;
 
 /// `POST /api/auth/signup`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
     email: String,
     password: String,
@@ -25,7 +28,7 @@ pub struct SignupRequest {
 }
 
 /// A session: the token and its user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Session {
     /// The JWT.
     pub token: String,
@@ -55,6 +58,16 @@ fn email_taken() -> ApiError {
 }
 
 /// Creates an account; 201 with a session.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "accounts",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account, signed in.", body = Session),
+        Problems<(JsonRejected, EmailTaken, Idempotent)>,
+    )
+)]
 pub async fn signup(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
@@ -96,13 +109,23 @@ pub async fn signup(
 }
 
 /// `POST /api/auth/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     email: String,
     password: String,
 }
 
 /// Exchanges email and password for a session. Every failure is the same 401.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A session.", body = Session),
+        Problems<(JsonRejected, Unauthorized, RateLimited)>,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -159,13 +182,65 @@ pub async fn login(
     ))
 }
 
+/// What `GET /api/auth/me` answers.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Me {
+    /// The signed-in user.
+    user: User,
+}
+
+/// What `GET /api/auth/config` answers.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignInConfig {
+    /// Email and password sign-in (always).
+    password: bool,
+    /// Whether Sign in with Google is configured.
+    google: bool,
+    /// Email verification (always).
+    email_verification: bool,
+    /// Password reset (always).
+    password_reset: bool,
+    /// `postmark`, or `outbox` when mail is only kept in the database.
+    #[schema(pattern = "^(postmark|outbox)$")]
+    mail_provider: String,
+}
+
+steadfast::problem_responses! {
+    /// Signup's own problems.
+    pub struct EmailTaken {
+        409 => "An account with this email address exists.", types = [types::EMAIL_TAKEN];
+    }
+}
+
 /// The current user.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in user.", body = Me),
+        Problems<Unauthorized>,
+    )
+)]
 pub async fn me(AuthUser(user): AuthUser) -> Json<Value> {
     Json(json!({ "user": user }))
 }
 
 /// `POST /api/auth/logout-all`: ends every session of the current user,
 /// this one included.
+#[utoipa::path(
+    post,
+    path = "/logout-all",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every session of the account has ended.", body = Message),
+        Problems<Unauthorized>,
+    )
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
@@ -185,6 +260,12 @@ pub async fn logout_all(
 }
 
 /// Which sign-in methods this server offers.
+#[utoipa::path(
+    get,
+    path = "/config",
+    tag = "accounts",
+    responses((status = 200, description = "The sign-in methods offered.", body = SignInConfig))
+)]
 pub async fn config(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "password": true,

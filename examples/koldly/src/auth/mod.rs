@@ -10,35 +10,32 @@ pub mod rate_limit;
 pub mod reset;
 pub mod verify;
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::ApiError, state::AppState};
 
 /// The account routes under `/api/auth` whose effects must not happen twice
 /// (an account, a mail): they sit behind the idempotency layer.
-pub fn idempotent_api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/signup", post(account::signup))
-        .route("/forgot-password", post(reset::forgot_password))
-        .route("/send-verification", post(verify::send_verification))
+pub fn idempotent_api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(account::signup))
+        .routes(routes!(reset::forgot_password))
+        .routes(routes!(verify::send_verification))
 }
 
 /// The other account routes under `/api/auth`.
-pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/login", post(account::login))
-        .route("/me", get(account::me))
-        .route("/logout-all", post(account::logout_all))
-        .route("/config", get(account::config))
-        .route("/reset-password/verify", post(reset::verify_token))
-        .route("/reset-password", post(reset::reset_password))
-        .route("/verify-email", post(verify::verify_email))
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(account::login))
+        .routes(routes!(account::me))
+        .routes(routes!(account::logout_all))
+        .routes(routes!(account::config))
+        .routes(routes!(reset::verify_token))
+        .routes(routes!(reset::reset_password))
+        .routes(routes!(verify::verify_email))
 }
 
 /// Paths under which a segment is a secret (a client still putting a reset
@@ -55,10 +52,34 @@ pub fn redact_path(path: &str) -> Option<String> {
 }
 
 /// The browser routes of Sign in with Google under `/auth`.
-pub fn oauth_routes() -> Router<AppState> {
-    Router::new()
-        .route("/google", get(oauth::start))
-        .route("/google/callback", get(oauth::callback))
+pub fn oauth_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(oauth::start))
+        .routes(routes!(oauth::callback))
+}
+
+steadfast::problem_responses! {
+    /// The account routes' JSON bodies, read by axum's `Json` extractor.
+    pub struct JsonRejected {
+        400 => "The body is not valid JSON.";
+        415 => "The body is not `application/json`.";
+        422 => "The JSON lacks a field or has one of the wrong type, or a value breaks a rule (the detail says which).";
+    }
+}
+
+steadfast::problem_responses! {
+    /// Routes limited per client address.
+    pub struct RateLimited {
+        429 => "Too many attempts from this address; retry after `Retry-After`.",
+            types = [crate::error::types::RATE_LIMITED];
+    }
+}
+
+steadfast::problem_responses! {
+    /// Routes taking a single-use token.
+    pub struct InvalidToken {
+        400 => "The token is unknown, used or expired (or the body is not valid JSON).";
+    }
 }
 
 /// A URL-safe token of 32 random bytes from the OS-seeded CSPRNG.

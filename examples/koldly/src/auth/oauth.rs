@@ -96,6 +96,16 @@ fn flow_cookie(state: &AppState, value: String) -> Cookie<'static> {
 }
 
 /// `GET /auth/google`: redirect to the provider.
+#[utoipa::path(
+    get,
+    path = "/google",
+    tag = "accounts",
+    responses(
+        (status = 303, description = "To Google's consent page, with the flow cookie set.",
+            headers(("location" = String, description = "Google's authorization URL"))),
+        crate::openapi::Problems<GoogleProblems>,
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
@@ -119,11 +129,32 @@ pub async fn start(
 }
 
 /// The provider's redirect back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
+    /// The authorization code.
     code: Option<String>,
+    /// The flow's state, checked against the flow cookie.
     state: Option<String>,
+    /// The provider's error, when the user declined.
     error: Option<String>,
+}
+
+steadfast::problem_responses! {
+    /// Sign in with Google.
+    pub struct GoogleProblems {
+        404 => "Sign in with Google is not enabled on this server.";
+    }
+}
+
+steadfast::problem_responses! {
+    /// The end of the Google flow.
+    pub struct GoogleCallbackProblems {
+        400 => "The flow is invalid: no or a stale cookie, a state mismatch, or the provider's error.";
+        403 => "Google did not verify the address.";
+        409 => "The address belongs to an account linked to another Google account.";
+        502 => "Google could not be reached or refused the code.";
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +195,17 @@ fn bad_flow(detail: &'static str) -> ApiError {
 
 /// `GET /auth/google/callback`: finish the flow and redirect to the front-end
 /// with the session token in the URL fragment.
+#[utoipa::path(
+    get,
+    path = "/google/callback",
+    tag = "accounts",
+    params(CallbackQuery),
+    responses(
+        (status = 303, description = "To the front-end, the session token in the URL fragment.",
+            headers(("location" = String, description = "`{PUBLIC_URL}/auth/callback#token=...`"))),
+        crate::openapi::Problems<(GoogleProblems, GoogleCallbackProblems)>,
+    )
+)]
 pub async fn callback(
     State(state): State<AppState>,
     audit: Option<AuditContext>,

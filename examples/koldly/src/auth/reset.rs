@@ -4,7 +4,10 @@ use axum::{Json, extract::State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{normalize_email, password::check_policy, random_token, token_hash};
+use super::{
+    InvalidToken, JsonRejected, RateLimited, normalize_email, password::check_policy, random_token,
+    token_hash,
+};
 use steadfast::audit::AuditContext;
 
 use crate::{
@@ -15,6 +18,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     mail::Message,
+    openapi::{self, Idempotent, Problems},
     request_meta::RequestMeta,
     state::AppState,
 };
@@ -23,7 +27,7 @@ use crate::{
 pub const RESET_TTL_SECS: i64 = 3600;
 
 /// `POST /api/auth/forgot-password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ForgotRequest {
     email: String,
 }
@@ -35,6 +39,16 @@ const FORGOT_REPLY: &str = "If an account exists for this address, a reset link 
 /// handing the address to a background task. The per-account work — looking
 /// the account up, storing a token, writing the mail — happens there, after
 /// the answer, so the answer's timing tells nothing about the account.
+#[utoipa::path(
+    post,
+    path = "/forgot-password",
+    tag = "accounts",
+    request_body = ForgotRequest,
+    responses(
+        (status = 200, description = "The same answer whether or not the account exists.", body = openapi::Message),
+        Problems<(JsonRejected, RateLimited, Idempotent)>,
+    )
+)]
 pub async fn forgot_password(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -112,13 +126,38 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), String> {
 }
 
 /// `POST /api/auth/reset-password/verify`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct VerifyTokenRequest {
     token: String,
 }
 
+/// What `POST /api/auth/reset-password/verify` answers.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenValid {
+    /// Always `true` (an unusable token is a 400).
+    valid: bool,
+}
+
+steadfast::problem_responses! {
+    /// A new password that breaks the policy.
+    pub struct WeakPassword {
+        422 => "The password breaks the policy, or the JSON has the wrong shape.";
+    }
+}
+
 /// `POST /api/auth/reset-password/verify` `{token}`: 200 when the link still
 /// works. The token travels in the body, never in a path that logs record.
+#[utoipa::path(
+    post,
+    path = "/reset-password/verify",
+    tag = "accounts",
+    request_body = VerifyTokenRequest,
+    responses(
+        (status = 200, description = "The reset link still works.", body = TokenValid),
+        Problems<(InvalidToken, JsonRejected)>,
+    )
+)]
 pub async fn verify_token(
     State(state): State<AppState>,
     Json(VerifyTokenRequest { token }): Json<VerifyTokenRequest>,
@@ -140,13 +179,23 @@ pub async fn verify_token(
 }
 
 /// `POST /api/auth/reset-password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     token: String,
     password: String,
 }
 
 /// Sets a new password with a reset token; the token works once.
+#[utoipa::path(
+    post,
+    path = "/reset-password",
+    tag = "accounts",
+    request_body = ResetRequest,
+    responses(
+        (status = 200, description = "The password was changed; every session ended.", body = openapi::Message),
+        Problems<(InvalidToken, JsonRejected, WeakPassword)>,
+    )
+)]
 pub async fn reset_password(
     State(state): State<AppState>,
     audit: Option<AuditContext>,

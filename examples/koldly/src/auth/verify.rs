@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{extract::AuthUser, random_token, token_hash};
+use super::{InvalidToken, JsonRejected, extract::AuthUser, random_token, token_hash};
 use steadfast::{Deadline, audit::AuditContext};
 
 use crate::{
@@ -15,13 +15,42 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     mail::Message,
+    openapi::{self, Idempotent, Problems, Unauthorized},
     state::AppState,
 };
 
 /// How long a verification link works.
 pub const VERIFY_TTL_SECS: i64 = 24 * 3600;
 
+steadfast::problem_responses! {
+    /// Sending a verification link.
+    pub struct SendVerificationProblems {
+        409 => "The address is already verified.";
+        502 => "The mail provider did not take the mail; try again shortly.";
+    }
+}
+
+/// What `POST /api/auth/verify-email` answers.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EmailVerified {
+    /// For a person.
+    message: String,
+    /// Always `true`.
+    email_verified: bool,
+}
+
 /// Sends a new verification link to the current user; older links stop working.
+#[utoipa::path(
+    post,
+    path = "/send-verification",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new link was sent; older ones stop working.", body = openapi::Message),
+        Problems<(Unauthorized, SendVerificationProblems, Idempotent)>,
+    )
+)]
 pub async fn send_verification(
     State(state): State<AppState>,
     audit: Option<AuditContext>,
@@ -80,12 +109,22 @@ pub async fn send_verification(
 }
 
 /// `POST /api/auth/verify-email`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct VerifyRequest {
     token: String,
 }
 
 /// Marks the address verified with a token; the token works once.
+#[utoipa::path(
+    post,
+    path = "/verify-email",
+    tag = "accounts",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The address is verified.", body = EmailVerified),
+        Problems<(InvalidToken, JsonRejected)>,
+    )
+)]
 pub async fn verify_email(
     State(state): State<AppState>,
     audit: Option<AuditContext>,

@@ -19,7 +19,7 @@ pub const DAILY_SEND_LIMIT: std::ops::RangeInclusive<i64> = 1..=1000;
 pub const DEFAULT_DAILY_SEND_LIMIT: i64 = 50;
 
 /// A campaign's lifecycle status. Archiving is separate (`PUT .../archive`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleStatus {
     /// Being prepared.
@@ -45,7 +45,7 @@ impl LifecycleStatus {
 }
 
 /// `POST /api/campaigns`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCampaign {
     name: String,
@@ -99,7 +99,7 @@ impl CreateCampaign {
 }
 
 /// `PATCH /api/campaigns/{id}`: absent fields stay, `null` clears a nullable one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCampaign {
     #[serde(default, deserialize_with = "nullable")]
@@ -152,7 +152,7 @@ impl UpdateCampaign {
 }
 
 /// `POST /api/campaigns/{id}/duplicate` (the body is optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DuplicateCampaign {
     #[serde(default)]

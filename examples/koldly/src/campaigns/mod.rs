@@ -12,13 +12,13 @@ pub mod input;
 use std::marker::PhantomData;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     response::{IntoResponse, Response},
-    routing::{get, post, put},
 };
 use http::{HeaderValue, StatusCode, header};
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::input::{CreateCampaign, DuplicateCampaign, UpdateCampaign};
 use crate::{
@@ -29,23 +29,21 @@ use crate::{
         icp_templates,
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit, Plan},
     state::AppState,
     validation::{JsonBody, OptionalJsonBody, PathId, Resource, field_problem},
 };
 
 /// The campaign routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/campaigns", get(list).post(create))
-        .route(
-            "/api/campaigns/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/campaigns/{id}/duplicate", post(duplicate))
-        .route("/api/campaigns/{id}/archive", put(archive))
-        .route("/api/campaigns/{id}/unarchive", put(unarchive))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(duplicate))
+        .routes(routes!(archive))
+        .routes(routes!(unarchive))
 }
 
 const TARGET: &str = "campaign";
@@ -97,6 +95,20 @@ pub(crate) fn check_active_campaigns(
 
 /// `GET /api/campaigns?status=active|archived|all&limit=&cursor=`: newest
 /// first, each with its counts.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(
+        PageParams,
+        ("status" = Option<String>, Query, description = "`active` (default), `archived` or `all`"),
+    ),
+    responses(
+        (status = 200, description = "A page of campaigns, newest first, each with its counts.", body = Page<Campaign>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -115,6 +127,18 @@ async fn list(
 /// `POST /api/campaigns`: 201, or 403 at the plan's active-campaign limit.
 /// From a template (`icp_template_id`), the template's description is copied
 /// unless one is given, and its use is counted.
+#[utoipa::path(
+    post,
+    path = "/api/campaigns",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    request_body = CreateCampaign,
+    responses(
+        (status = 201, description = "The campaign; `Location` names it.", body = Campaign,
+            headers(("location" = String, description = "`/api/campaigns/{id}`"))),
+        Problems<(Unauthorized, InvalidBody, PlanLimit, Idempotent)>,
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -154,6 +178,17 @@ async fn create(
 }
 
 /// `GET /api/campaigns/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns/{id}",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "The campaign with its counts.", body = Campaign),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -167,6 +202,18 @@ async fn show(
 }
 
 /// `PATCH /api/campaigns/{id}`.
+#[utoipa::path(
+    patch,
+    path = "/api/campaigns/{id}",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    request_body = UpdateCampaign,
+    responses(
+        (status = 200, description = "The campaign as changed.", body = Campaign),
+        Problems<(Unauthorized, NotFound, InvalidBody)>,
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -184,6 +231,19 @@ async fn update(
 
 /// `POST /api/campaigns/{id}/duplicate` with an optional `{"name": ...}`: a
 /// new draft with the same content and no prospects; 201, 403 at the limit.
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/duplicate",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    request_body(content = Option<DuplicateCampaign>, description = "Optional: the copy's name"),
+    responses(
+        (status = 201, description = "The copy, a draft without prospects; `Location` names it.", body = Campaign,
+            headers(("location" = String, description = "`/api/campaigns/{id}`"))),
+        Problems<(Unauthorized, NotFound, InvalidBody, PlanLimit, Idempotent)>,
+    )
+)]
 async fn duplicate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -216,6 +276,17 @@ async fn duplicate(
 }
 
 /// `PUT /api/campaigns/{id}/archive`: idempotent; the status is kept.
+#[utoipa::path(
+    put,
+    path = "/api/campaigns/{id}/archive",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "The campaign, archived (its status is kept).", body = Campaign),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn archive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -236,6 +307,17 @@ async fn archive(
 /// `PUT /api/campaigns/{id}/unarchive`: the campaign counts as active again,
 /// so the plan's limit applies; unarchiving one that is not archived changes
 /// nothing.
+#[utoipa::path(
+    put,
+    path = "/api/campaigns/{id}/unarchive",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 200, description = "The campaign, active again.", body = Campaign),
+        Problems<(Unauthorized, NotFound, PlanLimit)>,
+    )
+)]
 async fn unarchive(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -262,6 +344,17 @@ async fn unarchive(
 
 /// `DELETE /api/campaigns/{id}`: 204; its prospects, emails and queue go with
 /// it in one transaction.
+#[utoipa::path(
+    delete,
+    path = "/api/campaigns/{id}",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted, with its prospects, emails and queue."),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -6,11 +6,11 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
-use super::new_id;
+use super::{StaticSql, new_id};
 use crate::pagination::{Cursor, PageRequest};
 
 /// A campaign with its counts, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Campaign {
     /// Text UUID.
     pub id: String,
@@ -41,7 +41,7 @@ pub struct Campaign {
 }
 
 /// A campaign's counts.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct CampaignStats {
     /// Prospects in it.
     pub prospects: i64,
@@ -55,13 +55,17 @@ pub struct CampaignStats {
 
 /// Columns and counts, in one statement: correlated counts over the indexed
 /// `(campaign_id, status)` columns, evaluated for the returned rows only.
-const SELECT: &str = "SELECT c.id, c.icp_template_id, c.name, c.description, c.product_description, \
+macro_rules! select_sql {
+    () => {
+        "SELECT c.id, c.icp_template_id, c.name, c.description, c.product_description, \
      c.target_industry, c.status, c.archived_at, c.daily_send_limit, c.created_at, c.updated_at, \
      (SELECT COUNT(*) FROM prospects p WHERE p.campaign_id = c.id) AS n_prospects, \
      (SELECT COUNT(*) FROM generated_emails e WHERE e.campaign_id = c.id AND e.status = 'draft') AS n_drafted, \
      (SELECT COUNT(*) FROM generated_emails e WHERE e.campaign_id = c.id AND e.status = 'approved') AS n_approved, \
      (SELECT COUNT(*) FROM generated_emails e WHERE e.campaign_id = c.id AND e.status = 'sent') AS n_sent \
-     FROM campaigns c";
+     FROM campaigns c"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Campaign, sqlx::Error> {
     let archived_at: Option<i64> = row.try_get("archived_at")?;
@@ -219,8 +223,8 @@ pub async fn find(
     user_id: &str,
     id: &str,
 ) -> Result<Option<Campaign>, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE c.id = $1 AND c.user_id = $2");
-    let row = sqlx::query(&sql)
+    let sql = concat!(select_sql!(), " WHERE c.id = $1 AND c.user_id = $2");
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(user_id)
         .fetch_optional(conn)
@@ -254,22 +258,25 @@ pub async fn list(
     filter: ArchiveFilter,
     page: &PageRequest,
 ) -> Result<Vec<Campaign>, sqlx::Error> {
-    let archive = match filter {
+    let mut sql = StaticSql::new(concat!(select_sql!(), " WHERE c.user_id = $1"), 1);
+    sql.push(match filter {
         ArchiveFilter::Active => " AND c.archived_at IS NULL",
         ArchiveFilter::Archived => " AND c.archived_at IS NOT NULL",
         ArchiveFilter::All => "",
-    };
-    let (after, limit_param) = match page.after {
-        Some(_) => (
-            " AND (c.created_at < $2 OR (c.created_at = $2 AND c.id < $3))",
-            "$4",
-        ),
-        None => ("", "$2"),
-    };
-    let sql = format!(
-        "{SELECT} WHERE c.user_id = $1{archive}{after} ORDER BY c.created_at DESC, c.id DESC LIMIT {limit_param}"
-    );
-    let mut query = sqlx::query(&sql).bind(user_id);
+    });
+    if page.after.is_some() {
+        sql.push(" AND (c.created_at < ");
+        let created_at = sql.param();
+        sql.push(" OR (c.created_at = ")
+            .param_again(created_at)
+            .push(" AND c.id < ");
+        sql.param();
+        sql.push("))");
+    }
+    sql.push(" ORDER BY c.created_at DESC, c.id DESC LIMIT ");
+    sql.param();
+    let sql = sql.finish();
+    let mut query = sqlx::query(sql).bind(user_id);
     if let Some(cursor) = &page.after {
         query = query.bind(cursor.created_at).bind(cursor.id.as_str());
     }
@@ -370,15 +377,19 @@ pub async fn set_archived(
 /// nothing of another account's is touched. False when there is no such
 /// campaign (and nothing was deleted).
 pub async fn delete(pool: &AnyPool, user_id: &str, id: &str) -> Result<bool, sqlx::Error> {
-    const OWNED: &str = "campaign_id IN (SELECT id FROM campaigns WHERE id = $1 AND user_id = $2)";
+    macro_rules! owned_sql {
+        () => {
+            "campaign_id IN (SELECT id FROM campaigns WHERE id = $1 AND user_id = $2)"
+        };
+    }
     let mut tx = pool.begin().await?;
-    for table in [
-        "campaign_sending_queue",
-        "prospect_replies",
-        "generated_emails",
-        "prospects",
+    for sql in [
+        concat!("DELETE FROM campaign_sending_queue WHERE ", owned_sql!()),
+        concat!("DELETE FROM prospect_replies WHERE ", owned_sql!()),
+        concat!("DELETE FROM generated_emails WHERE ", owned_sql!()),
+        concat!("DELETE FROM prospects WHERE ", owned_sql!()),
     ] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE {OWNED}"))
+        sqlx::query(sql)
             .bind(id)
             .bind(user_id)
             .execute(&mut *tx)

@@ -8,15 +8,19 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
-use super::new_id;
+use super::{StaticSql, new_id};
 use crate::pagination::{Cursor, PageRequest};
 
 /// The owner filter every statement carries, closed by the user id's
 /// placeholder and `)`; `e.` is prefixed where `generated_emails` is aliased.
-const OWNED: &str = "campaign_id IN (SELECT c.id FROM campaigns c WHERE c.user_id = ";
+macro_rules! owned_sql {
+    () => {
+        "campaign_id IN (SELECT c.id FROM campaigns c WHERE c.user_id = "
+    };
+}
 
 /// An email as the API shows it, with its prospect's address and name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Email {
     /// Text UUID.
     pub id: String,
@@ -63,11 +67,15 @@ impl Email {
     }
 }
 
-const SELECT: &str = "SELECT e.id, e.campaign_id, e.prospect_id, p.email AS prospect_email, \
+macro_rules! select_sql {
+    () => {
+        "SELECT e.id, e.campaign_id, e.prospect_id, p.email AS prospect_email, \
      p.first_name AS prospect_first_name, p.last_name AS prospect_last_name, \
      p.company AS prospect_company, e.subject, e.body, e.status, e.model, e.rejection_reason, \
      e.approved_at, e.rejected_at, e.created_at, e.updated_at \
-     FROM generated_emails e JOIN prospects p ON p.id = e.prospect_id";
+     FROM generated_emails e JOIN prospects p ON p.id = e.prospect_id"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Email, sqlx::Error> {
     Ok(Email {
@@ -92,8 +100,13 @@ fn from_row(row: &AnyRow) -> Result<Email, sqlx::Error> {
 
 /// Email `id` of `user_id`.
 pub async fn find(pool: &AnyPool, user_id: &str, id: &str) -> Result<Option<Email>, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE e.id = $1 AND e.{OWNED}$2)");
-    let row = sqlx::query(&sql)
+    let sql = concat!(
+        select_sql!(),
+        " WHERE e.id = $1 AND e.",
+        owned_sql!(),
+        "$2)"
+    );
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(user_id)
         .fetch_optional(pool)
@@ -132,12 +145,19 @@ pub async fn prospects_in_campaign(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
-    let sql = format!(
-        "SELECT p.id FROM prospects p WHERE p.campaign_id = $1 AND p.user_id = $2 AND p.id IN ({})",
-        placeholders.join(", ")
+    let mut sql = StaticSql::new(
+        "SELECT p.id FROM prospects p WHERE p.campaign_id = $1 AND p.user_id = $2 AND p.id IN (",
+        2,
     );
-    let mut query = sqlx::query(&sql).bind(campaign_id).bind(user_id);
+    for i in 0..ids.len() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.param();
+    }
+    sql.push(")");
+    let sql = sql.finish();
+    let mut query = sqlx::query(sql).bind(campaign_id).bind(user_id);
     for id in ids {
         query = query.bind(id.as_str());
     }
@@ -301,12 +321,14 @@ pub async fn replace_draft(
     model: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "UPDATE generated_emails SET subject = $1, body = $2, model = $3, status = 'draft', \
          approved_at = NULL, rejected_at = NULL, rejection_reason = NULL, updated_at = $4 \
-         WHERE id = $5 AND status <> 'sent' AND {OWNED}$6)"
+         WHERE id = $5 AND status <> 'sent' AND ",
+        owned_sql!(),
+        "$6)"
     );
-    let done = sqlx::query(&sql)
+    let done = sqlx::query(sql)
         .bind(subject)
         .bind(body)
         .bind(model)
@@ -340,11 +362,13 @@ pub async fn approve(
     id: &str,
     now: i64,
 ) -> Result<Decision, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "UPDATE generated_emails SET status = 'approved', approved_at = $1, updated_at = $1 \
-         WHERE id = $2 AND status = 'draft' AND {OWNED}$3)"
+         WHERE id = $2 AND status = 'draft' AND ",
+        owned_sql!(),
+        "$3)"
     );
-    sqlx::query(&sql)
+    sqlx::query(sql)
         .bind(now)
         .bind(id)
         .bind(user_id)
@@ -362,12 +386,14 @@ pub async fn reject(
     reason: Option<&str>,
     now: i64,
 ) -> Result<Decision, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "UPDATE generated_emails SET status = 'rejected', rejection_reason = $1, rejected_at = $2, \
          approved_at = NULL, updated_at = $2 \
-         WHERE id = $3 AND status IN ('draft', 'approved', 'rejected') AND {OWNED}$4)"
+         WHERE id = $3 AND status IN ('draft', 'approved', 'rejected') AND ",
+        owned_sql!(),
+        "$4)"
     );
-    sqlx::query(&sql)
+    sqlx::query(sql)
         .bind(reason)
         .bind(now)
         .bind(id)
@@ -389,12 +415,14 @@ pub async fn edit(
     body: Option<&str>,
     now: i64,
 ) -> Result<Decision, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "UPDATE generated_emails SET subject = COALESCE($1, subject), body = COALESCE($2, body), \
          status = 'draft', approved_at = NULL, rejected_at = NULL, rejection_reason = NULL, \
-         updated_at = $3 WHERE id = $4 AND status <> 'sent' AND {OWNED}$5)"
+         updated_at = $3 WHERE id = $4 AND status <> 'sent' AND ",
+        owned_sql!(),
+        "$5)"
     );
-    let done = sqlx::query(&sql)
+    let done = sqlx::query(sql)
         .bind(subject)
         .bind(body)
         .bind(now)
@@ -416,8 +444,13 @@ async fn decided(
     id: &str,
     wanted: &[&str],
 ) -> Result<Decision, sqlx::Error> {
-    let sql = format!("{SELECT} WHERE e.id = $1 AND e.{OWNED}$2)");
-    let row = sqlx::query(&sql)
+    let sql = concat!(
+        select_sql!(),
+        " WHERE e.id = $1 AND e.",
+        owned_sql!(),
+        "$2)"
+    );
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(user_id)
         .fetch_optional(conn)
@@ -442,24 +475,32 @@ pub async fn pending(
     campaign_id: Option<&str>,
     page: &PageRequest,
 ) -> Result<Vec<Email>, sqlx::Error> {
-    let mut sql = format!("{SELECT} WHERE e.status = 'draft' AND e.{OWNED}$1)");
-    let mut next = 2;
+    let mut sql = StaticSql::new(
+        concat!(
+            select_sql!(),
+            " WHERE e.status = 'draft' AND e.",
+            owned_sql!(),
+            "$1)"
+        ),
+        1,
+    );
     if campaign_id.is_some() {
-        sql.push_str(&format!(" AND e.campaign_id = ${next}"));
-        next += 1;
+        sql.push(" AND e.campaign_id = ");
+        sql.param();
     }
     if page.after.is_some() {
-        sql.push_str(&format!(
-            " AND (e.created_at < ${a} OR (e.created_at = ${a} AND e.id < ${b}))",
-            a = next,
-            b = next + 1
-        ));
-        next += 2;
+        sql.push(" AND (e.created_at < ");
+        let created_at = sql.param();
+        sql.push(" OR (e.created_at = ")
+            .param_again(created_at)
+            .push(" AND e.id < ");
+        sql.param();
+        sql.push("))");
     }
-    sql.push_str(&format!(
-        " ORDER BY e.created_at DESC, e.id DESC LIMIT ${next}"
-    ));
-    let mut query = sqlx::query(&sql).bind(user_id);
+    sql.push(" ORDER BY e.created_at DESC, e.id DESC LIMIT ");
+    sql.param();
+    let sql = sql.finish();
+    let mut query = sqlx::query(sql).bind(user_id);
     if let Some(campaign_id) = campaign_id {
         query = query.bind(campaign_id);
     }
@@ -471,7 +512,7 @@ pub async fn pending(
 }
 
 /// Drafts awaiting a decision in one campaign.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingCount {
     /// The campaign.
     pub campaign_id: String,

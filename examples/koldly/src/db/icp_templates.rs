@@ -7,7 +7,7 @@ use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
 
 /// A template as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IcpTemplate {
     /// Text UUID.
     pub id: String,
@@ -67,8 +67,12 @@ pub struct TemplateFields {
     pub is_favorite: Option<bool>,
 }
 
-const COLUMNS: &str = "id, name, description, industry, company_size, job_titles, pain_points, \
-     value_proposition, is_favorite, use_count, created_at, updated_at";
+macro_rules! columns_sql {
+    () => {
+        "id, name, description, industry, company_size, job_titles, pain_points, \
+     value_proposition, is_favorite, use_count, created_at, updated_at"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<IcpTemplate, sqlx::Error> {
     let list = |column: &str| -> Result<Vec<String>, sqlx::Error> {
@@ -102,12 +106,13 @@ pub async fn insert(
     fields: &TemplateFields,
     now: i64,
 ) -> Result<IcpTemplate, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO icp_templates (id, user_id, name, description, industry, company_size, job_titles, \
          pain_points, value_proposition, is_favorite, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(new_id())
         .bind(user_id)
         .bind(fields.name.as_deref().unwrap_or_default())
@@ -130,19 +135,23 @@ pub async fn list(
     user_id: &str,
     page: &PageRequest,
 ) -> Result<Vec<IcpTemplate>, sqlx::Error> {
-    let (after, limit_param) = match page.after {
-        Some(_) => (
-            " AND (is_favorite < $2 OR (is_favorite = $2 AND (created_at < $3 \
-             OR (created_at = $3 AND id < $4))))",
-            "$5",
+    let sql = match page.after {
+        Some(_) => concat!(
+            "SELECT ",
+            columns_sql!(),
+            " FROM icp_templates WHERE user_id = $1 \
+             AND (is_favorite < $2 OR (is_favorite = $2 AND (created_at < $3 \
+             OR (created_at = $3 AND id < $4)))) \
+             ORDER BY is_favorite DESC, created_at DESC, id DESC LIMIT $5"
         ),
-        None => ("", "$2"),
+        None => concat!(
+            "SELECT ",
+            columns_sql!(),
+            " FROM icp_templates WHERE user_id = $1 \
+             ORDER BY is_favorite DESC, created_at DESC, id DESC LIMIT $2"
+        ),
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM icp_templates WHERE user_id = $1{after} \
-         ORDER BY is_favorite DESC, created_at DESC, id DESC LIMIT {limit_param}"
-    );
-    let mut query = sqlx::query(&sql).bind(user_id);
+    let mut query = sqlx::query(sql).bind(user_id);
     if let Some(cursor) = &page.after {
         query = query
             .bind(cursor.group)
@@ -163,7 +172,7 @@ pub async fn update(
 ) -> Result<Option<IcpTemplate>, sqlx::Error> {
     let flag = |v: &Option<Option<String>>| i64::from(v.is_some());
     let value = |v: &Option<Option<String>>| v.clone().flatten();
-    let sql = format!(
+    let sql = concat!(
         "UPDATE icp_templates SET \
          name = COALESCE($1, name), \
          description = CASE WHEN $2 = 1 THEN $3 ELSE description END, \
@@ -174,9 +183,10 @@ pub async fn update(
          value_proposition = CASE WHEN $10 = 1 THEN $11 ELSE value_proposition END, \
          is_favorite = COALESCE($12, is_favorite), \
          updated_at = $13 \
-         WHERE id = $14 AND user_id = $15 RETURNING {COLUMNS}"
+         WHERE id = $14 AND user_id = $15 RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(fields.name.as_deref())
         .bind(flag(&fields.description))
         .bind(value(&fields.description))

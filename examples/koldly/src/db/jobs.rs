@@ -1,17 +1,17 @@
-//! The `jobs` aggregate: background work with leases.
+//! The `jobs` aggregate: what a background job is for its owner — kind,
+//! payload, state, attempts, progress, last error.
 //!
-//! A runner claims a due job in ONE statement that sets it `running` with its
-//! lease (`lease_owner`, `lease_until`), so two runners never hold the same
-//! job: PostgreSQL locks the candidate row `FOR UPDATE SKIP LOCKED` (a second
-//! runner skips it rather than waiting for it) and re-checks the state in the
-//! outer `WHERE`; SQLite runs an `UPDATE` as one write transaction, so the
-//! select and the update cannot interleave with another writer's. A job whose
-//! lease has passed without being renewed (its runner died) is due again.
+//! The queue and its leases are apalis's (its own tables); a row here is the
+//! job's owner-facing record, written by the worker apalis hands the job to:
+//! [`start`] marks it running by that worker (`lease_owner`), and every later
+//! write checks `lease_owner`, so a worker that lost the job (its lease passed
+//! and another worker took it over) writes nothing. `GET /api/jobs/{id}`
+//! reads it in one statement with the owner filter ([`find_owned`]).
 
 use serde::Serialize;
 use sqlx::{AnyPool, Row, any::AnyRow};
 
-use super::{Backend, Db, new_id};
+use super::new_id;
 
 /// A job as the API and the runner see it.
 #[derive(Debug, Clone, Serialize)]
@@ -46,8 +46,12 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, user_id, kind, payload, state, attempts, max_attempts, progress_done, \
-     progress_total, last_error, created_at, updated_at, finished_at";
+macro_rules! columns_sql {
+    () => {
+        "id, user_id, kind, payload, state, attempts, max_attempts, progress_done, \
+     progress_total, last_error, created_at, updated_at, finished_at"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Job, sqlx::Error> {
     let payload: String = row.try_get("payload")?;
@@ -88,11 +92,12 @@ pub struct NewJob<'a> {
 
 /// Queues a job; returns it.
 pub async fn enqueue(pool: &AnyPool, new: NewJob<'_>, now: i64) -> Result<Job, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO jobs (id, user_id, kind, payload, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(new_id())
         .bind(new.user_id)
         .bind(new.kind)
@@ -112,8 +117,12 @@ pub async fn find_owned(
     id: &str,
     user_id: &str,
 ) -> Result<Option<Job>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2");
-    let row = sqlx::query(&sql)
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM jobs WHERE id = $1 AND user_id = $2"
+    );
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(user_id)
         .fetch_optional(pool)
@@ -123,64 +132,77 @@ pub async fn find_owned(
 
 /// The job `id`, whoever owns it (for the runner and tests).
 pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let sql = concat!("SELECT ", columns_sql!(), " FROM jobs WHERE id = $1");
+    let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(from_row).transpose()
 }
 
-/// The condition that makes a job claimable at `$2` (now): queued and due, or
-/// running under a lease that has passed. Only kinds in `$3` (a comma-joined
-/// list, so one statement serves any set of handlers).
-const CLAIMABLE: &str = "((state = 'queued' AND run_at <= $2) \
-     OR (state = 'running' AND lease_until < $2)) \
-     AND (',' || $3 || ',') LIKE ('%,' || kind || ',%')";
-
-/// Claims the next due job of one of `kinds` for `owner` until `lease_until`:
-/// sets it `running` and counts the attempt. `None` when nothing is due.
-pub async fn claim(
-    db: &Db,
+/// Starts a run of job `id` for worker `owner` (the job engine, apalis, has
+/// handed it the job under its lease): marks it `running` by `owner` and
+/// counts the attempt. A job left `running` by a worker that died is taken
+/// over (its lease in apalis passed); `owner` is the fence: writes of the
+/// former worker (which check `lease_owner`) no longer land. `None` when the
+/// job is unknown or has ended.
+pub async fn start(
+    pool: &AnyPool,
+    id: &str,
     owner: &str,
-    kinds: &[&str],
     now: i64,
-    lease_until: i64,
 ) -> Result<Option<Job>, sqlx::Error> {
-    let lock = match db.backend {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $4, \
+    let sql = concat!(
+        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = NULL, \
          attempts = attempts + 1, updated_at = $2 \
-         WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY run_at, id LIMIT 1 {lock}) \
-         AND {CLAIMABLE} RETURNING {COLUMNS}"
+         WHERE id = $3 AND state IN ('queued', 'running') RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(owner)
         .bind(now)
-        .bind(kinds.join(","))
-        .bind(lease_until)
-        .fetch_optional(&db.pool)
+        .bind(id)
+        .fetch_optional(pool)
         .await?;
     row.as_ref().map(from_row).transpose()
 }
 
-/// Extends the lease of a job `owner` still holds; false when it lost it.
-pub async fn renew(
+/// Fails a job that never reached the job engine's queue.
+pub async fn fail_unqueued(
+    pool: &AnyPool,
+    id: &str,
+    error: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', last_error = $1, finished_at = $2, updated_at = $2 \
+         WHERE id = $3 AND state = 'queued'",
+    )
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records the owner-facing reason of a failed attempt that will be tried
+/// again, on a job `owner` still runs.
+pub async fn note_error(
     pool: &AnyPool,
     id: &str,
     owner: &str,
-    lease_until: i64,
+    error: &str,
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE jobs SET lease_until = $1 \
-         WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+    let res = sqlx::query(
+        "UPDATE jobs SET last_error = $1, updated_at = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
     )
-    .bind(lease_until)
+    .bind(error)
+    .bind(now)
     .bind(id)
     .bind(owner)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(res.rows_affected() == 1)
 }
 
 /// Records progress of a job `owner` holds.

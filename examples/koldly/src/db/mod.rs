@@ -16,6 +16,7 @@ pub mod onboarding;
 pub mod outbox;
 pub mod prospects;
 pub mod server_secrets;
+pub mod suppressions;
 pub mod tokens;
 pub mod usage;
 pub mod users;
@@ -47,6 +48,83 @@ pub struct Db {
     pub pool: AnyPool,
     /// Which engine it talks to.
     pub backend: Backend,
+    /// The job engine's (apalis's) own pool: its storage crates take a typed
+    /// pool, not `sqlx::Any`.
+    pub(crate) queue: QueuePool,
+}
+
+/// apalis's pool: on PostgreSQL the same database (apalis keeps its tables
+/// and migration history in the `apalis` schema); on SQLite a file of its own
+/// beside koldly's (`<file>-jobs`), because apalis-sqlite's `Jobs` table and
+/// migration history would collide with koldly's `jobs` and `_sqlx_migrations`
+/// (SQLite table names ignore case).
+#[derive(Debug, Clone)]
+pub(crate) enum QueuePool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl QueuePool {
+    /// Connects and applies apalis's migrations.
+    async fn open(backend: Backend, url: &str) -> Result<Self, sqlx::Error> {
+        let to_sqlx = |e: Box<dyn std::error::Error + Send + Sync>| {
+            sqlx::Error::Migrate(Box::new(sqlx::migrate::MigrateError::Source(e)))
+        };
+        match backend {
+            Backend::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(10))
+                    .max_connections(5)
+                    .connect(url)
+                    .await?;
+                apalis_postgres::PostgresStorage::setup(&pool)
+                    .await
+                    .map_err(|e| to_sqlx(Box::new(e)))?;
+                Ok(Self::Postgres(pool))
+            }
+            Backend::Sqlite => {
+                let url = sqlite_queue_url(url);
+                let mut options = sqlx::sqlite::SqlitePoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 5000;").await?;
+                            Ok(())
+                        })
+                    });
+                if url.contains(":memory:") {
+                    // Every in-memory connection is a database of its own.
+                    options = options
+                        .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                let pool = options.connect(&url).await?;
+                apalis_sqlite::SqliteStorage::setup(&pool)
+                    .await
+                    .map_err(|e| to_sqlx(Box::new(e)))?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// The URL of apalis's SQLite file beside koldly's `url` (`<file>-jobs`).
+fn sqlite_queue_url(url: &str) -> String {
+    if url.contains(":memory:") {
+        return "sqlite::memory:".to_owned();
+    }
+    match url.split_once('?') {
+        Some((path, query)) => format!("{path}-jobs?{query}"),
+        None => format!("{url}-jobs?mode=rwc"),
+    }
 }
 
 impl Db {
@@ -89,9 +167,17 @@ impl Db {
             });
         }
         let pool = options.connect(&url).await?;
-        let db = Self { pool, backend };
-        db.migrate().await?;
-        Ok(db)
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        let queue = QueuePool::open(backend, &url).await?;
+        Ok(Self {
+            pool,
+            backend,
+            queue,
+        })
     }
 
     /// Applies the embedded migrations of this engine.
@@ -104,6 +190,12 @@ impl Db {
         Ok(())
     }
 
+    /// Closes koldly's pool and the job engine's.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.queue.close().await;
+    }
+
     /// Runs `SELECT 1`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -114,4 +206,57 @@ impl Db {
 /// A fresh text UUID (v7: time-ordered, so ids sort by creation).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// SQL text assembled at run time from `&'static str` fragments and numbered
+/// `$n` placeholders only — never from input — for the few queries whose shape
+/// depends on which optional filters are present (a list's cursor, a status
+/// filter, an `IN` list's length).
+///
+/// sqlx 0.9 refuses a `String` as SQL unless it is asserted safe
+/// ([`sqlx::AssertSqlSafe`]); this type is that assertion made checkable:
+/// [`push`](Self::push) takes only `&'static str` and [`param`](Self::param)
+/// writes only a number, so no value reaches the text; values are bound.
+#[derive(Debug)]
+pub(crate) struct StaticSql {
+    text: String,
+    next_param: usize,
+}
+
+impl StaticSql {
+    /// Starts with `head`, whose placeholders are `$1` to `$params`.
+    pub(crate) fn new(head: &'static str, params: usize) -> Self {
+        Self {
+            text: head.to_owned(),
+            next_param: params + 1,
+        }
+    }
+
+    /// Appends a constant fragment.
+    pub(crate) fn push(&mut self, fragment: &'static str) -> &mut Self {
+        self.text.push_str(fragment);
+        self
+    }
+
+    /// Appends the next placeholder (`$n`) and returns `n`.
+    pub(crate) fn param(&mut self) -> usize {
+        let n = self.next_param;
+        self.next_param += 1;
+        self.text.push('$');
+        self.text.push_str(&n.to_string());
+        n
+    }
+
+    /// Appends placeholder `$n` again (a parameter used twice).
+    pub(crate) fn param_again(&mut self, n: usize) -> &mut Self {
+        self.text.push('$');
+        self.text.push_str(&n.to_string());
+        self
+    }
+
+    /// The text, for `sqlx::query`. Safe to assert: only constant fragments
+    /// and placeholder numbers went into it (see the type's doc).
+    pub(crate) fn finish(self) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(self.text)
+    }
 }

@@ -21,8 +21,11 @@ pub struct Onboarding {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str =
-    "product_description, icp_description, sender_name, campaign_id, created_at, updated_at";
+macro_rules! columns_sql {
+    () => {
+        "product_description, icp_description, sender_name, campaign_id, created_at, updated_at"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Onboarding, sqlx::Error> {
     Ok(Onboarding {
@@ -37,8 +40,12 @@ fn from_row(row: &AnyRow) -> Result<Onboarding, sqlx::Error> {
 
 /// `user_id`'s answers, if they onboarded.
 pub async fn find(pool: &AnyPool, user_id: &str) -> Result<Option<Onboarding>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM onboarding WHERE user_id = $1");
-    let row = sqlx::query(&sql).bind(user_id).fetch_optional(pool).await?;
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM onboarding WHERE user_id = $1"
+    );
+    let row = sqlx::query(sql).bind(user_id).fetch_optional(pool).await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -47,8 +54,12 @@ pub async fn find_in(
     conn: &mut AnyConnection,
     user_id: &str,
 ) -> Result<Option<Onboarding>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM onboarding WHERE user_id = $1");
-    let row = sqlx::query(&sql).bind(user_id).fetch_optional(conn).await?;
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM onboarding WHERE user_id = $1"
+    );
+    let row = sqlx::query(sql).bind(user_id).fetch_optional(conn).await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -72,15 +83,16 @@ pub async fn upsert(
     answers: &Answers<'_>,
     now: i64,
 ) -> Result<Onboarding, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO onboarding (user_id, product_description, icp_description, sender_name, \
          campaign_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
          ON CONFLICT (user_id) DO UPDATE SET product_description = excluded.product_description, \
          icp_description = excluded.icp_description, sender_name = excluded.sender_name, \
          campaign_id = excluded.campaign_id, updated_at = excluded.updated_at \
-         RETURNING {COLUMNS}"
+         RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(user_id)
         .bind(answers.product_description)
         .bind(answers.icp_description)

@@ -27,7 +27,11 @@ pub struct OutboxMessage {
     pub resend: bool,
 }
 
-const COLUMNS: &str = "id, to_addr, subject, body_text, kind, status, created_at, attempts, resend";
+macro_rules! columns_sql {
+    () => {
+        "id, to_addr, subject, body_text, kind, status, created_at, attempts, resend"
+    };
+}
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<OutboxMessage, sqlx::Error> {
     Ok(OutboxMessage {
@@ -102,11 +106,13 @@ pub async fn resendable(
     max_attempts: i64,
     limit: i64,
 ) -> Result<Vec<OutboxMessage>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM mail_outbox WHERE status = 'failed' AND resend = 1 \
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM mail_outbox WHERE status = 'failed' AND resend = 1 \
          AND attempts < $1 ORDER BY created_at, id LIMIT $2"
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(sql)
         .bind(max_attempts)
         .bind(limit)
         .fetch_all(pool)
@@ -131,9 +137,11 @@ pub async fn claim(pool: &AnyPool, id: &str, attempts: i64) -> Result<bool, sqlx
 
 /// Messages to `to`, newest first.
 pub async fn for_recipient(pool: &AnyPool, to: &str) -> Result<Vec<OutboxMessage>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM mail_outbox WHERE lower(to_addr) = lower($1) ORDER BY id DESC"
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM mail_outbox WHERE lower(to_addr) = lower($1) ORDER BY id DESC"
     );
-    let rows = sqlx::query(&sql).bind(to).fetch_all(pool).await?;
+    let rows = sqlx::query(sql).bind(to).fetch_all(pool).await?;
     rows.iter().map(from_row).collect()
 }

@@ -7,11 +7,11 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
-use super::new_id;
+use super::{StaticSql, new_id};
 use crate::pagination::{Cursor, PageRequest};
 
 /// A prospect as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Prospect {
     /// Text UUID.
     pub id: String,
@@ -75,11 +75,15 @@ pub struct NewProspect {
     pub linkedin_url: Option<String>,
 }
 
-const SELECT: &str = "SELECT p.id, p.campaign_id, p.email, p.first_name, p.last_name, p.company, \
+macro_rules! select_sql {
+    () => {
+        "SELECT p.id, p.campaign_id, p.email, p.first_name, p.last_name, p.company, \
      p.title, p.website, p.industry, p.linkedin_url, p.status, p.created_at, p.updated_at, \
      (SELECT e.status FROM generated_emails e WHERE e.prospect_id = p.id \
       ORDER BY e.created_at DESC, e.id DESC LIMIT 1) AS latest_email_status \
-     FROM prospects p";
+     FROM prospects p"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<Prospect, sqlx::Error> {
     Ok(Prospect {
@@ -143,24 +147,30 @@ pub async fn list(
     status: Option<&str>,
     page: &PageRequest,
 ) -> Result<Vec<Prospect>, sqlx::Error> {
-    let mut sql = format!("{SELECT} WHERE p.campaign_id = $1 AND p.user_id = $2");
-    let mut next = 3;
+    let mut sql = StaticSql::new(
+        concat!(
+            select_sql!(),
+            " WHERE p.campaign_id = $1 AND p.user_id = $2"
+        ),
+        2,
+    );
     if status.is_some() {
-        sql.push_str(&format!(" AND p.status = ${next}"));
-        next += 1;
+        sql.push(" AND p.status = ");
+        sql.param();
     }
     if page.after.is_some() {
-        sql.push_str(&format!(
-            " AND (p.created_at < ${a} OR (p.created_at = ${a} AND p.id < ${b}))",
-            a = next,
-            b = next + 1
-        ));
-        next += 2;
+        sql.push(" AND (p.created_at < ");
+        let created_at = sql.param();
+        sql.push(" OR (p.created_at = ")
+            .param_again(created_at)
+            .push(" AND p.id < ");
+        sql.param();
+        sql.push("))");
     }
-    sql.push_str(&format!(
-        " ORDER BY p.created_at DESC, p.id DESC LIMIT ${next}"
-    ));
-    let mut query = sqlx::query(&sql).bind(campaign_id).bind(user_id);
+    sql.push(" ORDER BY p.created_at DESC, p.id DESC LIMIT ");
+    sql.param();
+    let sql = sql.finish();
+    let mut query = sqlx::query(sql).bind(campaign_id).bind(user_id);
     if let Some(status) = status {
         query = query.bind(status);
     }

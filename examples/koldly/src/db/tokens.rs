@@ -16,13 +16,16 @@ pub enum TokenKind {
     EmailVerification,
 }
 
-impl TokenKind {
-    fn table(self) -> &'static str {
-        match self {
-            Self::PasswordReset => "password_reset_tokens",
-            Self::EmailVerification => "email_verification_tokens",
+/// The literal query of `kind`'s table: `per_table!(kind, "before ", " after")`
+/// is `"before password_reset_tokens after"` or the same with
+/// `email_verification_tokens` (sqlx takes only literal SQL).
+macro_rules! per_table {
+    ($kind:expr, $before:literal, $after:literal) => {
+        match $kind {
+            TokenKind::PasswordReset => concat!($before, "password_reset_tokens", $after),
+            TokenKind::EmailVerification => concat!($before, "email_verification_tokens", $after),
         }
-    }
+    };
 }
 
 /// Stores a token hash for `user_id`, first invalidating the user's unused ones
@@ -35,17 +38,20 @@ pub async fn issue(
     expires_at: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let table = kind.table();
     let mut tx = pool.begin().await?;
-    sqlx::query(&format!(
-        "UPDATE {table} SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL"
+    sqlx::query(per_table!(
+        kind,
+        "UPDATE ",
+        " SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL"
     ))
     .bind(now)
     .bind(user_id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(&format!(
-        "INSERT INTO {table} (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)"
+    sqlx::query(per_table!(
+        kind,
+        "INSERT INTO ",
+        " (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)"
     ))
     .bind(new_id())
     .bind(user_id)
@@ -64,9 +70,10 @@ pub async fn peek(
     token_hash: &str,
     now: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query(&format!(
-        "SELECT user_id FROM {} WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-        kind.table()
+    let row = sqlx::query(per_table!(
+        kind,
+        "SELECT user_id FROM ",
+        " WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2"
     ))
     .bind(token_hash)
     .bind(now)
@@ -86,10 +93,11 @@ pub async fn consume<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let row = sqlx::query(&format!(
-        "UPDATE {} SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-         RETURNING user_id",
-        kind.table()
+    let row = sqlx::query(per_table!(
+        kind,
+        "UPDATE ",
+        " SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING user_id"
     ))
     .bind(now)
     .bind(token_hash)
@@ -108,9 +116,10 @@ pub async fn revoke_all<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let res = sqlx::query(&format!(
-        "UPDATE {} SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-        kind.table()
+    let res = sqlx::query(per_table!(
+        kind,
+        "UPDATE ",
+        " SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL"
     ))
     .bind(now)
     .bind(user_id)

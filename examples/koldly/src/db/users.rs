@@ -6,7 +6,7 @@ use sqlx::{AnyPool, Row, any::AnyRow};
 use super::new_id;
 
 /// A user as the API shows it (the password hash is never serialized).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     /// Text UUID.
     pub id: String,
@@ -35,8 +35,12 @@ pub struct User {
     pub session_version: i64,
 }
 
-const COLUMNS: &str = "id, email, name, password_hash, google_id, email_verified, \
-     subscription_plan, subscription_status, monthly_email_quota, created_at, session_version";
+macro_rules! columns_sql {
+    () => {
+        "id, email, name, password_hash, google_id, email_verified, \
+     subscription_plan, subscription_status, monthly_email_quota, created_at, session_version"
+    };
+}
 
 fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
@@ -72,11 +76,12 @@ pub struct NewUser<'a> {
 /// Inserts a user. A taken address fails with a unique violation
 /// (`sqlx::Error::Database` whose `is_unique_violation()` is true).
 pub async fn insert(pool: &AnyPool, new: NewUser<'_>, now: i64) -> Result<User, sqlx::Error> {
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO users (id, email, name, password_hash, google_id, email_verified, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(new_id())
         .bind(new.email.to_lowercase())
         .bind(new.name)
@@ -91,15 +96,19 @@ pub async fn insert(pool: &AnyPool, new: NewUser<'_>, now: i64) -> Result<User, 
 
 /// The user with this address, compared case-insensitively.
 pub async fn find_by_email(pool: &AnyPool, email: &str) -> Result<Option<User>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE lower(email) = lower($1)");
-    let row = sqlx::query(&sql).bind(email).fetch_optional(pool).await?;
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM users WHERE lower(email) = lower($1)"
+    );
+    let row = sqlx::query(sql).bind(email).fetch_optional(pool).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// The user with this id.
 pub async fn find_by_id(pool: &AnyPool, id: &str) -> Result<Option<User>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+    let sql = concat!("SELECT ", columns_sql!(), " FROM users WHERE id = $1");
+    let row = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -108,8 +117,12 @@ pub async fn find_by_google_id(
     pool: &AnyPool,
     google_id: &str,
 ) -> Result<Option<User>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE google_id = $1");
-    let row = sqlx::query(&sql)
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM users WHERE google_id = $1"
+    );
+    let row = sqlx::query(sql)
         .bind(google_id)
         .fetch_optional(pool)
         .await?;
@@ -123,10 +136,11 @@ pub async fn link_google(
     google_id: &str,
     now: i64,
 ) -> Result<User, sqlx::Error> {
-    let sql = format!(
-        "UPDATE users SET google_id = $1, email_verified = 1, updated_at = $2 WHERE id = $3 RETURNING {COLUMNS}"
+    let sql = concat!(
+        "UPDATE users SET google_id = $1, email_verified = 1, updated_at = $2 WHERE id = $3 RETURNING ",
+        columns_sql!()
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(sql)
         .bind(google_id)
         .bind(now)
         .bind(id)

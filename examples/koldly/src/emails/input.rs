@@ -16,7 +16,7 @@ pub const MAX_PROSPECT_IDS: usize = 500;
 pub const MAX_BULK_IDS: usize = 100;
 
 /// `POST /api/campaigns/{id}/emails/generate`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Generate {
     /// Draft for these prospects of the campaign; absent: every prospect
@@ -45,7 +45,7 @@ impl Generate {
 }
 
 /// `POST /api/emails/{id}/regenerate`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Regenerate {
     /// What the new draft should do differently.
@@ -64,7 +64,7 @@ impl Regenerate {
 }
 
 /// `PATCH /api/emails/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
     /// New subject.
@@ -98,7 +98,7 @@ impl Edit {
 }
 
 /// `POST /api/emails/{id}/reject`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reject {
     /// Why.
@@ -117,7 +117,7 @@ impl Reject {
 }
 
 /// `POST /api/emails/approve`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkApprove {
     /// The emails to approve.

@@ -20,14 +20,14 @@ pub mod generate;
 pub mod input;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::{
     generate::{GENERATE, GeneratePayload, REGENERATE, RegeneratePayload},
@@ -44,7 +44,9 @@ use crate::{
         users::User,
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    jobs::routes::JobView,
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     plans::{self, Plan},
     state::AppState,
     validation::{JsonBody, OptionalJsonBody, PathId, Resource, field_problem},
@@ -61,16 +63,23 @@ impl Resource for EmailResource {
 const TARGET: &str = "email";
 
 /// The email routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/campaigns/{id}/emails/generate", post(generate_drafts))
-        .route("/api/emails/{id}/regenerate", post(regenerate))
-        .route("/api/emails/{id}", get(show).patch(edit))
-        .route("/api/emails/{id}/approve", post(approve))
-        .route("/api/emails/{id}/reject", post(reject))
-        .route("/api/emails/approve", post(approve_many))
-        .route("/api/approvals", get(approvals))
-        .route("/api/approvals/counts", get(counts))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(generate_drafts))
+        .routes(routes!(regenerate))
+        .routes(routes!(show, edit))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(approve_many))
+        .routes(routes!(approvals))
+        .routes(routes!(counts))
+}
+
+steadfast::problem_responses! {
+    /// A decision on an email that its state does not allow.
+    pub struct DecisionRefused {
+        409 => "The email was sent, or its state does not allow this (a rejected email cannot be approved).";
+    }
 }
 
 fn not_found() -> ApiError {
@@ -84,7 +93,7 @@ fn accepted(job: Job) -> Response {
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(crate::jobs::routes::JobView::from(job)),
+        Json(JobView::from(job)),
     )
         .into_response()
 }
@@ -113,6 +122,19 @@ async fn check_budget(
 
 /// `POST /api/campaigns/{id}/emails/generate`: 202 and a job drafting one
 /// email per prospect (the named ones, or every one without an email yet).
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/emails/generate",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id")),
+    request_body(content = Option<Generate>, description = "Optional: `prospect_ids` to draft for; by default every prospect without an email."),
+    responses(
+        (status = 202, description = "A job drafting one email per prospect; `Location` names it.", body = JobView,
+            headers(("location" = String, description = "`/api/jobs/{id}`"))),
+        Problems<(Unauthorized, NotFound, InvalidBody, PlanLimit, Idempotent)>,
+    )
+)]
 async fn generate_drafts(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -178,6 +200,19 @@ async fn generate_drafts(
 
 /// `POST /api/emails/{id}/regenerate`: 202 and a job writing the email again,
 /// with `feedback`. A sent email is a 409.
+#[utoipa::path(
+    post,
+    path = "/api/emails/{id}/regenerate",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The email's id")),
+    request_body(content = Option<Regenerate>, description = "Optional: `feedback` for the new draft."),
+    responses(
+        (status = 202, description = "A job writing the email again; `Location` names it.", body = JobView,
+            headers(("location" = String, description = "`/api/jobs/{id}`"))),
+        Problems<(Unauthorized, NotFound, InvalidBody, PlanLimit, DecisionRefused, Idempotent)>,
+    )
+)]
 async fn regenerate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -232,6 +267,17 @@ fn decided(decision: Decision, action: &str) -> ApiResult<Json<Email>> {
 }
 
 /// `GET /api/emails/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/emails/{id}",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The email's id")),
+    responses(
+        (status = 200, description = "The email with its prospect's address and name.", body = Email),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -245,6 +291,17 @@ async fn show(
 
 /// `POST /api/emails/{id}/approve`: a draft becomes approved (approving
 /// again changes nothing); a rejected or sent email is a 409.
+#[utoipa::path(
+    post,
+    path = "/api/emails/{id}/approve",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The email's id")),
+    responses(
+        (status = 200, description = "The email, approved (approving again changes nothing).", body = Email),
+        Problems<(Unauthorized, NotFound, DecisionRefused, Idempotent)>,
+    )
+)]
 async fn approve(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -258,6 +315,18 @@ async fn approve(
 }
 
 /// `PATCH /api/emails/{id}` `{subject?, body?}`: the email is a draft again.
+#[utoipa::path(
+    patch,
+    path = "/api/emails/{id}",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The email's id")),
+    request_body = Edit,
+    responses(
+        (status = 200, description = "The email, edited: a draft again.", body = Email),
+        Problems<(Unauthorized, NotFound, InvalidBody, DecisionRefused)>,
+    )
+)]
 async fn edit(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -280,6 +349,18 @@ async fn edit(
 }
 
 /// `POST /api/emails/{id}/reject` `{reason?}`.
+#[utoipa::path(
+    post,
+    path = "/api/emails/{id}/reject",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The email's id")),
+    request_body(content = Option<Reject>, description = "Optional: the `reason`."),
+    responses(
+        (status = 200, description = "The email, rejected.", body = Email),
+        Problems<(Unauthorized, NotFound, InvalidBody, DecisionRefused, Idempotent)>,
+    )
+)]
 async fn reject(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -301,7 +382,7 @@ async fn reject(
 }
 
 /// What a bulk approval did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkResult {
     /// The ids approved (or approved already).
     pub approved: Vec<String>,
@@ -310,7 +391,7 @@ pub struct BulkResult {
 }
 
 /// An id a bulk approval did not approve.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkFailure {
     /// The id as given.
     pub id: String,
@@ -320,6 +401,17 @@ pub struct BulkFailure {
 
 /// `POST /api/emails/approve` `{ids}`: each id approved on its own, or
 /// reported in `failed`.
+#[utoipa::path(
+    post,
+    path = "/api/emails/approve",
+    tag = "emails",
+    security(("bearer" = [])),
+    request_body = BulkApprove,
+    responses(
+        (status = 200, description = "Each id approved on its own, or listed in `failed` with why.", body = BulkResult),
+        Problems<(Unauthorized, InvalidBody, Idempotent)>,
+    )
+)]
 async fn approve_many(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -356,6 +448,20 @@ async fn approve_many(
 
 /// `GET /api/approvals?campaign_id=&limit=&cursor=`: drafts awaiting a
 /// decision, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/approvals",
+    tag = "emails",
+    security(("bearer" = [])),
+    params(
+        PageParams,
+        ("campaign_id" = Option<String>, Query, description = "Only this campaign's drafts"),
+    ),
+    responses(
+        (status = 200, description = "Drafts awaiting a decision, newest first.", body = Page<Email>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn approvals(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -375,7 +481,7 @@ async fn approvals(
 }
 
 /// What `GET /api/approvals/counts` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Drafts awaiting a decision in all.
     pub total: i64,
@@ -384,6 +490,16 @@ pub struct Counts {
 }
 
 /// `GET /api/approvals/counts`.
+#[utoipa::path(
+    get,
+    path = "/api/approvals/counts",
+    tag = "emails",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Drafts awaiting a decision, in all and per campaign.", body = Counts),
+        Problems<Unauthorized>,
+    )
+)]
 async fn counts(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -4,21 +4,22 @@
 //! and counts a use (see [`crate::campaigns`]).
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     response::{IntoResponse, Response},
-    routing::{get, patch},
 };
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
     db::icp_templates::{self, IcpTemplate, TemplateFields},
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, Resource, nullable},
 };
@@ -45,15 +46,15 @@ impl Resource for IcpTemplateResource {
 }
 
 /// The ICP template routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/icp-templates", get(list).post(create))
-        .route("/api/icp-templates/{id}", patch(update).delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(update, remove))
 }
 
 /// A template as sent: for `POST` `name` is required; for `PATCH` absent
 /// fields stay and `null` clears a nullable one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
     #[serde(default, deserialize_with = "nullable")]
@@ -132,6 +133,17 @@ impl TemplateBody {
 }
 
 /// `GET /api/icp-templates?limit=&cursor=`: favourites first, then newest.
+#[utoipa::path(
+    get,
+    path = "/api/icp-templates",
+    tag = "icp-templates",
+    security(("bearer" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of templates: favourites first, then newest.", body = Page<IcpTemplate>),
+        Problems<(Unauthorized, InvalidQuery)>,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -143,6 +155,18 @@ async fn list(
 }
 
 /// `POST /api/icp-templates`: 201 with `Location`.
+#[utoipa::path(
+    post,
+    path = "/api/icp-templates",
+    tag = "icp-templates",
+    security(("bearer" = [])),
+    request_body(content = TemplateBody, description = "`name` is required."),
+    responses(
+        (status = 201, description = "The template; `Location` names it.", body = IcpTemplate,
+            headers(("location" = String, description = "`/api/icp-templates/{id}`"))),
+        Problems<(Unauthorized, InvalidBody, Idempotent)>,
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -164,6 +188,18 @@ async fn create(
 }
 
 /// `PATCH /api/icp-templates/{id}` (including `is_favorite`).
+#[utoipa::path(
+    patch,
+    path = "/api/icp-templates/{id}",
+    tag = "icp-templates",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The template's id")),
+    request_body(content = TemplateBody, description = "Absent fields stay; `null` clears a nullable one."),
+    responses(
+        (status = 200, description = "The template as changed.", body = IcpTemplate),
+        Problems<(Unauthorized, NotFound, InvalidBody)>,
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -180,6 +216,17 @@ async fn update(
 }
 
 /// `DELETE /api/icp-templates/{id}`: 204; campaigns made from it keep their copy.
+#[utoipa::path(
+    delete,
+    path = "/api/icp-templates/{id}",
+    tag = "icp-templates",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The template's id")),
+    responses(
+        (status = 204, description = "Deleted; campaigns made from it keep their copy."),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

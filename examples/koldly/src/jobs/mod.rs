@@ -1,52 +1,61 @@
 //! Background jobs: long work (drafting emails with a language model, sending)
-//! runs here, never inside a request past its timeout.
+//! runs here, never inside a request past its timeout. The engine is
+//! **apalis 1.0**: apalis-postgres when `DATABASE_URL` is PostgreSQL,
+//! apalis-sqlite otherwise (in a file of its own beside koldly's, `<file>-jobs`).
 //!
-//! A route [`JobQueue::enqueue`]s a job (owned by a user, with a JSON payload)
-//! and answers 202 with `Location: /api/jobs/{id}`; `GET /api/jobs/{id}`
-//! ([`routes`]) shows its owner its state, progress and last error. A
-//! [`JobRunner`] claims due jobs of the kinds in its [`Registry`] and runs them:
+//! A route [`JobQueue::enqueue`]s a job (owned by a user, with a JSON payload):
+//! koldly writes its row in the `jobs` table (owner, kind, payload, state,
+//! attempts, progress, last error), then pushes a task carrying the row's id
+//! on apalis's queue for that kind. It answers 202 with
+//! `Location: /api/jobs/{id}`; `GET /api/jobs/{id}` ([`routes`]) reads the row
+//! in one statement with the owner filter (apalis stores task input as bytes,
+//! so the row, not apalis's table, is what the owner sees). A [`JobRunner`]
+//! starts one apalis worker per kind in its [`Registry`]; each task goes
+//! through a tower service stack: [`RecordOutcome`] (writes how the job ended)
+//! around steadfast's `RetryLayer` (retries transient failures with backoff,
+//! classified by steadfast) around [`RunAttempt`] (one attempt under the job's
+//! time limit). What holds, each shown by a test in `tests/jobs.rs` (on
+//! SQLite and PostgreSQL) and, for apalis on its own, `tests/apalis.rs`:
 //!
-//! - **One runner per job.** A claim is one statement that marks the job
-//!   `running` under a lease (owner and expiry): `FOR UPDATE SKIP LOCKED` on
-//!   PostgreSQL, one write transaction on SQLite ([`crate::db::jobs`]). Two
-//!   runners, in one process or in several on one database, never hold the same
-//!   job; every later write checks the lease owner.
-//! - **Crash safety.** A running job's lease is renewed every third of
-//!   `JOB_LEASE_SECS`. A runner that dies stops renewing; once the lease passes
-//!   another runner claims the job again (the attempt is counted). A job that
-//!   keeps killing its runners fails after `max_attempts` claims.
-//! - **Time limit.** Each run gets `JOB_TIMEOUT_SECS`, as a steadfast
+//! - **One worker per job.** apalis locks a task to the worker that fetched
+//!   it (`FOR UPDATE SKIP LOCKED` on PostgreSQL); another worker, in this
+//!   process or another on the same database, does not run it while it runs.
+//!   The row's `lease_owner` names the worker; every write checks it.
+//! - **Crash safety.** A worker beats every third of `JOB_LEASE_SECS` (whole
+//!   seconds, at least 1). A worker that dies — even SIGKILLed — stops
+//!   beating; once its lease has passed **on the database's clock**, another
+//!   worker takes its tasks back and runs them again (the attempt is
+//!   counted). A job that keeps killing its workers fails once its row has
+//!   seen more than `max_attempts` starts.
+//! - **Time limit.** Each attempt gets `JOB_TIMEOUT_SECS`, as a steadfast
 //!   [`Deadline`](steadfast::Deadline) handlers pass on (the language model's
-//!   retries stop at it); a run past it is a transient failure.
+//!   retries stop at it); an attempt past it is a transient failure.
 //! - **Retries.** A transient failure ([`JobError::transient`], or one
-//!   steadfast classifies as such with [`JobError::classified`]) queues the job
-//!   again after an exponential backoff (10 s, 20 s… 10 min) while attempts
-//!   are left; a permanent one fails it. Retries are rows, so they survive a
-//!   restart. A panic fails the job.
-//! - **Shutdown.** [`RunnerHandle::shutdown`] stops claiming, lets running jobs
-//!   finish within `JOB_SHUTDOWN_GRACE_SECS`, then interrupts the rest and
-//!   queues them again at once (the interrupted attempt is not counted).
+//!   steadfast classifies as such with [`JobError::classified`]) is tried
+//!   again in the same worker after an exponential backoff (10 s, 20 s…
+//!   10 min) while attempts are left; its reason shows as the job's error
+//!   meanwhile, its state stays `running`. A permanent failure fails the job.
+//!   A panic fails the job.
+//! - **Shutdown.** [`RunnerHandle::shutdown`] stops claiming, lets running
+//!   jobs finish within `JOB_SHUTDOWN_GRACE_SECS`, then stops the rest and
+//!   marks their rows queued (the interrupted attempt not counted); apalis
+//!   hands them to a worker once this one's lease has passed.
 //!
-//! Cost: one claim query per free worker slot and poll (`JOB_POLL_MS`, or at
-//! once after an enqueue in this process), one lease renewal per running job
-//! every `lease / 3`, two writes per run.
+//! Known limit (SQLite only): apalis-sqlite 1.0 can leave a fetch's write
+//! transaction open while its worker stops and waits for a running job; an
+//! enqueue in that window waits for SQLite's 5 s busy timeout and may fail
+//! with "database is locked" (reproduced about 1 run in 6 by enqueueing
+//! between `RunnerHandle::stop_claiming` and the running job's end). The
+//! enqueue then fails cleanly: the row is marked failed and the route answers
+//! an error. PostgreSQL's row locks do not block other writers this way.
 //!
-//! # Why not apalis
+//! Periodic work (the mail outbox's resend) keeps koldly's own interval
+//! task: apalis-cron ticked once per second in `tests/apalis.rs`
+//! (`cron_ticks_once_per_scheduled_time`), but nothing periodic has been
+//! moved onto it yet.
 //!
-//! Issue 17 asked for apalis 1.x. Checked on crates.io on 2026-12-01:
-//! `apalis` 1.0.0, `apalis-postgres` 1.0.0, `apalis-sqlite` 1.0.0 and
-//! `apalis-cron` 1.0.0 exist, but both storage backends depend on **sqlx 0.9**
-//! (`apalis-sql` is 1.0.0-rc.9 and only shared utilities), while koldly is on
-//! sqlx 0.8 with `sqlx::Any`. sqlx 0.9's `query()` takes `impl SqlSafeStr`, so
-//! moving koldly means touching every `db` module (`users`, `tokens`, … are
-//! being changed on other branches now); keeping both majors means two pools
-//! per database and two copies of sqlx. apalis also times its leases with the
-//! database's `NOW()` (`reenqueue_orphaned.sql`: `NOW() - workers.last_seen`),
-//! so "runs again after the lease" cannot be tested with koldly's
-//! `ManualClock`, and it stores payloads as bytes, so the owner filter of
-//! `GET /api/jobs/{id}` could not be in the same statement as the read. Hence
-//! this small runner on a `jobs` table, meeting the same requirements (see
-//! `tests/jobs.rs`). Revisit when koldly moves to sqlx 0.9.
+//! Cost: apalis polls each kind's queue every `JOB_POLL_MS` and beats every
+//! third of the lease; two writes to the row per attempt, one per end.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -76,7 +85,8 @@
 //! runner.shutdown().await; // lets the run record its end
 //! let job = koldly::db::jobs::find(&db.pool, &job.id).await?.unwrap();
 //! assert_eq!((job.state.as_str(), job.progress_done, job.progress_total), ("succeeded", 2, 2));
-//! # db.pool.close().await; let _ = std::fs::remove_file(&path);
+//! # db.close().await; let _ = std::fs::remove_file(&path);
+//! # let _ = std::fs::remove_file(format!("{}-jobs", path.display()));
 //! # Ok(()) }
 //! ```
 
@@ -87,10 +97,12 @@ mod runner;
 use std::{sync::Arc, time::Duration};
 
 pub use handler::{JobContext, JobError, JobFuture, JobHandler, Registry};
-pub use runner::{JobRunner, RunnerHandle, default_backoff};
+pub use runner::{
+    JobPipeline, JobRunner, RecordOutcome, RetriedAttempts, RunAttempt, RunnerHandle,
+    default_backoff,
+};
 use serde::Serialize;
 use steadfast::retry::Backoff;
-use tokio::sync::Notify;
 
 use crate::{
     clock::Clock,
@@ -105,12 +117,12 @@ use crate::{
 ///
 /// | Variable | Meaning | Default |
 /// |---|---|---|
-/// | `JOB_WORKERS` | jobs run at once per process | 4 |
-/// | `JOB_LEASE_SECS` | lease of a claimed job (renewed every third) | 60 |
-/// | `JOB_TIMEOUT_SECS` | one run's time limit | 600 |
-/// | `JOB_POLL_MS` | how often to look for due jobs | 1000 |
+/// | `JOB_WORKERS` | jobs of one kind run at once per process | 4 |
+/// | `JOB_LEASE_SECS` | apalis lease of a worker's jobs (a heartbeat every third, database clock) | 60 |
+/// | `JOB_TIMEOUT_SECS` | one attempt's time limit | 600 |
+/// | `JOB_POLL_MS` | how often each kind's apalis queue is polled | 1000 |
 /// | `JOB_SHUTDOWN_GRACE_SECS` | how long running jobs may finish at shutdown | 15 |
-/// | `JOB_MAX_ATTEMPTS` | claims before a job fails | 3 |
+/// | `JOB_MAX_ATTEMPTS` | attempts (starts) before a job fails | 3 |
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     /// Jobs run at once.
@@ -148,8 +160,7 @@ impl Default for JobsConfig {
 pub struct JobQueue {
     db: Db,
     clock: Arc<dyn Clock>,
-    max_attempts: i64,
-    wake: Arc<Notify>,
+    config: JobsConfig,
 }
 
 impl JobQueue {
@@ -158,13 +169,14 @@ impl JobQueue {
         Self {
             db,
             clock,
-            max_attempts: config.max_attempts,
-            wake: Arc::new(Notify::new()),
+            config: config.clone(),
         }
     }
 
-    /// Queues a job of `kind` for `user_id`, due now, and wakes this process's
-    /// runner.
+    /// Queues a job of `kind` for `user_id`, due now: its row (owner, payload,
+    /// state) in koldly's `jobs` table, then its task on apalis's queue. When
+    /// the task cannot be queued the row is marked failed and the error
+    /// returned.
     pub async fn enqueue(
         &self,
         user_id: &str,
@@ -180,24 +192,23 @@ impl JobQueue {
                 user_id,
                 kind,
                 payload: &payload,
-                max_attempts: self.max_attempts,
+                max_attempts: self.config.max_attempts,
                 run_at: now,
             },
             now,
         )
         .await?;
-        self.wake.notify_one();
+        if let Err(e) = runner::push(&self.db, &self.config, kind, &job.id).await {
+            tracing::error!(job_id = job.id, error = %e, "job not queued in apalis");
+            let now = self.clock.now();
+            jobs::fail_unqueued(&self.db.pool, &job.id, "the job could not be queued", now).await?;
+            return Err(sqlx::Error::Io(std::io::Error::other(e)));
+        }
         Ok(job)
     }
 
-    /// A runner of `registry` on this queue's database, woken by its enqueues.
+    /// A runner of `registry` on this queue's database.
     pub fn runner(&self, registry: Registry, config: JobsConfig) -> JobRunner {
-        JobRunner::new(
-            self.db.clone(),
-            self.clock.clone(),
-            registry,
-            config,
-            self.wake.clone(),
-        )
+        JobRunner::new(self.db.clone(), self.clock.clone(), registry, config)
     }
 }

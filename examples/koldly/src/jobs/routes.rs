@@ -3,27 +3,35 @@
 //! owner is in the same query).
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
 };
 use http::StatusCode;
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::extract::AuthUser,
     db::jobs::{self, Job},
     error::{ApiError, ApiResult},
+    openapi::{Problems, Unauthorized},
     state::AppState,
 };
 
 /// The job routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/jobs/{id}", get(show))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show))
+}
+
+steadfast::problem_responses! {
+    /// No job of this user with this id.
+    pub struct JobNotFound {
+        404 => "No job with this id (or another account's).";
+    }
 }
 
 /// A job as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     /// Its id.
     pub id: String,
@@ -48,7 +56,7 @@ pub struct JobView {
 }
 
 /// Progress of a job.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Items done.
     pub done: i64,
@@ -79,6 +87,18 @@ impl From<Job> for JobView {
 /// The longest id looked up (ids are 36-character UUIDs).
 const MAX_ID_LEN: usize = 64;
 
+/// `GET /api/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        Problems<(Unauthorized, JobNotFound)>,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

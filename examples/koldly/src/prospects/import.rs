@@ -24,7 +24,7 @@ pub const FIELD_MAX: usize = 200;
 pub const URL_MAX: usize = 500;
 
 /// One row as sent: every field text, unknown fields ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ProspectRow {
     #[serde(default)]
     email: Option<String>,
@@ -45,7 +45,7 @@ pub struct ProspectRow {
 }
 
 /// A refused row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidRow {
     /// Its number, from 1.
     pub row: usize,

@@ -10,15 +10,15 @@
 pub mod import;
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Request, State},
-    routing::{delete, get},
 };
 use http::StatusCode;
 use serde::Serialize;
 use steadfast::audit::AuditContext;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use self::import::{InvalidRow, Rows};
+use self::import::{InvalidRow, ProspectRow, Rows};
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
@@ -29,7 +29,8 @@ use crate::{
         usage,
     },
     error::{ApiError, ApiResult},
-    pagination::{ListQuery, Page},
+    openapi::{Idempotent, InvalidQuery, NotFound, PlanLimit, Problems, Unauthorized},
+    pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit},
     state::AppState,
     validation::{PathId, Resource, body_bytes, has_content_type},
@@ -56,17 +57,23 @@ impl Resource for ProspectResource {
 }
 
 /// The prospect routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/campaigns/{id}/prospects",
-            get(list).post(import_prospects),
-        )
-        .route("/api/prospects/{id}", delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, import_prospects))
+        .routes(routes!(remove))
+}
+
+steadfast::problem_responses! {
+    /// An import's own problems.
+    pub struct ImportProblems {
+        400 => "The file cannot be read: not JSON, malformed CSV, no `email` column, no rows or more than 500.",
+            types = [crate::error::types::VALIDATION];
+        415 => "The body is neither `application/json` nor `text/csv`.";
+    }
 }
 
 /// What an import did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     /// Prospects added.
     pub imported: i64,
@@ -78,6 +85,22 @@ pub struct ImportSummary {
 
 /// `POST /api/campaigns/{id}/prospects` with `application/json` (an array of
 /// 1 to 500 objects) or `text/csv` (a header row, then 1 to 500 rows).
+#[utoipa::path(
+    post,
+    path = "/api/campaigns/{id}/prospects",
+    tag = "prospects",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id")),
+    request_body(
+        description = "1 to 500 prospects: a JSON array, or CSV with a header row (`email` required; \
+                       first_name, last_name, company, title, website, industry, linkedin_url).",
+        content((Vec<ProspectRow> = "application/json"), (String = "text/csv")),
+    ),
+    responses(
+        (status = 200, description = "What the import did; refused rows are listed with their reason.", body = ImportSummary),
+        Problems<(Unauthorized, NotFound, ImportProblems, PlanLimit, Idempotent)>,
+    )
+)]
 async fn import_prospects(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -148,6 +171,22 @@ async fn import_prospects(
 
 /// `GET /api/campaigns/{id}/prospects?status=&limit=&cursor=`: newest first,
 /// each with its newest email's status.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns/{id}/prospects",
+    tag = "prospects",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The campaign's id"),
+        PageParams,
+        ("status" = Option<String>, Query, description = "Only prospects with this status: new, researched, \
+          email_generated, queued, contacted, replied, bounced or unsubscribed"),
+    ),
+    responses(
+        (status = 200, description = "A page of prospects, newest first, each with its newest email's status.", body = Page<Prospect>),
+        Problems<(Unauthorized, NotFound, InvalidQuery)>,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -171,6 +210,17 @@ async fn list(
 
 /// `DELETE /api/prospects/{id}`: 204; its emails and queue entries go with it.
 /// The month's import count is not given back.
+#[utoipa::path(
+    delete,
+    path = "/api/prospects/{id}",
+    tag = "prospects",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The prospect's id")),
+    responses(
+        (status = 204, description = "Deleted, with its emails and queue entries."),
+        Problems<(Unauthorized, NotFound)>,
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

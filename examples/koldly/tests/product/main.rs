@@ -12,4 +12,5 @@ mod icp_templates;
 mod onboarding;
 mod plan_limits;
 mod prospects;
+mod suppressions;
 mod tenancy;

@@ -5,6 +5,7 @@
 #[path = "../../../../tests/common/mod.rs"]
 pub mod common;
 pub mod fake_anthropic;
+pub mod openapi;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -71,8 +72,9 @@ impl TestDb {
                 let mut admin = sqlx::AnyConnection::connect(&admin_url)
                     .await
                     .expect("admin connection");
+                // The name is this test's own UUID, never input.
                 admin
-                    .execute(format!("CREATE DATABASE {name}").as_str())
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
                 admin.close().await.ok();
@@ -88,7 +90,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         match self {
             Self::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
+                // `-jobs`: the job engine's (apalis's) file beside koldly's.
+                for suffix in ["", "-wal", "-shm", "-jobs", "-jobs-wal", "-jobs-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
@@ -103,9 +106,9 @@ impl Drop for TestDb {
                     rt.block_on(async {
                         if let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await {
                             let _ = admin
-                                .execute(
-                                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                                )
+                                .execute(sqlx::AssertSqlSafe(format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                )))
                                 .await;
                             let _ = admin.close().await;
                         }
@@ -122,6 +125,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub handles: AppHandles,
     pub clock: Arc<ManualClock>,
+    /// The server's OpenAPI document: every reply of [`TestServer::get`],
+    /// [`TestServer::post`], [`TestServer::authed`] and the product tests'
+    /// client is checked against it.
+    pub api: Arc<openapi::ApiSchema>,
     shutdown: Option<oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     // Last: the database goes after the server.
@@ -150,10 +157,14 @@ impl TestServer {
                 let _ = rx.await;
             },
         ));
+        let api = Arc::new(openapi::ApiSchema::new(
+            get(addr, koldly::openapi::OPENAPI_PATH).await.json(),
+        ));
         Self {
             addr,
             handles,
             clock,
+            api,
             shutdown: Some(tx),
             join: Some(join),
             _db: db,
@@ -210,16 +221,20 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        send_json(self.addr, "POST", path, body).await
+        let reply = send_json(self.addr, "POST", path, body).await;
+        self.api.check("POST", path, &reply);
+        reply
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        get(self.addr, path).await
+        let reply = get(self.addr, path).await;
+        self.api.check("GET", path, &reply);
+        reply
     }
 
     /// A request with `Authorization: Bearer {token}`.
     pub async fn authed(&self, method: &str, path: &str, token: &str, body: &str) -> Reply {
-        send(
+        let reply = send(
             ::http::Request::builder()
                 .method(method)
                 .uri(format!("http://{}{path}", self.addr))
@@ -228,7 +243,9 @@ impl TestServer {
                 .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
                 .unwrap(),
         )
-        .await
+        .await;
+        self.api.check(method, path, &reply);
+        reply
     }
 
     /// Signs up and returns (token, user id).
