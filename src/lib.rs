@@ -81,6 +81,10 @@ mod error;
 #[cfg(feature = "error-handler")]
 #[cfg_attr(docsrs, doc(cfg(feature = "error-handler")))]
 pub mod error_handler;
+// The fuzz targets' bodies, for `fuzz/` and the corpus replay test.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(any(
     feature = "idempotency",
     feature = "timeout",

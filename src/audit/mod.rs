@@ -28,7 +28,10 @@
 //! - Recording never blocks on the sink: the [`Auditor`] queues events in a
 //!   bounded channel for a background writer. A full queue waits a few
 //!   milliseconds at most, then drops — counted and logged, never silently
-//!   ([`FullPolicy`]). A failing sink is retried with backoff.
+//!   ([`FullPolicy`]). Authentication and authorisation events are the last
+//!   to go: an eighth of the queue is kept for them
+//!   ([`security_reserve`](AuditorBuilder::security_reserve)), so the other
+//!   events are shed first. A failing sink is retried with backoff.
 //!   [`flush`](Auditor::flush) and [`shutdown`](Auditor::shutdown) write
 //!   everything queued; [`stats`](Auditor::stats) reads lock-free counters.
 //! - Sinks: [`TracingSink`] (the `audit` target), [`JsonLinesSink`] (a file or
@@ -92,4 +95,4 @@ pub use layer::AuditLayer;
 pub use redaction::{DEFAULT_REDACTED_FIELDS, REDACTED, Redaction, escape};
 pub use service::Audit;
 pub use sinks::{JsonLinesSink, MemorySink, Sink, TracingSink};
-pub use writer::{AuditStats, Auditor, AuditorBuilder, FullPolicy};
+pub use writer::{AuditStats, Auditor, AuditorBuilder, FullPolicy, is_security_event};

@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -16,7 +16,7 @@ use futures_util::FutureExt as _;
 
 use crate::retry::{Backoff, Jitter};
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{Notify, mpsc, oneshot, watch},
     time::Instant,
 };
 
@@ -24,6 +24,8 @@ use super::{AuditEvent, Redaction, Sink};
 use crate::{BoxError, classify::error_chain};
 
 const DEFAULT_CAPACITY: usize = 4096;
+/// The share of the queue kept for security events by default: one slot in eight.
+const DEFAULT_RESERVE_DIVISOR: usize = 8;
 const DEFAULT_MAX_BATCH: usize = 256;
 const DEFAULT_WAIT: Duration = Duration::from_millis(5);
 const DEFAULT_ATTEMPTS: u32 = 5;
@@ -61,6 +63,17 @@ pub struct AuditStats {
     pub dropped: u64,
     /// Failed sink writes (each attempt counts, retried ones included).
     pub sink_errors: u64,
+    /// Of the events counted in `dropped`, the security events (see
+    /// [`AuditorBuilder::security_reserve`]) lost to a full queue or a shut-down
+    /// auditor. Security events lost with a failed sink batch are in `dropped` only.
+    pub dropped_security: u64,
+}
+
+/// Whether `event` is a security event: an authentication (`authn.…`) or an
+/// authorisation (`authz.…`) event of the OWASP vocabulary ([`actions`](super::actions)).
+/// The default of [`AuditorBuilder::security_events`].
+pub fn is_security_event(event: &AuditEvent) -> bool {
+    event.action.starts_with("authn.") || event.action.starts_with("authz.")
 }
 
 /// Records audit events without ever blocking on the sink.
@@ -73,6 +86,9 @@ pub struct AuditStats {
 /// When the queue is full, the [`FullPolicy`] decides — never silently: every
 /// lost event is counted in [`stats`](Self::stats) and logged (at most once a
 /// second, with the running total).
+/// Security events ([`is_security_event`]) may use the whole queue, the others
+/// all but its [security reserve](AuditorBuilder::security_reserve): when events
+/// must be shed, the others go first.
 ///
 /// ```
 /// use steadfast::audit::{AuditEvent, Auditor, FullPolicy, MemorySink};
@@ -113,7 +129,15 @@ struct Shared {
     written: AtomicU64,
     dropped: AtomicU64,
     sink_errors: AtomicU64,
+    dropped_security: AtomicU64,
     policy: FullPolicy,
+    /// Events in the channel now (flush and shutdown messages not counted).
+    queued: AtomicUsize,
+    /// How many events other than security events the queue may hold.
+    ordinary_limit: usize,
+    is_security: fn(&AuditEvent) -> bool,
+    /// Woken when the writer takes events out of the queue.
+    room: Notify,
     /// Milliseconds after `epoch` (plus one) of the last drop warning; 0 = never.
     last_drop_log: AtomicU64,
     epoch: std::time::Instant,
@@ -121,6 +145,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counts one event lost before it reached the queue.
+    fn note_dropped_event(&self, event: &AuditEvent, why: &'static str) {
+        if (self.is_security)(event) {
+            self.dropped_security.fetch_add(1, Relaxed);
+        }
+        self.note_dropped(1, why);
+    }
+
     fn note_dropped(&self, n: u64, why: &'static str) {
         let total = self.dropped.fetch_add(n, Relaxed) + n;
         #[cfg(feature = "metrics")]
@@ -160,7 +192,7 @@ impl Auditor {
             Ok(queued) => queued,
             Err(event) => match self.shared.policy {
                 FullPolicy::Drop => {
-                    self.shared.note_dropped(1, "queue full");
+                    self.shared.note_dropped_event(&event, "queue full");
                     false
                 }
                 FullPolicy::Wait(wait) => {
@@ -182,8 +214,8 @@ impl Auditor {
     pub fn try_record(&self, event: AuditEvent) -> bool {
         match self.try_enqueue(event) {
             Ok(queued) => queued,
-            Err(_) => {
-                self.shared.note_dropped(1, "queue full");
+            Err(event) => {
+                self.shared.note_dropped_event(&event, "queue full");
                 false
             }
         }
@@ -193,14 +225,7 @@ impl Auditor {
     /// because the writer is shut down (counted), `Err(event)` when full.
     #[allow(clippy::result_large_err)] // the event comes back by value, unboxed
     pub(crate) fn try_enqueue(&self, event: AuditEvent) -> Result<bool, AuditEvent> {
-        match self.tx.try_send(Message::Event(event)) {
-            Ok(()) => Ok(true),
-            Err(mpsc::error::TrySendError::Full(Message::Event(event))) => Err(event),
-            Err(_) => {
-                self.shared.note_dropped(1, "auditor shut down");
-                Ok(false)
-            }
-        }
+        enqueue(&self.tx, &self.shared, event)
     }
 
     /// The slow path for events that found the queue full: a future that waits
@@ -209,7 +234,9 @@ impl Auditor {
     pub(crate) fn send_later(&self, events: Vec<AuditEvent>) -> Option<SendLater> {
         match self.shared.policy {
             FullPolicy::Drop => {
-                self.shared.note_dropped(events.len() as u64, "queue full");
+                for event in &events {
+                    self.shared.note_dropped_event(event, "queue full");
+                }
                 None
             }
             FullPolicy::Wait(wait) => {
@@ -222,9 +249,11 @@ impl Auditor {
         }
     }
 
-    /// Counts `n` events that could not be queued as dropped.
-    pub(crate) fn note_dropped(&self, n: usize, cause: &'static str) {
-        self.shared.note_dropped(n as u64, cause);
+    /// Counts `events` that could not be queued as dropped.
+    pub(crate) fn note_dropped(&self, events: &[AuditEvent], cause: &'static str) {
+        for event in events {
+            self.shared.note_dropped_event(event, cause);
+        }
     }
 
     /// Waits until every event queued before this call has been written (or,
@@ -259,6 +288,7 @@ impl Auditor {
             written: self.written(),
             dropped: self.dropped(),
             sink_errors: self.sink_errors(),
+            dropped_security: self.shared.dropped_security.load(Relaxed),
         }
     }
 
@@ -284,6 +314,45 @@ impl Auditor {
     }
 }
 
+/// Queues `event` if its share of the queue has room: `Ok(true)` queued,
+/// `Ok(false)` dropped because the writer is shut down (counted), `Err(event)`
+/// when full. Security events may use the whole queue; the others leave the
+/// security reserve free.
+#[allow(clippy::result_large_err)] // the event comes back by value, unboxed
+fn enqueue(
+    tx: &mpsc::Sender<Message>,
+    shared: &Shared,
+    event: AuditEvent,
+) -> Result<bool, AuditEvent> {
+    let claimed = if (shared.is_security)(&event) {
+        shared.queued.fetch_add(1, Relaxed);
+        true
+    } else {
+        shared
+            .queued
+            .fetch_update(Relaxed, Relaxed, |queued| {
+                (queued < shared.ordinary_limit).then_some(queued + 1)
+            })
+            .is_ok()
+    };
+    if !claimed {
+        return Err(event);
+    }
+    match tx.try_send(Message::Event(event)) {
+        Ok(()) => Ok(true),
+        Err(mpsc::error::TrySendError::Full(Message::Event(event))) => {
+            shared.queued.fetch_sub(1, Relaxed);
+            Err(event)
+        }
+        Err(mpsc::error::TrySendError::Closed(Message::Event(event))) => {
+            shared.queued.fetch_sub(1, Relaxed);
+            shared.note_dropped_event(&event, "auditor shut down");
+            Ok(false)
+        }
+        Err(_) => unreachable!("only events are sent here"),
+    }
+}
+
 /// Sends `events` in order, each waiting for room until `deadline`; the rest
 /// are counted as dropped, also when this future is dropped unfinished.
 /// Returns how many were queued.
@@ -294,25 +363,34 @@ async fn send_within(
     deadline: Instant,
 ) -> usize {
     let mut unsent = Unsent {
-        shared,
-        count: events.len() as u64,
+        shared: shared.clone(),
+        events: events.into(),
         cause: "cancelled while waiting for room in the queue",
     };
     let mut sent = 0;
-    for event in events {
-        match tokio::time::timeout_at(deadline, tx.reserve()).await {
-            Ok(Ok(permit)) => {
-                permit.send(Message::Event(event));
-                unsent.count -= 1;
-                sent += 1;
-            }
-            Ok(Err(_closed)) => {
-                unsent.cause = "auditor shut down";
-                break;
-            }
-            Err(_elapsed) => {
-                unsent.cause = "queue full";
-                break;
+    while let Some(mut event) = unsent.events.pop_front() {
+        loop {
+            // Registered before trying, so room made in between is not missed.
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match enqueue(&tx, &shared, event) {
+                Ok(true) => {
+                    sent += 1;
+                    break;
+                }
+                Ok(false) => {
+                    unsent.cause = "auditor shut down";
+                    return sent;
+                }
+                Err(full) => {
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        unsent.events.push_front(full);
+                        unsent.cause = "queue full";
+                        return sent;
+                    }
+                    event = full;
+                }
             }
         }
     }
@@ -322,14 +400,14 @@ async fn send_within(
 /// Counts the events still unsent as dropped when it goes out of scope.
 struct Unsent {
     shared: Arc<Shared>,
-    count: u64,
+    events: std::collections::VecDeque<AuditEvent>,
     cause: &'static str,
 }
 
 impl Drop for Unsent {
     fn drop(&mut self) {
-        if self.count > 0 {
-            self.shared.note_dropped(self.count, self.cause);
+        for event in &self.events {
+            self.shared.note_dropped_event(event, self.cause);
         }
     }
 }
@@ -338,6 +416,9 @@ impl Drop for Unsent {
 #[derive(Debug, Clone)]
 pub struct AuditorBuilder {
     capacity: usize,
+    /// Slots kept for security events; `None`: one in eight.
+    security_reserve: Option<usize>,
+    is_security: fn(&AuditEvent) -> bool,
     policy: FullPolicy,
     writer: WriterConfig,
 }
@@ -356,6 +437,8 @@ impl Default for AuditorBuilder {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_CAPACITY,
+            security_reserve: None,
+            is_security: is_security_event,
             policy: FullPolicy::default(),
             writer: WriterConfig {
                 max_batch: DEFAULT_MAX_BATCH,
@@ -372,6 +455,28 @@ impl AuditorBuilder {
     /// How many events the queue holds (default 4096; at least 1).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// How many queue slots only security events may take (default: one in
+    /// eight of the [`capacity`](Self::capacity), 512 of 4096; at most the
+    /// capacity less one).
+    ///
+    /// When the queue must shed, the other events go first: they are refused
+    /// (waited for and dropped as the [`FullPolicy`] says) once the queue holds
+    /// `capacity - reserve` events, while security events may fill it whole. A
+    /// security event is dropped only when the queue is full to the last slot.
+    /// `0` treats every event alike.
+    pub fn security_reserve(mut self, slots: usize) -> Self {
+        self.security_reserve = Some(slots);
+        self
+    }
+
+    /// Which events are security events, for the
+    /// [`security_reserve`](Self::security_reserve) (default
+    /// [`is_security_event`]: actions starting `authn.` or `authz.`).
+    pub fn security_events(mut self, is_security: fn(&AuditEvent) -> bool) -> Self {
+        self.is_security = is_security;
         self
     }
 
@@ -415,12 +520,21 @@ impl AuditorBuilder {
     /// auditor. Panics outside a Tokio runtime.
     pub fn build<S: Sink>(self, sink: S) -> Auditor {
         let (tx, rx) = mpsc::channel(self.capacity);
+        let reserve = self
+            .security_reserve
+            .unwrap_or(self.capacity / DEFAULT_RESERVE_DIVISOR)
+            .min(self.capacity - 1);
         let (done_tx, done_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
+            dropped_security: AtomicU64::new(0),
             policy: self.policy,
+            queued: AtomicUsize::new(0),
+            ordinary_limit: self.capacity - reserve,
+            is_security: self.is_security,
+            room: Notify::new(),
             last_drop_log: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             done: done_rx,
@@ -441,6 +555,12 @@ async fn run<S: Sink>(
     let mut inbox = Vec::with_capacity(config.max_batch);
     let mut batch = Vec::with_capacity(config.max_batch);
     while rx.recv_many(&mut inbox, config.max_batch).await > 0 {
+        let events = inbox
+            .iter()
+            .filter(|m| matches!(m, Message::Event(_)))
+            .count();
+        shared.queued.fetch_sub(events, Relaxed);
+        shared.room.notify_waiters();
         for message in inbox.drain(..) {
             match message {
                 Message::Event(mut event) => {

@@ -153,7 +153,7 @@
 //! 503, with `Retry-After`: the store failed. Retry later with the same key.
 
 mod body;
-mod fingerprint;
+pub(crate) mod fingerprint;
 mod flow;
 mod future;
 mod guard;

@@ -205,7 +205,7 @@ impl<T: Clone> Matcher<T> {
         self.walk(method, path)
     }
 
-    pub(super) fn walk(&self, method: &Method, path: &str) -> Option<&T> {
+    pub(crate) fn walk(&self, method: &Method, path: &str) -> Option<&T> {
         let rest = path.strip_prefix('/').unwrap_or(path);
         let mut best = None;
         self.root.walk(method, Some(rest), 0, 0, &mut best);

@@ -33,6 +33,8 @@
 //! are refused with a [`RouteError`] when the rules are compiled.
 
 mod matcher;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod reference;
 
 use std::fmt;
 
@@ -125,5 +127,7 @@ pub(crate) fn route_path<B>(req: &http::Request<B>) -> &str {
     req.uri().path()
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
