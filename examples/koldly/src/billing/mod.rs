@@ -43,7 +43,7 @@ use crate::{
     auth::extract::AuthUser,
     db::{self, ai_usage, billing::BillingAccount, campaigns, usage},
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidBody, InvalidQuery, Problems, Unauthorized},
+    openapi::{IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, Problems, Unauthorized},
     pagination::{ListQuery, Page, PageParams},
     plans::{self, Limit, Plan},
     state::AppState,
@@ -284,6 +284,7 @@ fn already_subscribed() -> ApiError {
     path = "/api/billing/checkout",
     tag = "billing",
     security(("bearer" = [])),
+    params(IdempotencyKey),
     request_body = CheckoutRequest,
     responses(
         (status = 200, description = "A Stripe Checkout Session for the plan.", body = CheckoutView),

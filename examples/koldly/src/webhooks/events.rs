@@ -115,6 +115,7 @@ fn action(event: &EventData) -> Action {
 
 /// `POST /api/webhooks/mail-events`.
 #[utoipa::path(
+    operation_id = "receive_mail_events",
     post,
     path = "/api/webhooks/mail-events",
     tag = "webhooks",

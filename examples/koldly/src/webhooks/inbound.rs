@@ -136,6 +136,7 @@ fn address_in(from: &str) -> Option<String> {
 
 /// `POST /api/webhooks/inbound`.
 #[utoipa::path(
+    operation_id = "receive_inbound",
     post,
     path = "/api/webhooks/inbound",
     tag = "webhooks",

@@ -85,11 +85,13 @@ async fn replied(server: &TestServer, owner: &User, campaign: &str, prospect: &s
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO prospect_reply_inbox (id, reply_id, user_id, received_at, created_at) VALUES ($1, $2, $3, $4, $4)",
+        "INSERT INTO prospect_reply_inbox (id, reply_id, user_id, campaign_id, received_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(&reply)
     .bind(&owner.id)
+    .bind(campaign)
     .bind(at)
     .execute(server.pool())
     .await
@@ -475,8 +477,9 @@ async fn postgres_plans_use_indexes() {
         "INSERT INTO prospect_replies (id, prospect_id, campaign_id, from_email, body, received_at, created_at) \
          SELECT 'r' || g, 'p' || g, 'c' || ((g - 1) / 10 + 1), 'p@example.com', 'Hi', $1 - (g * 997) % 31536000, 0 \
          FROM generate_series(1, 10000) g",
-        "INSERT INTO prospect_reply_inbox (id, reply_id, user_id, received_at, created_at) \
-         SELECT 'i' || g, 'r' || g, 'u' || ((g - 1) / 20 + 1), $1 - (g * 997) % 31536000, 0 FROM generate_series(1, 10000) g",
+        "INSERT INTO prospect_reply_inbox (id, reply_id, user_id, campaign_id, received_at, created_at) \
+         SELECT 'i' || g, 'r' || g, 'u' || ((g - 1) / 20 + 1), 'c' || ((g - 1) / 10 + 1), $1 - (g * 997) % 31536000, 0 \
+         FROM generate_series(1, 10000) g",
         "INSERT INTO analytics_events (id, user_id, event_type, occurred_at) \
          SELECT 'e' || g, 'u' || (g % 500 + 1), 'login', $1 - (g * 131) % 31536000 FROM generate_series(1, 50000) g",
     ];
