@@ -74,6 +74,17 @@ pub mod body;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub mod breaker;
+#[cfg(any(
+    feature = "retry",
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "audit",
+    feature = "error-handler",
+    feature = "breaker",
+    feature = "hedge",
+    feature = "overload"
+))]
+mod builder;
 pub mod classify;
 mod deadline;
 mod error;
@@ -100,6 +111,9 @@ pub mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
 pub mod overload;
 pub mod problem;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -110,6 +124,17 @@ mod route;
 pub mod timeout;
 
 pub use body::{PrefixedBody, ResponseBody};
+#[cfg(any(
+    feature = "retry",
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "audit",
+    feature = "error-handler",
+    feature = "breaker",
+    feature = "hedge",
+    feature = "overload"
+))]
+pub use builder::ServiceBuilderExt;
 pub use classify::{Classification, ErrorClass};
 pub use deadline::Deadline;
 pub use error::Error;
