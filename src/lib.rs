@@ -42,9 +42,17 @@
 //! | `overload` | [`overload`] | |
 //! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
 //! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
+//! | `reqwest` | [`reqwest::RetryMiddleware`](crate::reqwest::RetryMiddleware), the retry layer's rules for reqwest-middleware clients; classification of reqwest's errors (implies `retry`, `hyper`) | reqwest 0.13 (no TLS), reqwest-middleware 0.5, async-trait |
+//! | `metrics` | [`metrics`](crate::metrics): counters and histograms through the `metrics` facade | metrics 0.24 |
+//! | `tower-http` | `classify::TraceClassifier`: tower-http's response classification by steadfast's rules | tower-http 0.7 |
 //!
-//! No tower-http type appears in steadfast's API, so any tower-http version
-//! stacks with it; the request id is read from the `x-request-id` header, which
+//! [`ServiceBuilderExt`] adds each enabled layer to a `ServiceBuilder` by name.
+//! The tracing events carry OpenTelemetry's HTTP attribute names
+//! (`http.request.resend_count`, `error.type`, `http.route`) whatever the features.
+//!
+//! No tower-http type appears in steadfast's API (but for the tower-http 0.7
+//! traits `TraceClassifier` implements with the `tower-http` feature), so any
+//! tower-http version stacks with it; the request id is read from the `x-request-id` header, which
 //! tower-http's `SetRequestIdLayer` sets.
 //!
 //! ```
