@@ -43,9 +43,17 @@
 //! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
 //! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
 //! | `utoipa` | [`openapi`]: `ToSchema` for [`Problem`], [`problem_responses!`] and `ProblemResponses` | utoipa 6 |
+//! | `reqwest` | [`reqwest::RetryMiddleware`](crate::reqwest::RetryMiddleware), the retry layer's rules for reqwest-middleware clients; classification of reqwest's errors (implies `retry`, `hyper`) | reqwest 0.13 (no TLS), reqwest-middleware 0.5, async-trait |
+//! | `metrics` | [`metrics`](crate::metrics): counters and histograms through the `metrics` facade | metrics 0.24 |
+//! | `tower-http` | `classify::TraceClassifier`: tower-http's response classification by steadfast's rules | tower-http 0.7 |
 //!
-//! No tower-http type appears in steadfast's API, so any tower-http version
-//! stacks with it; the request id is read from the `x-request-id` header, which
+//! [`ServiceBuilderExt`] adds each enabled layer to a `ServiceBuilder` by name.
+//! The tracing events carry OpenTelemetry's HTTP attribute names
+//! (`http.request.resend_count`, `error.type`, `http.route`) whatever the features.
+//!
+//! No tower-http type appears in steadfast's API (but for the tower-http 0.7
+//! traits `TraceClassifier` implements with the `tower-http` feature), so any
+//! tower-http version stacks with it; the request id is read from the `x-request-id` header, which
 //! tower-http's `SetRequestIdLayer` sets.
 //!
 //! ```
@@ -75,6 +83,17 @@ pub mod body;
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub mod breaker;
+#[cfg(any(
+    feature = "retry",
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "audit",
+    feature = "error-handler",
+    feature = "breaker",
+    feature = "hedge",
+    feature = "overload"
+))]
+mod builder;
 pub mod classify;
 mod deadline;
 mod error;
@@ -108,6 +127,9 @@ pub mod openapi;
 #[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
 pub mod overload;
 pub mod problem;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -118,6 +140,17 @@ mod route;
 pub mod timeout;
 
 pub use body::{PrefixedBody, ResponseBody};
+#[cfg(any(
+    feature = "retry",
+    feature = "idempotency",
+    feature = "timeout",
+    feature = "audit",
+    feature = "error-handler",
+    feature = "breaker",
+    feature = "hedge",
+    feature = "overload"
+))]
+pub use builder::ServiceBuilderExt;
 pub use classify::{Classification, ErrorClass};
 pub use deadline::Deadline;
 pub use error::Error;

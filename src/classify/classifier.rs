@@ -61,7 +61,8 @@ impl<B, E: AsError> Classifier<http::Response<B>, E> for DefaultClassifier {
 ///
 /// Implemented for [`BoxError`] (what most tower stacks return), steadfast's
 /// [`Error`](crate::Error), `std::io::Error`, tower's and tokio's `Elapsed`,
-/// `Infallible`, and hyper's errors with the `hyper` feature. Implement it for your
+/// `Infallible`, hyper's errors with the `hyper` feature and reqwest's (and
+/// reqwest-middleware's) with the `reqwest` feature. Implement it for your
 /// own error type in one line: `fn as_error(&self) -> Option<&(dyn Error + 'static)> { Some(self) }`.
 pub trait AsError {
     /// The error as a trait object, or `None` when it cannot be one.
@@ -100,3 +101,6 @@ as_error_for!(
 
 #[cfg(feature = "hyper")]
 as_error_for!(hyper::Error, hyper_util::client::legacy::Error);
+
+#[cfg(feature = "reqwest")]
+as_error_for!(reqwest::Error, reqwest_middleware::Error);

@@ -45,6 +45,10 @@ fn classify_link(err: &(dyn StdError + 'static)) -> Option<Classification> {
             ErrorClass::Cancelled.into()
         });
     }
+    #[cfg(feature = "reqwest")]
+    if let Some(found) = reqwest_errors::classify(err) {
+        return Some(found);
+    }
     #[cfg(feature = "hyper")]
     if let Some(found) = hyper_errors::classify(err) {
         return Some(found);
@@ -90,6 +94,50 @@ mod hyper_errors {
             return None;
         };
         Some(class.into())
+    }
+}
+
+#[cfg(feature = "reqwest")]
+mod reqwest_errors {
+    use std::error::Error as StdError;
+
+    use super::super::{Classification, ErrorClass, classify_error, classify_status};
+
+    pub(super) fn classify(err: &(dyn StdError + 'static)) -> Option<Classification> {
+        // reqwest-middleware's error is `transparent`: its `source()` skips the
+        // error it wraps, so the wrapped error is classified here.
+        if let Some(wrapper) = err.downcast_ref::<reqwest_middleware::Error>() {
+            return Some(match wrapper {
+                reqwest_middleware::Error::Reqwest(inner) => classify_error(inner),
+                reqwest_middleware::Error::Middleware(inner) => {
+                    let inner: &(dyn StdError + Send + Sync + 'static) = &**inner;
+                    classify_error(inner)
+                }
+            });
+        }
+        let error = err.downcast_ref::<reqwest::Error>()?;
+        // A connect timeout is a connect failure: the request never left.
+        if error.is_connect() {
+            return Some(ErrorClass::Connect.into());
+        }
+        if error.is_timeout() {
+            return Some(ErrorClass::Timeout.into());
+        }
+        if let Some(status) = error.status() {
+            let class = classify_status(status)?;
+            return Some(Classification::new(class).with_status(status));
+        }
+        if error.is_body() {
+            // A body that failed in transit: the cause (a reset, a closed
+            // connection) decides, and an unknown one is a network failure.
+            let cause = error
+                .source()
+                .map(classify_error)
+                .filter(|c| c.class() != ErrorClass::Internal);
+            return Some(cause.unwrap_or(ErrorClass::Network.into()));
+        }
+        // Otherwise the cause (hyper-util's, hyper's or an io error) further down decides.
+        None
     }
 }
 

@@ -8,9 +8,9 @@
 //!
 //! | class | from errors | from responses | transient |
 //! | --- | --- | --- | --- |
-//! | [`Timeout`](ErrorClass::Timeout) | tower / tokio `Elapsed`, io `TimedOut`, hyper timeouts | 408 | yes |
-//! | [`Connect`](ErrorClass::Connect) | io `ConnectionRefused`, `NotConnected`, `AddrNotAvailable`, `HostUnreachable`, `NetworkUnreachable`, hyper-util connect errors | | yes |
-//! | [`Network`](ErrorClass::Network) | io `ConnectionReset`, `ConnectionAborted`, `BrokenPipe`, `UnexpectedEof`, `NetworkDown`, hyper closed / incomplete messages | | yes |
+//! | [`Timeout`](ErrorClass::Timeout) | tower / tokio `Elapsed`, io `TimedOut`, hyper timeouts, reqwest timeouts | 408 | yes |
+//! | [`Connect`](ErrorClass::Connect) | io `ConnectionRefused`, `NotConnected`, `AddrNotAvailable`, `HostUnreachable`, `NetworkUnreachable`, hyper-util and reqwest connect errors (a connect timeout too) | | yes |
+//! | [`Network`](ErrorClass::Network) | io `ConnectionReset`, `ConnectionAborted`, `BrokenPipe`, `UnexpectedEof`, `NetworkDown`, hyper closed / incomplete messages, a reqwest body error without a known cause | | yes |
 //! | [`Overloaded`](ErrorClass::Overloaded) | tower `load_shed::Overloaded` | 429, 503 | yes |
 //! | [`Server`](ErrorClass::Server) | | other 5xx (502 and 504 are transient) | 502, 504 |
 //! | [`Client`](ErrorClass::Client) | | other 4xx | no |
@@ -210,11 +210,19 @@ pub fn classify_status(status: StatusCode) -> Option<ErrorClass> {
 /// `Retry-After` is read (both RFC 9110 forms) on overload and timeout responses;
 /// a malformed, negative or past value is ignored.
 pub fn classify_response<B>(response: &http::Response<B>) -> Option<Classification> {
-    let status = response.status();
+    classify_head(response.status(), response.headers())
+}
+
+/// [`classify_response`] from a response's status and headers alone (for
+/// response types that are not `http::Response`, such as reqwest's).
+pub(crate) fn classify_head(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Option<Classification> {
     let class = classify_status(status)?;
     let retry_after = match class {
         ErrorClass::Overloaded | ErrorClass::Timeout | ErrorClass::Server => {
-            retry_after_from_headers(response.headers())
+            retry_after_from_headers(headers)
         }
         _ => None,
     };

@@ -13,7 +13,7 @@ impl RetryPolicy {
     /// retry (a `WARN` naming `reason`) or the stop (a `DEBUG`). The one step
     /// the layer's future and [`run`](RetryPolicy::run) share.
     #[inline]
-    pub(super) fn decide_and_log<'r, E: fmt::Display + 'r>(
+    pub(crate) fn decide_and_log<'r, E: fmt::Display + 'r>(
         &self,
         failure: &Classification,
         state: &mut RetryState,
@@ -39,7 +39,7 @@ impl RetryPolicy {
 }
 
 /// What failed, for the log line.
-pub(super) enum Reason<'a, E> {
+pub(crate) enum Reason<'a, E> {
     Error(&'a E),
     Response(Option<http::StatusCode>),
     TimedOut,

@@ -135,3 +135,9 @@ pub use random::{Random, ThreadRandom};
 pub use replay::{Attempt, CloneReplay, HttpReplay};
 pub use run::{ClassifyErrors, Run, RunFuture};
 pub use service::{Retry, RetryLayer};
+#[cfg(feature = "reqwest")]
+pub(crate) use {
+    log::Reason,
+    policy::{RequestFacts, RetryState},
+    replay::HttpOptions,
+};

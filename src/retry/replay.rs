@@ -324,10 +324,10 @@ fn first_attempt<B: Body>(
 /// The HTTP settings of a [`RetryLayer`](super::RetryLayer); set them with its methods.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpOptions {
-    pub(super) max_body_bytes: usize,
-    pub(super) idempotent_methods: Vec<Method>,
-    pub(super) idempotency_key: Option<HeaderName>,
-    pub(super) attempt_header: Option<HeaderName>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) idempotent_methods: Vec<Method>,
+    pub(crate) idempotency_key: Option<HeaderName>,
+    pub(crate) attempt_header: Option<HeaderName>,
 }
 
 impl Default for HttpOptions {
