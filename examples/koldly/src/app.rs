@@ -102,7 +102,7 @@ use crate::{
     config::{Config, Mode, OverloadSettings},
     db::{self, Db},
     emails, health, http_client, icp,
-    jobs::{self, JobQueue, Registry, RunnerHandle},
+    jobs::{self, JobQueue, PeriodicHandle, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, openapi, prospects,
     state::{AppState, Inner},
@@ -116,8 +116,9 @@ pub struct AppHandles {
     pub state: AppState,
     /// The audit writer: flushed and stopped at shutdown.
     pub auditor: Auditor,
-    /// The outbox job (with a mail provider): stopped at shutdown.
-    pub outbox_job: Option<tokio::task::AbortHandle>,
+    /// The periodic work on apalis-cron (outbox resend, orphan sweep):
+    /// stopped at shutdown.
+    pub periodic: Arc<PeriodicHandle>,
     /// The background job runner: stopped gracefully at shutdown.
     pub jobs: RunnerHandle,
 }
@@ -139,9 +140,9 @@ impl AppHandles {
                 "jobs still running at shutdown were queued again"
             );
         }
-        if let Some(job) = &self.outbox_job {
-            job.abort();
-        }
+        self.periodic
+            .shutdown(self.state.config.jobs.shutdown_grace)
+            .await;
         if !self
             .state
             .background
@@ -279,11 +280,12 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         audit::layer(auditor.clone(), state.config.trusted_proxies.clone()),
         state.config.overload.map(overload_layer),
     );
-    let outbox_job = state.config.postmark.is_some().then(|| {
-        state
-            .mailer
-            .spawn_outbox_job(state.config.mail_resend_interval)
-    });
+    let mailer = state
+        .config
+        .postmark
+        .is_some()
+        .then(|| state.mailer.clone());
+    let periodic = Arc::new(state.jobs.spawn_periodic(mailer));
     let runner = state
         .jobs
         .runner(job_kinds(&state), state.config.jobs.clone())
@@ -293,7 +295,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         AppHandles {
             state,
             auditor,
-            outbox_job,
+            periodic,
             jobs: runner,
         },
     ))

@@ -11,6 +11,7 @@ pub mod audit_log;
 pub mod campaigns;
 pub mod emails;
 pub mod icp_templates;
+pub(crate) mod job_queue;
 pub mod jobs;
 pub mod onboarding;
 pub mod outbox;
