@@ -105,7 +105,7 @@ use crate::{
     config::{Config, Mode, OverloadSettings},
     db::{self, Db},
     emails, health, http_client, icp, inbox,
-    jobs::{self, JobQueue, Registry, RunnerHandle},
+    jobs::{self, JobQueue, PeriodicHandle, Registry, RunnerHandle},
     mail::Mailer,
     onboarding, openapi, prospects, sending,
     state::{AppState, Inner},
@@ -119,8 +119,9 @@ pub struct AppHandles {
     pub state: AppState,
     /// The audit writer: flushed and stopped at shutdown.
     pub auditor: Auditor,
-    /// The outbox job (with a mail provider): stopped at shutdown.
-    pub outbox_job: Option<tokio::task::AbortHandle>,
+    /// The periodic work on apalis-cron (outbox resend, orphan sweep):
+    /// stopped at shutdown.
+    pub periodic: Arc<PeriodicHandle>,
     /// The background job runner: stopped gracefully at shutdown.
     pub jobs: RunnerHandle,
     /// The sending worker (unless `SENDING_TICK_MS=0`): stopped at shutdown.
@@ -147,9 +148,9 @@ impl AppHandles {
                 "jobs still running at shutdown were queued again"
             );
         }
-        if let Some(job) = &self.outbox_job {
-            job.abort();
-        }
+        self.periodic
+            .shutdown(self.state.config.jobs.shutdown_grace)
+            .await;
         if !self
             .state
             .background
@@ -292,11 +293,12 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         audit::layer(auditor.clone(), state.config.trusted_proxies.clone()),
         state.config.overload.map(overload_layer),
     );
-    let outbox_job = state.config.postmark.is_some().then(|| {
-        state
-            .mailer
-            .spawn_outbox_job(state.config.mail_resend_interval)
-    });
+    let mailer = state
+        .config
+        .postmark
+        .is_some()
+        .then(|| state.mailer.clone());
+    let periodic = Arc::new(state.jobs.spawn_periodic(mailer));
     let runner = state
         .jobs
         .runner(job_kinds(&state), state.config.jobs.clone())
@@ -311,7 +313,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         AppHandles {
             state,
             auditor,
-            outbox_job,
+            periodic,
             jobs: runner,
             sending,
         },

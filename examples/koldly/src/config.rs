@@ -374,9 +374,6 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// How often the outbox job resends mail whose failure proved the
-    /// provider did not take it.
-    pub mail_resend_interval: Duration,
     /// The clock for token expiry and rate limits (injectable for tests).
     pub clock: Arc<dyn Clock>,
     /// The language model (`AI_*`, see [`AiConfig`]).
@@ -458,7 +455,6 @@ impl Config {
             body_limit: 64 * 1024,
             trusted_proxies: TrustedProxies::none(),
             shutdown_grace: Duration::from_secs(20),
-            mail_resend_interval: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
             ai: AiConfig::default(),
             jobs: JobsConfig::default(),

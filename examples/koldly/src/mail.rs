@@ -179,25 +179,6 @@ impl Mailer {
         delivered
     }
 
-    /// Runs [`resend_failed`](Self::resend_failed) every `every` until the
-    /// returned handle is aborted (at shutdown).
-    pub fn spawn_outbox_job(&self, every: Duration) -> tokio::task::AbortHandle {
-        let mailer = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let resent = mailer.resend_failed().await;
-                if resent > 0 {
-                    tracing::info!(resent, "outbox job: failed mail resent");
-                }
-            }
-        })
-        .abort_handle()
-    }
-
     /// Waits (at most `limit`) until no background work — deliveries, and
     /// whatever else runs on the same [`Background`] — is running; returns
     /// whether none is.

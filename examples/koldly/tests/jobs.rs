@@ -23,7 +23,7 @@ use koldly::{
     clock::{Clock, ManualClock},
     db::{
         Backend as DbBackend, Db,
-        jobs::{self, Finish},
+        jobs::{self, Finish, NewJob},
         users::{self, NewUser},
     },
     jobs::{JobContext, JobError, JobQueue, JobsConfig, Registry},
@@ -93,6 +93,7 @@ fn config() -> JobsConfig {
             Duration::from_millis(100),
             steadfast::retry::Jitter::None,
         ),
+        ..JobsConfig::default()
     }
 }
 
@@ -903,7 +904,132 @@ async fn a_job_that_keeps_killing_its_runner_fails(backend: Backend) {
     assert!(started.try_recv().is_err(), "it did not run again");
 }
 
+/// A job whose row was written but whose apalis task never was (a crash
+/// between the two): what `JobQueue::enqueue` leaves when it dies midway.
+async fn orphan(f: &Fixture, n: i64) -> String {
+    let payload = json!({ "n": n });
+    let job = jobs::enqueue(
+        &f.db.pool,
+        NewJob {
+            user_id: &f.user_id,
+            kind: "test.count",
+            payload: &payload,
+            max_attempts: 3,
+            run_at: f.clock.now(),
+        },
+        f.clock.now(),
+    )
+    .await
+    .unwrap();
+    job.id
+}
+
+/// A runner of `test.count` that counts runs per job and reports each.
+fn counting(
+    runs: &Arc<Mutex<HashMap<String, u32>>>,
+    done_tx: &mpsc::UnboundedSender<String>,
+) -> Registry {
+    let (runs, done_tx) = (runs.clone(), done_tx.clone());
+    Registry::new().register("test.count", move |ctx: JobContext| {
+        let (runs, done_tx) = (runs.clone(), done_tx.clone());
+        async move {
+            *runs.lock().unwrap().entry(ctx.job.id.clone()).or_default() += 1;
+            done_tx.send(ctx.job.id.clone()).unwrap();
+            Ok::<_, JobError>(())
+        }
+    })
+}
+
+/// The orphan sweep pushes a queued job apalis does not hold once its row is
+/// older than `orphan_after`, never a younger one nor one apalis holds; a
+/// second sweep pushes nothing; the orphan then runs, once.
+async fn the_sweep_queues_orphaned_jobs_again(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let queue = f.queue();
+    let held = queue
+        .enqueue(&f.user_id, "test.count", &json!({ "n": 0 }))
+        .await
+        .unwrap();
+    let orphaned = orphan(&f, 1).await;
+    assert_eq!(
+        queue.sweep_orphans().await.unwrap(),
+        0,
+        "too young to sweep"
+    );
+    f.clock
+        .advance(config().orphan_after + Duration::from_secs(1));
+    assert_eq!(queue.sweep_orphans().await.unwrap(), 1, "only the orphan");
+    assert_eq!(
+        queue.sweep_orphans().await.unwrap(),
+        0,
+        "apalis holds it now"
+    );
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let runner = queue.runner(counting(&runs, &done_tx), config()).spawn();
+    next(&mut done).await;
+    next(&mut done).await;
+    runner.shutdown().await;
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(
+        runs,
+        HashMap::from([(held.id.clone(), 1), (orphaned.clone(), 1)])
+    );
+    for id in [&held.id, &orphaned] {
+        assert_eq!(job(&f.db, id).await.state, "succeeded", "{id}");
+    }
+    assert_eq!(queue.sweep_orphans().await.unwrap(), 0, "nothing is queued");
+}
+
+/// Periodic work runs on its apalis-cron schedule (every second here) in
+/// two processes on one database: orphaned jobs written after both started
+/// are swept by the next ticks and each runs exactly once.
+async fn periodic_sweeps_in_two_processes_run_each_orphan_once(backend: Backend) {
+    let f = Fixture::new(backend).await;
+    let every_second = JobsConfig {
+        periodic: "* * * * * *".parse().unwrap(),
+        ..config()
+    };
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let one = JobQueue::new(f.db.clone(), f.clock.clone(), &every_second);
+    let other_db = Db::connect(&f.url).await.expect("second pool");
+    let two = JobQueue::new(other_db, f.clock.clone(), &every_second);
+    let runner_one = one.runner(counting(&runs, &done_tx), config()).spawn();
+    let runner_two = two.runner(counting(&runs, &done_tx), config()).spawn();
+    let periodic_one = one.spawn_periodic(None);
+    let periodic_two = two.spawn_periodic(None);
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(orphan(&f, n).await);
+    }
+    f.clock
+        .advance(config().orphan_after + Duration::from_secs(1));
+    for _ in 0..6 {
+        next(&mut done).await;
+    }
+    assert_eq!(
+        one.sweep_orphans().await.unwrap(),
+        0,
+        "every orphan is on apalis's queue"
+    );
+    periodic_one.shutdown(Duration::from_secs(5)).await;
+    periodic_two.shutdown(Duration::from_secs(5)).await;
+    runner_one.shutdown().await;
+    runner_two.shutdown().await;
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 6, "every orphan ran: {runs:?}");
+    assert!(runs.values().all(|&n| n == 1), "none ran twice: {runs:?}");
+    assert!(done.try_recv().is_err(), "no run after the six");
+    for id in &ids {
+        let job = job(&f.db, id).await;
+        assert_eq!((job.state.as_str(), job.attempts), ("succeeded", 1), "{id}");
+    }
+}
+
 on_both!(
+    the_sweep_queues_orphaned_jobs_again,
+    periodic_sweeps_in_two_processes_run_each_orphan_once,
     a_running_job_keeps_its_lease,
     a_job_that_keeps_killing_its_runner_fails,
     job_status_is_owner_scoped,

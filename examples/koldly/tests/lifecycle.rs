@@ -77,6 +77,13 @@ async fn email(
 }
 
 async fn start_with_postmark(backend: Backend) -> (TestServer, Arc<Postmark>) {
+    start_with_postmark_and(backend, |_| {}).await
+}
+
+async fn start_with_postmark_and(
+    backend: Backend,
+    tweak: impl FnOnce(&mut koldly::config::Config),
+) -> (TestServer, Arc<Postmark>) {
     let pm = Arc::new(Postmark::default());
     let addr = support::common::serve(
         Router::new()
@@ -91,6 +98,7 @@ async fn start_with_postmark(backend: Backend) -> (TestServer, Arc<Postmark>) {
         });
         c.mail_from = "Koldly <hello@koldly.test>".into();
         c.forgot_password_limit.max = 100;
+        tweak(c);
     })
     .await;
     (server, pm)
@@ -284,6 +292,40 @@ async fn refused_mail_is_resent_once_by_the_outbox_job(backend: Backend) {
     server.stop().await;
 }
 
+/// The server's periodic work (apalis-cron, every second here) resends a
+/// refused message by itself, once.
+async fn refused_mail_is_resent_by_the_periodic_outbox_job(backend: Backend) {
+    let (server, pm) = start_with_postmark_and(backend, |c| {
+        c.jobs.periodic = "* * * * * *".parse().unwrap();
+    })
+    .await;
+    server.signup("una@example.com", "una password 1").await;
+    pm.unavailable.store(100, Ordering::SeqCst);
+    server
+        .post(
+            "/api/auth/forgot-password",
+            r#"{"email":"una@example.com"}"#,
+        )
+        .await;
+    server.settle().await;
+    assert!(pm.received.lock().unwrap().is_empty());
+    pm.unavailable.store(0, Ordering::SeqCst);
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let outbox = koldly::db::outbox::for_recipient(server.pool(), "una@example.com")
+            .await
+            .unwrap();
+        if outbox[0].status == "sent" {
+            assert_eq!(outbox[0].attempts, 2, "the first send and one resend");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "resent within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+    assert_eq!(pm.received.lock().unwrap().len(), 1, "delivered once");
+}
+
 async fn shutdown_finishes_in_flight_requests(backend: Backend) {
     let (mut server, pm) = start_with_postmark(backend).await;
     let (token, _) = server.signup("kim@example.com", "kim password 1").await;
@@ -460,6 +502,7 @@ async fn data_model_foreign_keys(backend: Backend) {
 on_both!(
     mail_that_may_have_been_accepted_is_not_sent_again,
     refused_mail_is_resent_once_by_the_outbox_job,
+    refused_mail_is_resent_by_the_periodic_outbox_job,
     mail_goes_through_the_provider,
     transient_provider_failures_are_retried,
     shutdown_finishes_in_flight_requests,

@@ -279,3 +279,37 @@ pub async fn finish(
     .await?;
     Ok(res.rows_affected() == 1)
 }
+
+/// A queued job the orphan sweep looks at: its id and kind.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    /// The job's id.
+    pub id: String,
+    /// Its kind (which apalis queue it belongs on).
+    pub kind: String,
+}
+
+/// Up to `limit` jobs still `queued` whose row has not changed since before
+/// `before` (unix seconds), oldest first: candidates for the orphan sweep.
+pub async fn queued_before(
+    pool: &AnyPool,
+    before: i64,
+    limit: i64,
+) -> Result<Vec<QueuedJob>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, kind FROM jobs WHERE state = 'queued' AND updated_at < $1 \
+         ORDER BY updated_at, id LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(QueuedJob {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+            })
+        })
+        .collect()
+}

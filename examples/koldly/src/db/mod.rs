@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod emails;
 pub mod icp_templates;
 pub mod inbox;
+pub(crate) mod job_queue;
 pub mod jobs;
 pub mod onboarding;
 pub mod outbox;

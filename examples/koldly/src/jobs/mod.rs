@@ -49,13 +49,31 @@
 //! enqueue then fails cleanly: the row is marked failed and the route answers
 //! an error. PostgreSQL's row locks do not block other writers this way.
 //!
-//! Periodic work (the mail outbox's resend) keeps koldly's own interval
-//! task: apalis-cron ticked once per second in `tests/apalis.rs`
-//! (`cron_ticks_once_per_scheduled_time`), but nothing periodic has been
-//! moved onto it yet.
+//! - **Orphans recovered.** A crash between [`JobQueue::enqueue`]'s row and
+//!   its push leaves a `queued` row apalis never got. apalis-postgres 1.0
+//!   pushes through its own typed pool (koldly's rows go through
+//!   `sqlx::Any`), so the two cannot share a transaction; instead every push
+//!   carries the job's id as apalis's idempotency key (unique per queue in
+//!   apalis's table), and the orphan sweep ([`JobQueue::sweep_orphans`])
+//!   pushes again each job `queued` and unchanged for
+//!   [`JobsConfig::orphan_after`] for which apalis holds no task.
+//!
+//! Periodic work runs on **apalis-cron** ([`JobQueue::spawn_periodic`],
+//! schedule [`JobsConfig::periodic`], every minute by default), in every
+//! process: the mail outbox's resend and the orphan sweep. With several
+//! processes on one database each tick fires in each; each tick's work still
+//! happens once because every unit of it is a single atomic claim (not a
+//! job pushed once per tick): the outbox claims each message by one
+//! conditional update, and the sweep's push is keyed by the job's id, so of
+//! several sweeps one creates the task (PostgreSQL refuses the duplicate key,
+//! which counts as done; SQLite ignores it). Tested with two processes'
+//! schedules ticking every second (`tests/jobs.rs`).
 //!
 //! Cost: apalis polls each kind's queue every `JOB_POLL_MS` and beats every
-//! third of the lease; two writes to the row per attempt, one per end.
+//! third of the lease; two writes to the row per attempt, one per end; a
+//! periodic tick reads up to 100 `queued` rows older than `orphan_after`
+//! (through the state prefix of the `(state, run_at)` index) and looks each
+//! up in apalis's table by its unique `(queue, idempotency key)` index.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -91,12 +109,14 @@
 //! ```
 
 mod handler;
+mod periodic;
 pub mod routes;
 mod runner;
 
 use std::{sync::Arc, time::Duration};
 
 pub use handler::{JobContext, JobError, JobFuture, JobHandler, Registry};
+pub use periodic::PeriodicHandle;
 pub use runner::{
     JobPipeline, JobRunner, RecordOutcome, RetriedAttempts, RunAttempt, RunnerHandle,
     default_backoff,
@@ -123,6 +143,11 @@ use crate::{
 /// | `JOB_POLL_MS` | how often each kind's apalis queue is polled | 1000 |
 /// | `JOB_SHUTDOWN_GRACE_SECS` | how long running jobs may finish at shutdown | 15 |
 /// | `JOB_MAX_ATTEMPTS` | attempts (starts) before a job fails | 3 |
+///
+/// Not read from the environment: `periodic` (the schedule of the outbox
+/// resend and the orphan sweep, a cron expression with seconds, UTC; every
+/// minute) and `orphan_after` (how long a queued job's row must be unchanged
+/// before the sweep pushes it again; 5 minutes).
 #[derive(Debug, Clone)]
 pub struct JobsConfig {
     /// Jobs run at once.
@@ -139,6 +164,11 @@ pub struct JobsConfig {
     pub max_attempts: i64,
     /// Delay before retry `n` after a transient failure (`exponential(n)`).
     pub retry_backoff: Backoff,
+    /// When periodic work runs (apalis-cron, UTC).
+    pub periodic: cron::Schedule,
+    /// How long a queued job's row stays unchanged before the orphan sweep
+    /// pushes it onto apalis again (when apalis holds no task for it).
+    pub orphan_after: Duration,
 }
 
 impl Default for JobsConfig {
@@ -151,8 +181,15 @@ impl Default for JobsConfig {
             shutdown_grace: Duration::from_secs(15),
             max_attempts: 3,
             retry_backoff: default_backoff(),
+            periodic: every_minute(),
+            orphan_after: Duration::from_secs(300),
         }
     }
+}
+
+/// The default schedule of periodic work: at second 0 of every minute.
+fn every_minute() -> cron::Schedule {
+    "0 * * * * *".parse().expect("a valid cron expression")
 }
 
 /// Where routes put jobs; cheap to clone.

@@ -31,7 +31,7 @@ use super::{
 use crate::{
     clock::Clock,
     db::{
-        Db, QueuePool,
+        Db, QueuePool, job_queue,
         jobs::{self, Finish},
     },
 };
@@ -91,22 +91,48 @@ fn sqlite_storage(
     )
 }
 
-/// Puts job `job_id` of `kind` on apalis's queue.
+/// Puts job `job_id` of `kind` on apalis's queue, keyed by the job's id
+/// (apalis's idempotency key, unique per queue): a job gets one apalis task
+/// however many times it is pushed (by its enqueue and by the orphan sweep,
+/// in any process). A push refused because apalis already holds the key is
+/// a success.
 pub(crate) async fn push(
     db: &Db,
     config: &JobsConfig,
     kind: &str,
     job_id: &str,
 ) -> Result<(), BoxDynError> {
-    use apalis::prelude::TaskSink;
-    let task = JobTask {
+    use apalis::prelude::{TaskBuilder, TaskSink};
+    let task = TaskBuilder::new(JobTask {
         job_id: job_id.to_owned(),
+    })
+    .idempotency_key(job_id)
+    .build();
+    let pushed = match &db.queue {
+        QueuePool::Postgres(pool) => postgres_storage(pool, config, kind)
+            .push_task(task)
+            .await
+            .map_err(BoxDynError::from),
+        QueuePool::Sqlite(pool) => sqlite_storage(pool, config, kind)
+            .push_task(task)
+            .await
+            .map_err(BoxDynError::from),
     };
-    match &db.queue {
-        QueuePool::Postgres(pool) => postgres_storage(pool, config, kind).push(task).await?,
-        QueuePool::Sqlite(pool) => sqlite_storage(pool, config, kind).push(task).await?,
+    match pushed {
+        Ok(()) => Ok(()),
+        // PostgreSQL answers a duplicate key with a unique violation (SQLite
+        // ignores it): another push of this job got there first.
+        Err(e) if held_by_apalis(db, kind, job_id).await? => {
+            tracing::debug!(job_id, error = %e, "job already on apalis's queue");
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
+}
+
+/// Whether apalis's queue of `kind` holds a task for job `job_id`.
+pub(crate) async fn held_by_apalis(db: &Db, kind: &str, job_id: &str) -> Result<bool, sqlx::Error> {
+    job_queue::holds(&db.queue, &queue_name(kind), job_id).await
 }
 
 /// What every service of one runner shares.
