@@ -234,6 +234,15 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     assert_eq!(again.json(), json!({"stored": true, "duplicate": true}));
     assert_eq!(rows(&server, "prospect_replies").await, 1);
     assert_eq!(rows(&server, "prospect_reply_inbox").await, 1);
+    // One "reply received" analytics event for Bob, none for the duplicate.
+    server.settle().await;
+    let recorded = crate::client::count(
+        &server,
+        "SELECT COUNT(*) AS n FROM analytics_events WHERE user_id = $1 AND event_type = 'reply_received'",
+        &bob.id,
+    )
+    .await;
+    assert_eq!(recorded, 1);
 
     // A reply naming Ann's message only in References (a bare In-Reply-To of
     // another thread) is Ann's.
