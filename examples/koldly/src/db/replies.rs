@@ -9,7 +9,7 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::new_id;
+use super::{new_id, sequences};
 
 /// A message koldly sent, as a reply or an event names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +89,11 @@ pub enum Stored {
 pub const REPLIED: &str = "replied";
 
 /// Stores `reply` in `conn`'s transaction: the reply and the owner's inbox row,
-/// the prospect marked `replied` (unless it unsubscribed or bounced), and its
-/// queued messages (follow-ups included) cancelled with [`REPLIED`]. A reply
-/// whose provider id is stored already changes nothing.
+/// the prospect marked `replied` (unless it unsubscribed or bounced), and,
+/// when its campaign stops on a reply, the prospect halted with [`REPLIED`]
+/// ([`sequences::halt_prospect_in`]: `halted_at` set, queued messages
+/// cancelled as `halted: replied`, follow-up drafts not yet queued rejected).
+/// A reply whose provider id is stored already changes nothing.
 pub async fn store(
     conn: &mut AnyConnection,
     reply: &NewReply<'_>,
@@ -141,7 +143,16 @@ pub async fn store(
     .bind(&sent.user_id)
     .execute(&mut *conn)
     .await?;
-    let cancelled = cancel_queued(conn, &sent.prospect_id, REPLIED, now).await?;
+    // Halted the sending engine's way (queued rows cancelled, follow-up
+    // drafts rejected, `halted_at` set) unless the campaign keeps sending
+    // after a reply.
+    let cancelled = if sequences::stops_on_reply_in(conn, &sent.prospect_id).await? {
+        sequences::halt_prospect_in(conn, &sent.prospect_id, REPLIED, now)
+            .await?
+            .cancelled
+    } else {
+        0
+    };
     Ok(Stored::New {
         inbox_id,
         cancelled,
@@ -169,7 +180,9 @@ pub async fn cancel_queued(
 }
 
 /// Marks prospect `prospect_id` of `user_id` `bounced` or `unsubscribed`
-/// (after a hard bounce or a complaint).
+/// (after a hard bounce, a complaint or an unsubscribe) and halts its
+/// follow-ups ([`sequences::halt_prospect_in`], reason `bounced` or
+/// `unsubscribed`). Another account's prospect is left untouched.
 pub async fn mark_prospect(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -182,8 +195,17 @@ pub async fn mark_prospect(
         .bind(now)
         .bind(prospect_id)
         .bind(user_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    let owned: Option<String> =
+        sqlx::query_scalar("SELECT id FROM prospects WHERE id = $1 AND user_id = $2")
+            .bind(prospect_id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if owned.is_some() {
+        sequences::halt_prospect_in(conn, prospect_id, status.as_str(), now).await?;
+    }
     Ok(())
 }
 

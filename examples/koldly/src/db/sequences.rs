@@ -9,7 +9,7 @@
 //! [`halt_prospect`] stops all of it for one prospect.
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{new_id, sending};
 
@@ -284,12 +284,21 @@ pub async fn queue_due_follow_ups(
 /// Whether a reply from prospect `prospect_id` should halt its follow-ups:
 /// its campaign was started with `stop_on_reply` (the default).
 pub async fn stops_on_reply(pool: &AnyPool, prospect_id: &str) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    stops_on_reply_in(&mut conn, prospect_id).await
+}
+
+/// [`stops_on_reply`] on the caller's connection or transaction `conn`.
+pub async fn stops_on_reply_in(
+    conn: &mut AnyConnection,
+    prospect_id: &str,
+) -> Result<bool, sqlx::Error> {
     let flag: Option<i64> = sqlx::query_scalar(
         "SELECT ctx.stop_on_reply FROM prospects p \
          JOIN campaign_sending_context ctx ON ctx.campaign_id = p.campaign_id WHERE p.id = $1",
     )
     .bind(prospect_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     Ok(flag.is_none_or(|f| f != 0))
 }
@@ -314,6 +323,19 @@ pub async fn halt_prospect(
     now: i64,
 ) -> Result<Halted, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    let halted = halt_prospect_in(&mut tx, prospect_id, reason, now).await?;
+    tx.commit().await?;
+    Ok(halted)
+}
+
+/// [`halt_prospect`] inside the caller's transaction `conn` (a webhook halts
+/// the prospect in the same transaction that stores the reply or the bounce).
+pub async fn halt_prospect_in(
+    conn: &mut AnyConnection,
+    prospect_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<Halted, sqlx::Error> {
     sqlx::query(
         "UPDATE prospects SET halted_at = COALESCE(halted_at, $1), halt_reason = COALESCE(halt_reason, $2), \
          updated_at = $1 WHERE id = $3",
@@ -321,7 +343,7 @@ pub async fn halt_prospect(
     .bind(now)
     .bind(reason)
     .bind(prospect_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let cancelled = sqlx::query(
         "UPDATE campaign_sending_queue SET status = 'cancelled', last_error = $1, updated_at = $2 \
@@ -330,7 +352,7 @@ pub async fn halt_prospect(
     .bind(format!("halted: {reason}"))
     .bind(now)
     .bind(prospect_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     let rejected = sqlx::query(
@@ -343,10 +365,9 @@ pub async fn halt_prospect(
     .bind(format!("halted: {reason}"))
     .bind(now)
     .bind(prospect_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
-    tx.commit().await?;
     Ok(Halted {
         cancelled,
         rejected,

@@ -36,6 +36,8 @@ use super::{
     unsubscribe,
 };
 use crate::{
+    analytics::{self, Event, EventKind},
+    background::Background,
     clock::Clock,
     db::{
         Db,
@@ -73,6 +75,8 @@ struct Inner {
     config: SendingConfig,
     public_url: String,
     owner: String,
+    /// Where analytics events are written, off the send path.
+    background: Background,
 }
 
 /// What one tick did.
@@ -118,6 +122,7 @@ impl Worker {
                 config: state.config.sending.clone(),
                 public_url: state.config.public_url.clone(),
                 owner: format!("sender-{}", uuid::Uuid::new_v4()),
+                background: state.background.clone(),
             }),
         }
     }
@@ -341,6 +346,15 @@ impl Worker {
         match inner.provider.send(&message, now).await {
             Ok(provider_id) => {
                 self.finish(id, Outcome::Sent(provider_id.as_deref())).await;
+                analytics::record_with(
+                    &inner.background,
+                    &inner.db,
+                    &inner.clock,
+                    Event::new(&row.user_id, EventKind::EmailSent)
+                        .campaign(&row.campaign_id)
+                        .prospect(&row.prospect_id)
+                        .with("follow_up", row.is_follow_up),
+                );
                 if let Err(e) = sending::mark_email_sent(pool, id, inner.clock.now()).await {
                     tracing::error!(queue_id = id, error = %e, "email not marked sent");
                 }

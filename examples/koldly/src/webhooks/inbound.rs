@@ -250,6 +250,15 @@ pub async fn receive(
             Some(sent),
         ) => {
             tracing::info!(inbox_id, cancelled, "reply stored");
+            crate::analytics::record(
+                &state,
+                crate::analytics::Event::new(
+                    &sent.user_id,
+                    crate::analytics::EventKind::ReplyReceived,
+                )
+                .campaign(&sent.campaign_id)
+                .prospect(&sent.prospect_id),
+            );
             let payload = ReplyPayload {
                 reply_id: inbox_id,
                 force: false,

@@ -141,7 +141,7 @@ async fn replies_are_categorised_in_the_background(backend: Backend) {
     for (_, queued) in &ids {
         assert_eq!(
             queue_state(&server, queued).await,
-            ("cancelled".to_owned(), Some("replied".to_owned()))
+            ("cancelled".to_owned(), Some("halted: replied".to_owned()))
         );
     }
     let unsubscribed: String = sqlx::query_scalar(

@@ -195,6 +195,15 @@ pub async fn prospect_status(server: &TestServer, id: &str) -> String {
         .unwrap()
 }
 
+/// Prospect `id`'s halt reason when it is halted (`halted_at` set), else None.
+pub async fn halt_reason(server: &TestServer, id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT halt_reason FROM prospects WHERE id = $1 AND halted_at IS NOT NULL")
+        .bind(id)
+        .fetch_optional(server.pool())
+        .await
+        .unwrap()
+}
+
 /// `user_id`'s suppression list as (email, reason).
 pub async fn suppressed(server: &TestServer, user_id: &str) -> Vec<(String, String)> {
     sqlx::query_as("SELECT email, reason FROM suppressions WHERE user_id = $1 ORDER BY email")

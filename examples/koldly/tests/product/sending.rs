@@ -348,6 +348,15 @@ async fn concurrent_ticks_send_each_row_once_within_the_limit(backend: Backend) 
     )
     .await;
     assert_eq!(distinct, 4);
+    // One "email sent" analytics event per message that went out.
+    server.settle().await;
+    let recorded = count(
+        &server,
+        "SELECT COUNT(*) AS n FROM analytics_events WHERE user_id = $1 AND event_type = 'email_sent'",
+        &ann.id,
+    )
+    .await;
+    assert_eq!(recorded, 4);
 }
 
 async fn paused_archived_and_deleted_campaigns_send_nothing(backend: Backend) {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::client::{User, campaign, get, user};
 use crate::mailgun::{
-    KEY, event, form, post_event, post_event_signed, post_form, post_reply, prospect,
+    KEY, event, form, halt_reason, post_event, post_event_signed, post_form, post_reply, prospect,
     prospect_status, queue_row, queue_state, reply_fields, rows, signature_with, suppressed, token,
     with_key,
 };
@@ -205,15 +205,20 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     // Bob's follow-up is halted; Ann's is not, and her prospect is untouched.
     assert_eq!(
         queue_state(&server, &bob_queued).await,
-        ("cancelled".to_owned(), Some("replied".to_owned()))
+        ("cancelled".to_owned(), Some("halted: replied".to_owned()))
     );
     assert_eq!(prospect_status(&server, &bob_p).await, "replied");
+    assert_eq!(
+        halt_reason(&server, &bob_p).await.as_deref(),
+        Some("replied")
+    );
     assert_eq!(
         queue_state(&server, &ann_queued).await,
         ("queued".to_owned(), None)
     );
     assert_eq!(queue_state(&server, &ann_sent).await.0, "sent");
     assert_eq!(prospect_status(&server, &ann_p).await, "new");
+    assert_eq!(halt_reason(&server, &ann_p).await, None);
 
     // The same reply delivered again (a new token) is stored once.
     let again = post_reply(
@@ -229,6 +234,15 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     assert_eq!(again.json(), json!({"stored": true, "duplicate": true}));
     assert_eq!(rows(&server, "prospect_replies").await, 1);
     assert_eq!(rows(&server, "prospect_reply_inbox").await, 1);
+    // One "reply received" analytics event for Bob, none for the duplicate.
+    server.settle().await;
+    let recorded = crate::client::count(
+        &server,
+        "SELECT COUNT(*) AS n FROM analytics_events WHERE user_id = $1 AND event_type = 'reply_received'",
+        &bob.id,
+    )
+    .await;
+    assert_eq!(recorded, 1);
 
     // A reply naming Ann's message only in References (a bare In-Reply-To of
     // another thread) is Ann's.
@@ -247,7 +261,7 @@ async fn replies_reach_only_the_account_whose_message_they_answer(backend: Backe
     );
     assert_eq!(
         queue_state(&server, &ann_queued).await,
-        ("cancelled".to_owned(), Some("replied".to_owned()))
+        ("cancelled".to_owned(), Some("halted: replied".to_owned()))
     );
     assert_eq!(
         get(&server, &bob, "/api/inbox/replies").await.json()["total"],
@@ -384,10 +398,15 @@ async fn bounces_and_complaints_suppress_for_the_sending_account(backend: Backen
     );
     assert_eq!(prospect_status(&server, &ann_p).await, "bounced");
     assert_eq!(
+        halt_reason(&server, &ann_p).await.as_deref(),
+        Some("bounced")
+    );
+    assert_eq!(
         queue_state(&server, &bob_queued).await,
         ("queued".to_owned(), None)
     );
     assert_eq!(prospect_status(&server, &bob_p).await, "new");
+    assert_eq!(halt_reason(&server, &bob_p).await, None);
 
     // A complaint about Bob's message (Message-ID with brackets this time).
     let res = post_event(
@@ -406,6 +425,10 @@ async fn bounces_and_complaints_suppress_for_the_sending_account(backend: Backen
         [("lead@acme.example".to_owned(), "complained".to_owned())]
     );
     assert_eq!(prospect_status(&server, &bob_p).await, "unsubscribed");
+    assert_eq!(
+        halt_reason(&server, &bob_p).await.as_deref(),
+        Some("unsubscribed")
+    );
     assert_eq!(queue_state(&server, &bob_queued).await.0, "cancelled");
 
     // A message koldly never sent: 200, nothing stored.
