@@ -637,6 +637,13 @@ async fn every_transition_is_a_tracing_event() {
         .with_env_filter("steadfast=info")
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // The other tests of this binary hit the same callsites on other threads
+    // with no subscriber. A callsite whose registration began there before this
+    // subscriber existed can be cached as "never" even though this subscriber
+    // wants it (tracing-core computes the interest, then publishes the
+    // callsite); rebuilding the cache now that the subscriber is registered
+    // gives every callsite this subscriber's interest.
+    tracing::callsite::rebuild_interest_cache();
 
     let upstream = Upstream::default();
     let breaker = BreakerLayer::server(count_window());
@@ -646,6 +653,7 @@ async fn every_transition_is_a_tracing_event() {
     }
     assert_eq!(breaker.state(), BreakerState::Open);
     advance(secs(10)).await;
+    tracing::callsite::rebuild_interest_cache();
     for _ in 0..2 {
         svc.clone().oneshot(req(200)).await.unwrap();
     }

@@ -449,7 +449,7 @@ async fn data_model_foreign_keys(backend: Backend) {
         .execute(pool).await.unwrap();
     exec("INSERT INTO prospect_replies (id, prospect_id, campaign_id, queue_id, from_email, body, received_at, created_at) VALUES ('r1', 'p1', 'c1', 'q1', 'p@x.com', 'yes', 0, 0)")
         .execute(pool).await.unwrap();
-    exec("INSERT INTO prospect_reply_inbox (id, reply_id, user_id, campaign_id, category, received_at, created_at) VALUES ('i1', 'r1', $1, 'c1', 'interested', 0, 0)")
+    exec("INSERT INTO prospect_reply_inbox (id, reply_id, user_id, campaign_id, category, received_at, created_at, updated_at) VALUES ('i1', 'r1', $1, 'c1', 'interested', 0, 0, 0)")
         .bind(&user).execute(pool).await.unwrap();
     exec("INSERT INTO analytics_events (id, user_id, campaign_id, event_type, occurred_at) VALUES ('a1', $1, 'c1', 'email_sent', 0)")
         .bind(&user).execute(pool).await.unwrap();

@@ -45,7 +45,9 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     jobs::routes::JobView,
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{JsonBody, PathId, Resource, field_problem},
@@ -322,7 +324,7 @@ async fn enqueue(
     path = "/api/inbox/replies/{id}/categorize",
     tag = "inbox",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The reply's id (a UUID)")),
     responses(
         (status = 202, description = "The categorisation job; `Location` names it.", body = JobView,
             headers(("location" = String, description = "`/api/jobs/{job_id}`"))),
@@ -345,7 +347,7 @@ async fn categorize(
     path = "/api/inbox/replies/{id}/draft",
     tag = "inbox",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The reply's id (a UUID)")),
     responses(
         (status = 202, description = "The drafting job; `Location` names it.", body = JobView,
             headers(("location" = String, description = "`/api/jobs/{job_id}`"))),

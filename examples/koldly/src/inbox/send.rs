@@ -24,7 +24,7 @@ use crate::{
     auth::extract::AuthUser,
     db::{inbox::InboxReply, suppressions},
     error::{ApiError, ApiResult},
-    openapi::{InvalidBody, NotFound, Problems, Unauthorized},
+    openapi::{IdempotencyKey, Idempotent, InvalidBody, NotFound, Problems, Unauthorized},
     state::AppState,
     validation::{FieldErrors, OptionalJsonBody, PathId},
 };
@@ -53,11 +53,11 @@ steadfast::problem_responses! {
     path = "/api/inbox/replies/{id}/send",
     tag = "inbox",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The reply's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The reply's id (a UUID)")),
     request_body(content = Option<SendBody>, description = "Optional edits of the draft."),
     responses(
         (status = 200, description = "The reply, its answer queued for sending.", body = InboxReply),
-        Problems<(Unauthorized, NotFound, InvalidBody, SendRefused)>,
+        Problems<(Unauthorized, NotFound, InvalidBody, SendRefused, Idempotent)>,
     )
 )]
 pub async fn send(

@@ -46,7 +46,9 @@ use crate::{
         sequences::{self, NewStep, Step},
     },
     error::{ApiError, ApiResult},
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, field_problem},
@@ -182,7 +184,7 @@ steadfast::problem_responses! {
     path = "/api/campaigns/{id}/send",
     tag = "sending",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id (a UUID)")),
     request_body = SendRequest,
     responses(
         (status = 200, description = "Started; what was queued.", body = SendStarted),
@@ -373,7 +375,7 @@ async fn set_active(
     path = "/api/campaigns/{id}/pause",
     tag = "sending",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id (a UUID)")),
     responses(
         (status = 200, description = "Paused: nothing more is sent until resumed.", body = SendingStatus),
         Problems<(Unauthorized, NotFound, SendingConflict, Idempotent)>,
@@ -395,7 +397,7 @@ async fn pause(
     path = "/api/campaigns/{id}/resume",
     tag = "sending",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id (a UUID)")),
+    params(IdempotencyKey, ("id" = String, Path, description = "The campaign's id (a UUID)")),
     responses(
         (status = 200, description = "Sending again.", body = SendingStatus),
         Problems<(Unauthorized, NotFound, SendingConflict, Idempotent)>,

@@ -20,7 +20,9 @@ use crate::{
     db::senders::{self, Sender},
     error::{ApiError, ApiResult},
     mail::Message,
-    openapi::{Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized},
+    openapi::{
+        IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
+    },
     pagination::{ListQuery, Page, PageParams},
     state::AppState,
     validation::{FieldErrors, JsonBody, PathId, Resource},
@@ -63,6 +65,7 @@ pub struct NewSender {
     post,
     path = "/api/senders",
     tag = "sending",
+    params(IdempotencyKey),
     security(("bearer" = [])),
     request_body = NewSender,
     responses(
@@ -229,6 +232,7 @@ steadfast::problem_responses! {
     post,
     path = "/api/senders/verify",
     tag = "sending",
+    params(IdempotencyKey),
     request_body = VerifySender,
     responses(
         (status = 200, description = "The sender is verified.", body = SenderVerified),
