@@ -43,8 +43,8 @@
 //! | `axum` | `IntoResponse` for [`Problem`], `Deadline` extractor, `MatchedPath` matching | axum |
 //! | `hyper` | classification of hyper and hyper-util client errors | hyper, hyper-util |
 //! | `utoipa` | [`openapi`]: `ToSchema` for [`Problem`], [`problem_responses!`] and `ProblemResponses` | utoipa 6 |
-//! | `reqwest` | [`reqwest::RetryMiddleware`](crate::reqwest::RetryMiddleware), the retry layer's rules for reqwest-middleware clients; classification of reqwest's errors (implies `retry`, `hyper`) | reqwest 0.13 (no TLS), reqwest-middleware 0.5, async-trait |
-//! | `metrics` | [`metrics`](crate::metrics): counters and histograms through the `metrics` facade | metrics 0.24 |
+//! | `reqwest` | [`reqwest::RetryMiddleware`], the retry layer's rules for reqwest-middleware clients; classification of reqwest's errors (implies `retry`, `hyper`) | reqwest 0.13 (no TLS), reqwest-middleware 0.5, async-trait |
+//! | `metrics` | [`metrics`]: counters and histograms through the `metrics` facade | metrics 0.24 |
 //! | `tower-http` | `classify::TraceClassifier`: tower-http's response classification by steadfast's rules | tower-http 0.7 |
 //!
 //! [`ServiceBuilderExt`] adds each enabled layer to a `ServiceBuilder` by name.

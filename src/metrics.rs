@@ -1,4 +1,4 @@
-//! What steadfast counts, through the [`metrics`](::metrics) facade (feature `metrics`).
+//! What steadfast counts, through the `metrics` facade crate (feature `metrics`).
 //!
 //! Every layer reports its decisions as counters and histograms with the stable
 //! names and labels below; install any `metrics` recorder (the Prometheus
