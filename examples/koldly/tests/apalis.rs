@@ -164,13 +164,16 @@ impl Fixture {
 }
 
 /// The queue every probe test uses: one task per fetch (so a worker holds
-/// only what it runs), a one-second heartbeat, a lease of one missed beat.
+/// only what it runs), a one-second heartbeat, a lease of four missed beats
+/// (one missed beat lost a running task's lease on a loaded 2-core CI machine,
+/// and another worker ran it again: a lease shorter than the worst heartbeat
+/// delay is not a lease).
 fn pg_config() -> apalis_postgres::Config {
     apalis_postgres::Config::default()
         .queue("probes")
         .batch_size(1)
         .heartbeat_interval(Duration::from_secs(1))
-        .missed_heartbeats(1)
+        .missed_heartbeats(4)
 }
 
 fn pg_storage(pool: &PgPool) -> PostgresStorage<Probe> {
@@ -183,7 +186,7 @@ fn sqlite_storage(pool: &apalis_sqlite::SqlitePool) -> apalis_sqlite::SqliteStor
             .queue("probes")
             .batch_size(1)
             .heartbeat_interval(Duration::from_secs(1))
-            .missed_heartbeats(1),
+            .missed_heartbeats(4),
     )
 }
 
