@@ -7,8 +7,8 @@
 //! not koldly's `jobs` module: they record what the engine guarantees.
 //! apalis times its leases with the database clock (a worker whose
 //! `last_seen` is older than `heartbeat_interval × missed_heartbeats` loses its
-//! tasks), so koldly's `ManualClock` cannot move it: the kill test keeps the
-//! lease at one second and waits for a condition with a bounded poll.
+//! tasks), so koldly's `ManualClock` cannot move it: the tests keep the lease
+//! at four seconds and wait for a condition with a bounded poll.
 //!
 //! Every run of a probe task is a row in `probe_runs` (task number, worker,
 //! `started`/`finished`), written by the handler itself, so the tests count
