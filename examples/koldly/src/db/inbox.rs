@@ -18,7 +18,7 @@ macro_rules! select_reply {
         "SELECT i.id, i.reply_id, i.campaign_id, c.name AS campaign_name, r.prospect_id, \
          p.email AS prospect_email, r.from_email, r.to_email, r.subject, r.body, i.category, \
          i.categorized_by, i.confidence, i.return_date, i.is_read, i.is_archived, \
-         i.draft_subject, i.draft_body, i.draft_status, i.draft_model, i.received_at, \
+         i.draft_subject, i.draft_body, i.draft_status, i.draft_model, i.draft_error, i.received_at, \
          i.updated_at \
          FROM prospect_reply_inbox i \
          JOIN prospect_replies r ON r.id = i.reply_id \
@@ -44,10 +44,14 @@ pub struct Draft {
     pub subject: String,
     /// Its text.
     pub body: String,
-    /// `draft`, `sending` or `sent`.
+    /// `draft` (not sent yet), `sending` (queued by
+    /// `POST /api/inbox/replies/{id}/send`), `sent` (the provider took it) or
+    /// `failed` (it will not go out: see `error`).
     pub status: String,
     /// Who wrote it: `templates` or the language model's name.
     pub model: Option<String>,
+    /// Why a `failed` answer did not go out.
+    pub error: Option<String>,
 }
 
 /// A reply in its owner's inbox.
@@ -122,6 +126,7 @@ fn from_row(row: &AnyRow) -> Result<InboxReply, sqlx::Error> {
             body,
             status,
             model: row.try_get("draft_model")?,
+            error: row.try_get("draft_error")?,
         }),
         _ => None,
     };

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod ai_usage;
 pub mod analytics;
+pub mod answers;
 pub mod audit_log;
 pub mod billing;
 pub mod campaigns;

@@ -159,26 +159,6 @@ pub async fn store(
     })
 }
 
-/// Cancels prospect `prospect_id`'s queued messages (its follow-ups) with
-/// `reason`; returns how many.
-pub async fn cancel_queued(
-    conn: &mut AnyConnection,
-    prospect_id: &str,
-    reason: &str,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE campaign_sending_queue SET status = 'cancelled', last_error = $1, updated_at = $2 \
-         WHERE prospect_id = $3 AND status = 'queued'",
-    )
-    .bind(reason)
-    .bind(now)
-    .bind(prospect_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Marks prospect `prospect_id` of `user_id` `bounced` or `unsubscribed`
 /// (after a hard bounce, a complaint or an unsubscribe) and halts its
 /// follow-ups ([`sequences::halt_prospect_in`], reason `bounced` or

@@ -17,7 +17,12 @@
 use serde::Serialize;
 use sqlx::{AnyPool, Row, any::AnyRow};
 
-use super::{Backend, Db, new_id};
+use super::{
+    Backend, Db,
+    answers::{self, Settled},
+    new_id,
+};
+use crate::pagination::{Cursor, PageRequest};
 
 /// How a started campaign sends.
 #[derive(Debug, Clone, Serialize)]
@@ -207,7 +212,7 @@ pub async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any
 }
 
 /// The domain of an address (what follows its last `@`).
-fn domain_of(email: &str) -> &str {
+pub(crate) fn domain_of(email: &str) -> &str {
     email.rsplit_once('@').map_or("koldly.local", |(_, d)| d)
 }
 
@@ -392,7 +397,9 @@ pub enum Claim {
 
 /// Claims campaign `campaign_id`'s next due row for `owner` until
 /// `lease_until`, when `may_send(sent_today, last_claim)` (evaluated under the
-/// campaign's lock) allows.
+/// campaign's lock) allows. A due answer to a reply goes first and needs only
+/// the campaign's daily limit not to be reached: neither the window nor the
+/// spacing holds it back.
 pub async fn claim(
     db: &Db,
     campaign_id: &str,
@@ -402,9 +409,9 @@ pub async fn claim(
     day_start: i64,
     may_send: impl FnOnce(i64, Option<i64>) -> bool,
 ) -> Result<Claim, sqlx::Error> {
-    const LOCK_PG: &str = "SELECT ctx.campaign_id FROM campaign_sending_context ctx \
+    const LOCK_PG: &str = "SELECT ctx.daily_limit FROM campaign_sending_context ctx \
          WHERE ctx.campaign_id = $1 AND ctx.status = 'active' FOR UPDATE SKIP LOCKED";
-    const LOCK_SQLITE: &str = "SELECT ctx.campaign_id FROM campaign_sending_context ctx \
+    const LOCK_SQLITE: &str = "SELECT ctx.daily_limit FROM campaign_sending_context ctx \
          WHERE ctx.campaign_id = $1 AND ctx.status = 'active'";
     let (mut tx, lock) = match db.backend {
         Backend::Postgres => (db.pool.begin().await?, LOCK_PG),
@@ -412,14 +419,14 @@ pub async fn claim(
     };
     // The campaign must still be sendable inside the lock: paused, archived
     // or deleted since the worker listed it, it sends nothing.
-    let locked = sqlx::query(lock)
+    let daily_limit: Option<i64> = sqlx::query_scalar(lock)
         .bind(campaign_id)
         .fetch_optional(&mut *tx)
         .await?;
-    if locked.is_none() {
+    let Some(daily_limit) = daily_limit else {
         tx.rollback().await?;
         return Ok(Claim::Busy);
-    }
+    };
     let live: Option<String> = sqlx::query_scalar(
         "SELECT c.id FROM campaigns c WHERE c.id = $1 AND c.archived_at IS NULL",
     )
@@ -441,18 +448,33 @@ pub async fn claim(
     .await?;
     let today: i64 = row.try_get("today")?;
     let last_claim: Option<i64> = row.try_get("last_claim")?;
-    if !may_send(today, last_claim) {
-        tx.rollback().await?;
-        return Ok(Claim::NotNow);
-    }
-    let next: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM campaign_sending_queue WHERE campaign_id = $1 AND status = 'queued' \
-         AND scheduled_for <= $2 ORDER BY scheduled_for, id LIMIT 1",
-    )
-    .bind(campaign_id)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
+    // An answer to a reply is conversational: it goes on the next tick,
+    // whatever the window or the spacing say, but it counts toward (and
+    // waits for) the daily limit like any send.
+    let answer: Option<String> = if today < daily_limit {
+        sqlx::query_scalar(
+            "SELECT id FROM campaign_sending_queue WHERE campaign_id = $1 AND status = 'queued' \
+             AND reply_inbox_id IS NOT NULL AND scheduled_for <= $2 ORDER BY scheduled_for, id LIMIT 1",
+        )
+        .bind(campaign_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+    } else {
+        None
+    };
+    let next = match answer {
+        Some(id) => Some(id),
+        None if may_send(today, last_claim) => sqlx::query_scalar(
+            "SELECT id FROM campaign_sending_queue WHERE campaign_id = $1 AND status = 'queued' \
+                 AND scheduled_for <= $2 ORDER BY scheduled_for, id LIMIT 1",
+        )
+        .bind(campaign_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?,
+        None => None,
+    };
     let Some(id) = next else {
         tx.rollback().await?;
         return Ok(Claim::NotNow);
@@ -508,19 +530,59 @@ pub struct Outgoing {
     pub attempts: i64,
     /// Whether it is a follow-up.
     pub is_follow_up: bool,
+    /// For an answer to a reply: its threading headers.
+    pub thread: Option<Thread>,
 }
 
-/// Row `id` as claimed, joined with its email, prospect and sender.
+/// The threading of an answer to a prospect's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thread {
+    /// `In-Reply-To`: the reply's Message-ID (angle brackets included).
+    pub in_reply_to: Option<String>,
+    /// `References`: the message the prospect answered, then their reply.
+    pub references: Option<String>,
+}
+
+/// `id` in angle brackets (replies' ids are stored bare).
+fn bracketed(id: &str) -> String {
+    let id = id.trim();
+    if id.starts_with('<') {
+        id.to_owned()
+    } else {
+        format!("<{id}>")
+    }
+}
+
+impl Outgoing {
+    /// The state its email (or drafted answer) must still be in to go out.
+    pub fn sendable_status(&self) -> &'static str {
+        if self.thread.is_some() {
+            "sending"
+        } else {
+            "approved"
+        }
+    }
+}
+
+/// Row `id` as claimed, joined with its email (or, for an answer, the
+/// drafted answer, the reply and the message it answered), prospect and
+/// sender.
 pub async fn outgoing(pool: &AnyPool, id: &str) -> Result<Option<Outgoing>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT q.id, c.user_id, q.campaign_id, q.prospect_id, p.email AS to_email, p.first_name, \
-         e.subject, e.body, e.status AS email_status, ctx.from_email, ctx.from_name, ctx.reply_to, \
-         q.message_id, q.attempts, q.sequence_step_id \
+         COALESCE(e.subject, i.draft_subject) AS subject, COALESCE(e.body, i.draft_body) AS body, \
+         COALESCE(e.status, i.draft_status) AS email_status, ctx.from_email, ctx.from_name, \
+         ctx.reply_to, q.message_id, q.attempts, q.sequence_step_id, q.reply_inbox_id, \
+         r.provider_message_id AS reply_message_id, r.in_reply_to AS reply_in_reply_to, \
+         answered.message_id AS answered_message_id \
          FROM campaign_sending_queue q JOIN campaigns c ON c.id = q.campaign_id \
          JOIN prospects p ON p.id = q.prospect_id \
-         JOIN generated_emails e ON e.id = q.generated_email_id \
+         LEFT JOIN generated_emails e ON e.id = q.generated_email_id \
+         LEFT JOIN prospect_reply_inbox i ON i.id = q.reply_inbox_id \
+         LEFT JOIN prospect_replies r ON r.id = i.reply_id \
+         LEFT JOIN campaign_sending_queue answered ON answered.id = r.queue_id \
          JOIN campaign_sending_context ctx ON ctx.campaign_id = q.campaign_id \
-         WHERE q.id = $1",
+         WHERE q.id = $1 AND (e.id IS NOT NULL OR i.id IS NOT NULL)",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -528,7 +590,30 @@ pub async fn outgoing(pool: &AnyPool, id: &str) -> Result<Option<Outgoing>, sqlx
     let Some(row) = row else { return Ok(None) };
     let from_email: String = row.try_get("from_email")?;
     let message_id: Option<String> = row.try_get("message_id")?;
+    let thread = match row.try_get::<Option<String>, _>("reply_inbox_id")? {
+        None => None,
+        Some(_) => {
+            let reply = row
+                .try_get::<Option<String>, _>("reply_message_id")?
+                .filter(|id| !id.trim().is_empty())
+                .map(|id| bracketed(&id));
+            // What the prospect answered: koldly's message, else whatever
+            // their reply said it answered.
+            let answered = match row.try_get::<Option<String>, _>("answered_message_id")? {
+                Some(id) => Some(id),
+                None => row.try_get::<Option<String>, _>("reply_in_reply_to")?,
+            }
+            .filter(|id| !id.trim().is_empty())
+            .map(|id| bracketed(&id));
+            let references: Vec<String> = answered.iter().chain(&reply).cloned().collect();
+            Some(Thread {
+                in_reply_to: reply.or(answered),
+                references: (!references.is_empty()).then(|| references.join(" ")),
+            })
+        }
+    };
     Ok(Some(Outgoing {
+        thread,
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         campaign_id: row.try_get("campaign_id")?,
@@ -571,9 +656,34 @@ pub enum Outcome<'a> {
 
 /// Records how row `id`, claimed by `owner`, ended; false when the lease was
 /// lost (another worker moved it to `unknown`: `Sent` still lands, as it
-/// resolves that).
+/// resolves that). An answer's draft is settled in the same transaction
+/// (`sent`, or `failed` with the reason; retried and unknown rows leave it
+/// `sending`).
 pub async fn finish(
     pool: &AnyPool,
+    id: &str,
+    owner: &str,
+    outcome: Outcome<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let recorded = record_outcome(&mut tx, id, owner, outcome.clone(), now).await?;
+    if recorded {
+        let settled = match outcome {
+            Outcome::Sent(_) => Some(Settled::Sent),
+            Outcome::Failed(reason) | Outcome::Cancelled(reason) => Some(Settled::Failed(reason)),
+            Outcome::Retry { .. } | Outcome::Unknown(_) => None,
+        };
+        if let Some(settled) = settled {
+            answers::settle_in(&mut tx, id, settled, now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+async fn record_outcome(
+    conn: &mut sqlx::AnyConnection,
     id: &str,
     owner: &str,
     outcome: Outcome<'_>,
@@ -590,7 +700,7 @@ pub async fn finish(
             .bind(provider_id)
             .bind(id)
             .bind(owner)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?
         }
         Outcome::Retry { error, at } => {
@@ -604,7 +714,7 @@ pub async fn finish(
             .bind(now)
             .bind(id)
             .bind(owner)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?
         }
         Outcome::Failed(error) | Outcome::Cancelled(error) | Outcome::Unknown(error) => {
@@ -622,7 +732,7 @@ pub async fn finish(
             .bind(now)
             .bind(id)
             .bind(owner)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?
         }
     };
@@ -686,27 +796,227 @@ pub async fn resolve_unknown(
     delivered: bool,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let sql = if delivered {
-        "UPDATE campaign_sending_queue SET status = 'sent', sent_at = $1, lease_owner = NULL, \
-         last_error = NULL, updated_at = $1 WHERE id = $2 AND status = 'unknown'"
+    let mut tx = pool.begin().await?;
+    let resolved = resolve_in(
+        &mut tx,
+        id,
+        delivered,
+        "the provider never received it; queued again",
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(resolved)
+}
+
+/// Resolves `unknown` row `id` (nothing when it is not `unknown`): `sent`,
+/// its email marked sent and an answer's draft settled; or `queued` again,
+/// due now, with `requeued_because`.
+async fn resolve_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    delivered: bool,
+    requeued_because: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = if delivered {
+        sqlx::query(
+            "UPDATE campaign_sending_queue SET status = 'sent', sent_at = $1, lease_owner = NULL, \
+             last_error = NULL, updated_at = $1 WHERE id = $2 AND status = 'unknown'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
     } else {
-        "UPDATE campaign_sending_queue SET status = 'queued', scheduled_for = $1, lease_owner = NULL, \
-         last_error = 'the provider never received it; queued again', updated_at = $1 \
-         WHERE id = $2 AND status = 'unknown'"
+        sqlx::query(
+            "UPDATE campaign_sending_queue SET status = 'queued', scheduled_for = $1, lease_owner = NULL, \
+             last_error = $2, updated_at = $1 WHERE id = $3 AND status = 'unknown'",
+        )
+        .bind(now)
+        .bind(requeued_because)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
     };
-    let done = sqlx::query(sql).bind(now).bind(id).execute(pool).await?;
-    Ok(done.rows_affected() == 1)
+    let resolved = done.rows_affected() == 1;
+    if resolved && delivered {
+        mark_email_sent_in(conn, id, now).await?;
+        answers::settle_in(conn, id, Settled::Sent, now).await?;
+    }
+    Ok(resolved)
+}
+
+/// An `unknown` row as its owner sees it, to look it up at their provider.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UnknownSend {
+    /// The queue row (what `POST .../sending/unknown/{queue_id}` takes).
+    pub queue_id: String,
+    /// The prospect written to.
+    pub prospect_id: String,
+    /// Their address.
+    pub prospect_email: String,
+    /// The message's subject.
+    pub subject: String,
+    /// The `Message-ID` koldly gave it (search the provider's logs for it).
+    pub message_id: Option<String>,
+    /// The provider's own id, when it answered one.
+    pub provider_message_id: Option<String>,
+    /// Whether it is an answer to a reply (from the inbox).
+    pub is_answer: bool,
+    /// What happened to the call.
+    pub last_error: Option<String>,
+    /// When it became unknown (unix seconds).
+    pub since: i64,
+}
+
+impl UnknownSend {
+    /// Its position in the list (oldest first).
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            group: 0,
+            created_at: self.since,
+            id: self.queue_id.clone(),
+        }
+    }
+}
+
+/// One page of campaign `campaign_id`'s `unknown` rows, oldest first; `None`
+/// when `user_id` has no such campaign.
+pub async fn list_unknown(
+    pool: &AnyPool,
+    user_id: &str,
+    campaign_id: &str,
+    page: &PageRequest,
+) -> Result<Option<Vec<UnknownSend>>, sqlx::Error> {
+    let owned: Option<String> =
+        sqlx::query_scalar("SELECT id FROM campaigns WHERE id = $1 AND user_id = $2")
+            .bind(campaign_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    if owned.is_none() {
+        return Ok(None);
+    }
+    let (since, id) = page
+        .after
+        .as_ref()
+        .map(|c| (c.created_at, c.id.clone()))
+        .unwrap_or((i64::MIN, String::new()));
+    let rows = sqlx::query(
+        "SELECT q.id, q.prospect_id, p.email, COALESCE(e.subject, i.draft_subject, '') AS subject, \
+         q.message_id, q.provider_message_id, q.reply_inbox_id, q.last_error, q.updated_at \
+         FROM campaign_sending_queue q JOIN campaigns c ON c.id = q.campaign_id \
+         JOIN prospects p ON p.id = q.prospect_id \
+         LEFT JOIN generated_emails e ON e.id = q.generated_email_id \
+         LEFT JOIN prospect_reply_inbox i ON i.id = q.reply_inbox_id \
+         WHERE q.campaign_id = $1 AND c.user_id = $2 AND q.status = 'unknown' \
+         AND (q.updated_at > $3 OR (q.updated_at = $3 AND q.id > $4) OR $5 = 0) \
+         ORDER BY q.updated_at, q.id LIMIT $6",
+    )
+    .bind(campaign_id)
+    .bind(user_id)
+    .bind(since)
+    .bind(id)
+    .bind(i64::from(page.after.is_some()))
+    .bind(page.fetch())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UnknownSend {
+                queue_id: row.try_get("id")?,
+                prospect_id: row.try_get("prospect_id")?,
+                prospect_email: row.try_get("email")?,
+                subject: row.try_get("subject")?,
+                message_id: row.try_get("message_id")?,
+                provider_message_id: row.try_get("provider_message_id")?,
+                is_answer: row
+                    .try_get::<Option<String>, _>("reply_inbox_id")?
+                    .is_some(),
+                last_error: row.try_get("last_error")?,
+                since: row.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map(Some)
+}
+
+/// What resolving an `unknown` row by hand found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandResolution {
+    /// Resolved.
+    Resolved,
+    /// No such row in a campaign of this user.
+    NotFound,
+    /// The row is not `unknown` (resolved already, or never was).
+    NotUnknown,
+}
+
+/// Resolves `unknown` row `queue_id` of campaign `campaign_id` of `user_id`
+/// as its owner checked at their provider: `delivered` marks it sent (see
+/// [`resolve_unknown`]); otherwise it is queued again, once (the row leaves
+/// `unknown`, so a second call finds nothing to resolve).
+pub async fn resolve_by_hand(
+    db: &Db,
+    user_id: &str,
+    campaign_id: &str,
+    queue_id: &str,
+    delivered: bool,
+    now: i64,
+) -> Result<HandResolution, sqlx::Error> {
+    let mut tx = begin_write(db).await?;
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT q.status FROM campaign_sending_queue q JOIN campaigns c ON c.id = q.campaign_id \
+         WHERE q.id = $1 AND q.campaign_id = $2 AND c.user_id = $3",
+    )
+    .bind(queue_id)
+    .bind(campaign_id)
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let outcome = match status.as_deref() {
+        None => HandResolution::NotFound,
+        Some("unknown") => {
+            if resolve_in(
+                &mut tx,
+                queue_id,
+                delivered,
+                "checked at the provider by its owner: not sent; queued again",
+                now,
+            )
+            .await?
+            {
+                HandResolution::Resolved
+            } else {
+                HandResolution::NotUnknown
+            }
+        }
+        Some(_) => HandResolution::NotUnknown,
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 /// After row `id` was sent: its email is `sent` and its prospect contacted.
 pub async fn mark_email_sent(pool: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    mark_email_sent_in(&mut conn, id, now).await
+}
+
+/// [`mark_email_sent`] on `conn`.
+async fn mark_email_sent_in(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE generated_emails SET status = 'sent', updated_at = $1 \
          WHERE id = (SELECT generated_email_id FROM campaign_sending_queue WHERE id = $2)",
     )
     .bind(now)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "UPDATE prospects SET status = 'contacted', updated_at = $1 \
@@ -715,7 +1025,7 @@ pub async fn mark_email_sent(pool: &AnyPool, id: &str, now: i64) -> Result<(), s
     )
     .bind(now)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -345,9 +345,12 @@ pub async fn halt_prospect_in(
     .bind(prospect_id)
     .execute(&mut *conn)
     .await?;
+    // An answer to a reply the user chose to send is not a follow-up: a
+    // halt (a second reply, say) leaves it queued; an unsubscribe still stops
+    // it, as the worker checks the suppression list before every send.
     let cancelled = sqlx::query(
         "UPDATE campaign_sending_queue SET status = 'cancelled', last_error = $1, updated_at = $2 \
-         WHERE prospect_id = $3 AND status = 'queued'",
+         WHERE prospect_id = $3 AND status = 'queued' AND reply_inbox_id IS NULL",
     )
     .bind(format!("halted: {reason}"))
     .bind(now)

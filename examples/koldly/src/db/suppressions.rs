@@ -43,6 +43,15 @@ pub async fn add_in(
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    // A queued answer to a reply fails with the same reason as its row.
+    super::answers::fail_queued_to_in(
+        &mut *conn,
+        user_id,
+        &email,
+        &format!("suppressed: {reason}"),
+        now,
+    )
+    .await?;
     let cancelled = sqlx::query(
         "UPDATE campaign_sending_queue SET status = 'cancelled', last_error = $1, updated_at = $2 \
          WHERE status = 'queued' AND prospect_id IN \

@@ -1,32 +1,47 @@
 //! `POST /api/inbox/replies/{id}/send`: sends the reply's drafted answer
 //! (optionally edited in the body: `{subject?, body?}`; sending it is the
 //! user's approval) from the campaign's sender, threaded under the reply
-//! (`In-Reply-To` and `References` naming the reply's Message-ID), through the
-//! sending queue, exactly once.
+//! (`In-Reply-To` naming the reply's Message-ID, `References` the message it
+//! answered and the reply), through the campaign's sending queue, exactly
+//! once: the draft moves `draft → sending` in the transaction that queues it,
+//! and the queue row's `reply_inbox_id` is unique
+//! ([`crate::db::answers`]). The worker then settles it: `sent`, or `failed`
+//! with `draft.error`.
 //!
-//! What it checks, in order: the reply is the caller's (404), it has a draft
-//! (409), the draft was not sent already (409), the edited subject and body
-//! fit the rules (422), the prospect's address is not suppressed (409).
+//! What it checks, in order:
 //!
-//! The hand-over to the sending queue belongs to the sending engine (issue 18,
-//! branch `sending`), which is not on `main` yet: until it is, a request that
-//! passes every check is answered 503 (`Retry-After`), and nothing changes.
+//! | Case | Answer |
+//! |---|---|
+//! | no such reply, or another account's | 404, nothing changed |
+//! | no drafted answer | 409 |
+//! | the answer is `sending`, `sent` or `failed` already (a second call, concurrent or not) | 409 naming the state |
+//! | the edited subject or body break the rules | 422 naming the field |
+//! | the campaign was never started, is paused or is archived | 409 |
+//! | its sender was deleted or is not verified | 422 (`sender`) |
+//! | the prospect's address is on the suppression list | 422 (`prospect_email`) |
+//! | otherwise | **202**, the reply with its answer `sending` |
+//!
+//! An answer is conversational: it goes on the campaign's next tick whatever
+//! its sending window or spacing say, but it counts toward the daily limit
+//! (and waits for the next local day when the limit is reached). A halt of
+//! the prospect (a second reply) leaves it queued; the suppression list is
+//! checked again right before it is sent.
 
 use axum::{Json, extract::State};
 use http::StatusCode;
 use serde::Deserialize;
-use steadfast::{Problem, audit::AuditContext};
+use steadfast::audit::AuditContext;
 
 use super::{ReplyResource, TARGET, not_found};
 use crate::{
     ai::tasks::{MAX_BODY_WORDS, MAX_SUBJECT_CHARS, word_count},
     audit::note_change,
     auth::extract::AuthUser,
-    db::{inbox::InboxReply, suppressions},
+    db::{answers, inbox::InboxReply, suppressions},
     error::{ApiError, ApiResult},
     openapi::{IdempotencyKey, Idempotent, InvalidBody, NotFound, Problems, Unauthorized},
     state::AppState,
-    validation::{FieldErrors, OptionalJsonBody, PathId},
+    validation::{FieldErrors, OptionalJsonBody, PathId, field_problem},
 };
 
 /// The optional body: the user's edits of the draft.
@@ -42,8 +57,7 @@ pub struct SendBody {
 steadfast::problem_responses! {
     /// What sending an answer may refuse besides the common problems.
     pub struct SendRefused {
-        409 => "No draft, the draft was sent already, or the address is suppressed.";
-        503 => "The sending queue is not on this server yet: nothing was sent; retry after `Retry-After`.";
+        409 => "No draft; the answer is being sent, was sent or failed already; or the campaign was never started, is paused or archived.";
     }
 }
 
@@ -56,7 +70,7 @@ steadfast::problem_responses! {
     params(IdempotencyKey, ("id" = String, Path, description = "The reply's id (a UUID)")),
     request_body(content = Option<SendBody>, description = "Optional edits of the draft."),
     responses(
-        (status = 200, description = "The reply, its answer queued for sending.", body = InboxReply),
+        (status = 202, description = "The reply, its answer queued (`draft.status` `sending`).", body = InboxReply),
         Problems<(Unauthorized, NotFound, InvalidBody, SendRefused, Idempotent)>,
     )
 )]
@@ -66,7 +80,7 @@ pub async fn send(
     audit: Option<AuditContext>,
     PathId(id, _): PathId<ReplyResource>,
     OptionalJsonBody(edit): OptionalJsonBody<SendBody>,
-) -> ApiResult<Json<InboxReply>> {
+) -> ApiResult<(StatusCode, Json<InboxReply>)> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let pool = &state.db.pool;
     let reply = crate::db::inbox::find(pool, &user.id, &id)
@@ -78,7 +92,7 @@ pub async fn send(
         ));
     };
     if draft.status != "draft" {
-        return Err(conflict("The answer to this reply was already sent."));
+        return Err(already(&draft.status));
     }
     let mut errors = FieldErrors::new();
     let subject = errors.required_text(
@@ -97,19 +111,88 @@ pub async fn send(
         errors.add("subject", "must be one line");
     }
     errors.finish()?;
+    let ready = answers::readiness(pool, &user.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    let sender_email = check_campaign(&ready)?;
     if let Some(reason) = suppressions::reason(pool, &user.id, &reply.prospect_email).await? {
-        return Err(conflict(&format!(
-            "The prospect's address is on the suppression list ({reason}): nothing is sent to it."
-        )));
+        return Err(field_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "prospect_email",
+            format!("is on the suppression list ({reason}): nothing is sent to it"),
+        ));
     }
-    Err(ApiError::from(
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-            .with_detail(
-                "Answers to replies are sent through the sending queue, which this server does \
-                 not run yet. Nothing was sent; the draft is kept.",
-            )
-            .with_retry_after(std::time::Duration::from_secs(3600)),
-    ))
+    let queued = answers::queue(
+        &state.db,
+        &user.id,
+        &id,
+        &subject,
+        &body,
+        sender_email,
+        state.now(),
+    )
+    .await?;
+    let reply = crate::db::inbox::find(pool, &user.id, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !queued {
+        // Another call moved the draft between our read and our write.
+        return Err(already(
+            reply
+                .draft
+                .as_ref()
+                .map_or("sending", |d| d.status.as_str()),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(reply)))
+}
+
+/// The sender's address when the campaign can send an answer now. The
+/// sender is checked before the campaign's state: deleting a sender pauses
+/// its campaigns, and the deleted sender is what the user must fix.
+fn check_campaign(ready: &answers::Readiness) -> ApiResult<&str> {
+    let Some(status) = ready.status.as_deref() else {
+        return Err(conflict(
+            "The campaign was never started, so it has no sender: start it with \
+             POST /api/campaigns/{id}/send.",
+        ));
+    };
+    let sender = match &ready.sender_email {
+        None => {
+            return Err(field_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sender",
+                "the campaign's sender was deleted: start the campaign again with a verified sender",
+            ));
+        }
+        Some(_) if !ready.sender_verified => {
+            return Err(field_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sender",
+                "the campaign's sender is not verified: open the link mailed to it first",
+            ));
+        }
+        Some(email) => email,
+    };
+    if ready.archived {
+        return Err(conflict(
+            "The campaign is archived: unarchive it to send this answer.",
+        ));
+    }
+    if status != "active" {
+        return Err(conflict(
+            "The campaign is paused: resume it to send this answer (POST /api/campaigns/{id}/resume).",
+        ));
+    }
+    Ok(sender)
+}
+
+fn already(status: &str) -> ApiError {
+    conflict(&match status {
+        "sent" => "The answer to this reply was sent already.".to_owned(),
+        "failed" => "The answer to this reply failed; see `draft.error`.".to_owned(),
+        other => format!("The answer to this reply is being sent already (`{other}`)."),
+    })
 }
 
 fn conflict(detail: &str) -> ApiError {

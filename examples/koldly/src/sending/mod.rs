@@ -12,6 +12,9 @@
 //!   yet and answers `{queued, scheduled_from}`;
 //! - `GET /api/campaigns/{id}/sending`: status, counts by queue state, sent
 //!   today (local day), daily limit, next send time;
+//! - `GET /api/campaigns/{id}/sending/unknown` and
+//!   `POST /api/campaigns/{id}/sending/unknown/{queue_id}`: the sends whose
+//!   outcome is unknown, listed and resolved by hand ([`unknown`]);
 //! - `POST /api/campaigns/{id}/pause`, `POST /api/campaigns/{id}/resume`
 //!   (409 when the campaign was never started);
 //! - `GET /api/campaigns/{id}/sequence`, `PUT /api/campaigns/{id}/sequence`
@@ -26,6 +29,7 @@ pub mod config;
 pub mod provider;
 pub mod schedule;
 pub mod senders;
+pub mod unknown;
 pub mod unsubscribe;
 pub mod worker;
 
@@ -64,6 +68,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resume))
         .routes(routes!(show_sequence, replace_sequence))
         .routes(routes!(list_sent_mail))
+        .routes(routes!(unknown::list_unknown))
+        .routes(routes!(unknown::resolve_unknown))
 }
 
 /// The routes without login: one-click unsubscribe.
@@ -87,6 +93,11 @@ pub const AUDITED_ROUTES: &[(Method, &str, &str)] = &[
         Method::PUT,
         "/api/campaigns/{id}/sequence",
         "campaign.sequence",
+    ),
+    (
+        Method::POST,
+        "/api/campaigns/{id}/sending/unknown/{queue_id}",
+        "campaign.resolve_unknown",
     ),
 ];
 

@@ -5,7 +5,7 @@
 //! | Provider | A worker dies mid-send | Guarantee |
 //! |---|---|---|
 //! | `sent_mail` | the row becomes `unknown`, then is resolved by looking the queue row up in `sent_mail`: `sent` if written, queued again if not | exactly once |
-//! | Mailgun | the row becomes `unknown` and stays so (shown in `GET .../sending`): it is never resent | at most once |
+//! | Mailgun | the row becomes `unknown` and stays so (counted in `GET .../sending`, listed in `GET .../sending/unknown`, resolved by hand with `POST .../sending/unknown/{queue_id}`): it is never resent on its own | at most once per row |
 //!
 //! A Mailgun call goes through koldly's retrying client (steadfast's
 //! `RetryLayer` around the mail circuit breaker): within one call, only a
@@ -55,15 +55,26 @@ pub struct OutgoingMessage {
     pub message_id: String,
     /// The signed one-click unsubscribe link.
     pub unsubscribe_url: String,
+    /// An answer's `In-Reply-To` (the reply's Message-ID).
+    pub in_reply_to: Option<String>,
+    /// An answer's `References` (the thread's Message-IDs, oldest first).
+    pub references: Option<String>,
 }
 
 impl OutgoingMessage {
     /// The headers every message carries besides From/To/Subject: its own
-    /// `Message-ID`, `Reply-To` and RFC 8058 one-click unsubscribe.
+    /// `Message-ID`, `Reply-To`, an answer's `In-Reply-To` and `References`,
+    /// and RFC 8058 one-click unsubscribe.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![("Message-ID", self.message_id.clone())];
         if let Some(reply_to) = &self.reply_to {
             headers.push(("Reply-To", reply_to.clone()));
+        }
+        if let Some(in_reply_to) = &self.in_reply_to {
+            headers.push(("In-Reply-To", in_reply_to.clone()));
+        }
+        if let Some(references) = &self.references {
+            headers.push(("References", references.clone()));
         }
         headers.push(("List-Unsubscribe", format!("<{}>", self.unsubscribe_url)));
         headers.push((
@@ -205,6 +216,12 @@ pub fn mailgun_form(msg: &OutgoingMessage) -> String {
     if let Some(reply_to) = &msg.reply_to {
         form.append_pair("h:Reply-To", reply_to);
     }
+    if let Some(in_reply_to) = &msg.in_reply_to {
+        form.append_pair("h:In-Reply-To", in_reply_to);
+    }
+    if let Some(references) = &msg.references {
+        form.append_pair("h:References", references);
+    }
     form.finish()
 }
 
@@ -270,6 +287,8 @@ mod tests {
             html: "<p>Hello</p>".into(),
             message_id: "<abc@example.com>".into(),
             unsubscribe_url: "http://k.test/u/tok".into(),
+            in_reply_to: Some("<reply@lead.example>".into()),
+            references: Some("<abc0@example.com> <reply@lead.example>".into()),
         }
     }
 
@@ -284,6 +303,11 @@ mod tests {
         assert_eq!(get("h:Reply-To"), Some("replies@example.com"));
         assert_eq!(get("h:Message-Id"), Some("<abc@example.com>"));
         assert_eq!(get("v:queue_id"), Some("q1"));
+        assert_eq!(get("h:In-Reply-To"), Some("<reply@lead.example>"));
+        assert_eq!(
+            get("h:References"),
+            Some("<abc0@example.com> <reply@lead.example>")
+        );
         assert_eq!(get("h:List-Unsubscribe"), Some("<http://k.test/u/tok>"));
         assert_eq!(
             get("h:List-Unsubscribe-Post"),

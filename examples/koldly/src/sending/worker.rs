@@ -14,7 +14,9 @@
 //!    so that a day's sends spread over the window;
 //! 4. sends the claimed row — `sending` in the database before the provider
 //!    is called — unless its address was suppressed or its email is no longer
-//!    approved, and records the outcome: `sent`; queued again after a backoff
+//!    approved (an answer to a reply: no longer `sending`), threaded under the
+//!    reply when it answers one, and records the outcome (settling the
+//!    answer's draft in the same transaction): `sent`; queued again after a backoff
 //!    when the failure proves the provider did not take it (at most
 //!    [`MAX_ATTEMPTS`] claims); `failed` with the reason; or `unknown`.
 //!
@@ -302,9 +304,13 @@ impl Worker {
                 return false;
             }
         };
-        if row.email_status != "approved" {
-            self.finish(id, Outcome::Cancelled("the email is no longer approved"))
-                .await;
+        if row.email_status != row.sendable_status() {
+            let reason = if row.thread.is_some() {
+                "the answer is no longer being sent"
+            } else {
+                "the email is no longer approved"
+            };
+            self.finish(id, Outcome::Cancelled(reason)).await;
             return false;
         }
         match suppressions::reason(pool, &row.user_id, &row.to).await {
@@ -353,12 +359,15 @@ impl Worker {
                     Event::new(&row.user_id, EventKind::EmailSent)
                         .campaign(&row.campaign_id)
                         .prospect(&row.prospect_id)
-                        .with("follow_up", row.is_follow_up),
+                        .with("follow_up", row.is_follow_up)
+                        .with("answer", row.thread.is_some()),
                 );
                 if let Err(e) = sending::mark_email_sent(pool, id, inner.clock.now()).await {
                     tracing::error!(queue_id = id, error = %e, "email not marked sent");
                 }
+                // An answer to a reply starts no sequence.
                 if !row.is_follow_up
+                    && row.thread.is_none()
                     && let Err(e) =
                         sequences::draft_follow_ups(pool, &row.prospect_id, auto_approve, now).await
                 {
@@ -408,6 +417,8 @@ impl Worker {
             html,
             message_id: row.message_id.clone(),
             unsubscribe_url,
+            in_reply_to: row.thread.as_ref().and_then(|t| t.in_reply_to.clone()),
+            references: row.thread.as_ref().and_then(|t| t.references.clone()),
         })
     }
 }

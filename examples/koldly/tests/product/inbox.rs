@@ -375,7 +375,8 @@ async fn the_inbox_lists_filters_counts_and_drafts(backend: Backend) {
             .contains("Thanks for the question"),
         "{draft}"
     );
-    // Sending is refused until the sending queue is on this server; the draft stays.
+    // The campaign was never started, so it has no sender: 409, the draft
+    // stays (answers that go out: `inbox_send.rs`).
     let send = json(
         &server,
         &ann,
@@ -384,7 +385,12 @@ async fn the_inbox_lists_filters_counts_and_drafts(backend: Backend) {
         json!({"subject": "Re: pricing"}),
     )
     .await;
-    send.assert_problem(503);
+    assert!(
+        send.assert_problem(409)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("never started")
+    );
     let bad = json(
         &server,
         &ann,

@@ -15,6 +15,7 @@ mod hostile_input;
 mod icp_templates;
 mod inbox;
 mod inbox_migration;
+mod inbox_send;
 mod mailgun;
 mod onboarding;
 mod plan_limits;
