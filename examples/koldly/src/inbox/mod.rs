@@ -11,8 +11,10 @@
 //! - `POST /api/inbox/replies/{id}/categorize` and `POST
 //!   /api/inbox/replies/{id}/draft` answer **202** with `Location:
 //!   /api/jobs/{job_id}`: the work runs as a job ([`jobs`]).
-//! - `POST /api/inbox/replies/{id}/send`: sends the drafted answer from the
-//!   campaign's sender, threaded under the reply (see [`send`]).
+//! - `POST /api/inbox/replies/{id}/send`: **202**, the drafted answer queued
+//!   once on the campaign's sending queue, sent from the campaign's sender,
+//!   threaded under the reply, then `sent` or `failed` (see [`send`] for the
+//!   checks and the window and daily-limit rules).
 //! - `GET /api/inbox/stats` (`campaign_id` optional): the non-archived
 //!   replies by category, with their unread counts, as numbers.
 //!
