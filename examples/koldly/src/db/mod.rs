@@ -63,7 +63,9 @@ pub struct PoolSettings {
     /// request's deadline.
     ///
     /// On PostgreSQL it also bounds the check of a connection handed back to
-    /// the pool (see [`ping_on_release`]).
+    /// the pool: one that does not answer its ping within it is dropped, so a
+    /// query cancelled while the network swallowed its bytes cannot hold its
+    /// connection's slot for good.
     pub acquire_timeout: Duration,
     /// Connections kept open (default 2).
     pub min_connections: u32,
