@@ -396,3 +396,69 @@ async fn a_burst_under_saturated_cpu_never_sheds_a_login() {
         stats.written, stats.dropped
     );
 }
+
+/// A 16-event queue with no reserve, a sink that fails for a minute, and 60
+/// logins among 600 ordinary events sent through `AuditLayer` at once (a
+/// third of the logins' clients giving up after 100 ms): with
+/// `when_full_security(FullPolicy::UNTIL_ROOM)` and
+/// `keep_failed_security_events(true)`, the ordinary events are shed at once
+/// (`Drop`) while every login waits for room, survives its cancelled request
+/// and the failed batches, and is written once the sink is back.
+#[tokio::test(start_paused = true)]
+async fn security_events_wait_for_room_and_outlive_a_failing_sink() {
+    let sink = ControlledSink::new(Mode::Failing);
+    let auditor = Auditor::builder()
+        .capacity(16)
+        .max_batch(16)
+        .security_reserve(0)
+        .when_full(FullPolicy::Drop)
+        .when_full_security(FullPolicy::UNTIL_ROOM)
+        .keep_failed_security_events(true)
+        .sink_attempts(2)
+        .sink_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build(sink.clone());
+    let app = app(&auditor);
+    let mut requests = Vec::new();
+    for i in 0..660 {
+        let login = i % 11 == 0;
+        let app = app.clone();
+        requests.push(tokio::spawn(async move {
+            let request = timed(&app, if login { "/login" } else { "/campaigns" });
+            if login && i % 3 == 0 {
+                // The client gives up: the request is dropped while waiting.
+                tokio::time::timeout(Duration::from_millis(100), request)
+                    .await
+                    .ok();
+            } else {
+                request.await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    sink.set(Mode::Working);
+    for request in requests {
+        request.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while auditor.stats().written + auditor.stats().dropped < 660 {
+        assert!(Instant::now() < deadline, "{:?}", auditor.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    auditor.shutdown().await;
+    let stats = auditor.stats();
+    let logins = sink
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.action == "authn.login.success")
+        .count();
+    assert_eq!(logins, 60, "every login written: {stats:?}");
+    assert_eq!(stats.dropped_security, 0);
+    assert_eq!(stats.written + stats.dropped, 660, "{stats:?}");
+    assert!(stats.dropped > 0, "ordinary events were shed: {stats:?}");
+    println!(
+        "FIGURE audit-security-until-room: emitted=660 logins=60 (20 cancelled while waiting) \
+         queue=16 written={} dropped={} security_dropped=0 sink_errors={}",
+        stats.written, stats.dropped, stats.sink_errors
+    );
+}

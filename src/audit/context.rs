@@ -269,7 +269,7 @@ impl AuditContext {
         } else if can_wait {
             auditor.send_later(later)
         } else {
-            auditor.note_dropped(&later, "queue full");
+            auditor.note_dropped(later, "queue full");
             None
         }
     }

@@ -31,7 +31,11 @@
 //!   ([`FullPolicy`]). Authentication and authorisation events are the last
 //!   to go: an eighth of the queue is kept for them
 //!   ([`security_reserve`](AuditorBuilder::security_reserve)), so the other
-//!   events are shed first. A failing sink is retried with backoff.
+//!   events are shed first; [`when_full_security`](AuditorBuilder::when_full_security)
+//!   with [`FullPolicy::UNTIL_ROOM`] and
+//!   [`keep_failed_security_events`](AuditorBuilder::keep_failed_security_events)
+//!   make sure none is ever dropped while the auditor runs (their requests
+//!   wait instead). A failing sink is retried with backoff.
 //!   [`flush`](Auditor::flush) and [`shutdown`](Auditor::shutdown) write
 //!   everything queued; [`stats`](Auditor::stats) reads lock-free counters.
 //! - Sinks: [`TracingSink`] (the `audit` target), [`JsonLinesSink`] (a file or

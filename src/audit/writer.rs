@@ -52,6 +52,25 @@ impl Default for FullPolicy {
     }
 }
 
+impl FullPolicy {
+    /// Wait for room however long it takes: the event is never dropped while
+    /// the auditor runs (only a shut-down auditor drops it). A request whose
+    /// event waits is held until the writer makes room; one cancelled while
+    /// waiting hands its event to a task that goes on waiting. Meant for
+    /// [`AuditorBuilder::when_full_security`]: authentication and
+    /// authorisation events then slow their requests down rather than vanish.
+    pub const UNTIL_ROOM: Self = Self::Wait(Duration::MAX);
+
+    /// When an event that found the queue full at `started` stops waiting;
+    /// `None` never (a wait too long to represent, such as [`Self::UNTIL_ROOM`]).
+    fn deadline(self, started: Instant) -> Option<Instant> {
+        match self {
+            Self::Drop => Some(started),
+            Self::Wait(wait) => started.checked_add(wait),
+        }
+    }
+}
+
 /// A snapshot of an [`Auditor`]'s counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -131,6 +150,8 @@ struct Shared {
     sink_errors: AtomicU64,
     dropped_security: AtomicU64,
     policy: FullPolicy,
+    /// The policy of security events.
+    security_policy: FullPolicy,
     /// Events in the channel now (flush and shutdown messages not counted).
     queued: AtomicUsize,
     /// How many events other than security events the queue may hold.
@@ -145,6 +166,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// The full policy for `event`: its class's.
+    fn policy_for(&self, event: &AuditEvent) -> FullPolicy {
+        if (self.is_security)(event) {
+            self.security_policy
+        } else {
+            self.policy
+        }
+    }
+
+    /// Whether `event` waits for room without a deadline.
+    fn waits_until_room(&self, event: &AuditEvent) -> bool {
+        self.policy_for(event).deadline(Instant::now()).is_none()
+    }
+
     /// Counts one event lost before it reached the queue.
     fn note_dropped_event(&self, event: &AuditEvent, why: &'static str) {
         if (self.is_security)(event) {
@@ -190,17 +225,17 @@ impl Auditor {
     pub async fn record(&self, event: AuditEvent) -> bool {
         match self.try_enqueue(event) {
             Ok(queued) => queued,
-            Err(event) => match self.shared.policy {
+            Err(event) => match self.shared.policy_for(&event) {
                 FullPolicy::Drop => {
                     self.shared.note_dropped_event(&event, "queue full");
                     false
                 }
-                FullPolicy::Wait(wait) => {
+                FullPolicy::Wait(_) => {
                     send_within(
                         self.tx.clone(),
                         self.shared.clone(),
                         vec![event],
-                        Instant::now() + wait,
+                        Instant::now(),
                     )
                     .await
                         == 1
@@ -232,28 +267,32 @@ impl Auditor {
     /// for room as the policy allows, or `None` (and the events counted as
     /// dropped) under [`FullPolicy::Drop`].
     pub(crate) fn send_later(&self, events: Vec<AuditEvent>) -> Option<SendLater> {
-        match self.shared.policy {
-            FullPolicy::Drop => {
-                for event in &events {
-                    self.shared.note_dropped_event(event, "queue full");
-                }
-                None
-            }
-            FullPolicy::Wait(wait) => {
-                let deadline = Instant::now() + wait;
-                let send = send_within(self.tx.clone(), self.shared.clone(), events, deadline);
-                Some(Box::pin(async move {
-                    send.await;
-                }))
-            }
+        let (wait, drop): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|event| self.shared.policy_for(event) != FullPolicy::Drop);
+        for event in &drop {
+            self.shared.note_dropped_event(event, "queue full");
         }
+        if wait.is_empty() {
+            return None;
+        }
+        let send = send_within(self.tx.clone(), self.shared.clone(), wait, Instant::now());
+        Some(Box::pin(async move {
+            send.await;
+        }))
     }
 
-    /// Counts `events` that could not be queued as dropped.
-    pub(crate) fn note_dropped(&self, events: &[AuditEvent], cause: &'static str) {
-        for event in events {
+    /// Counts `events` that could not be queued (their request was cancelled)
+    /// as dropped, except those whose policy is to wait until room
+    /// ([`FullPolicy::UNTIL_ROOM`]): a task goes on waiting for them.
+    pub(crate) fn note_dropped(&self, events: Vec<AuditEvent>, cause: &'static str) {
+        let (keep, lost): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|event| self.shared.waits_until_room(event));
+        for event in &lost {
             self.shared.note_dropped_event(event, cause);
         }
+        wait_detached(&self.tx, &self.shared, keep, cause);
     }
 
     /// Waits until every event queued before this call has been written (or,
@@ -353,22 +392,54 @@ fn enqueue(
     }
 }
 
-/// Sends `events` in order, each waiting for room until `deadline`; the rest
-/// are counted as dropped, also when this future is dropped unfinished.
+/// Hands `events` (which wait until room, [`FullPolicy::UNTIL_ROOM`]) to a
+/// task that waits for them; without a runtime to run it, counts them dropped.
+fn wait_detached(
+    tx: &mpsc::Sender<Message>,
+    shared: &Arc<Shared>,
+    events: Vec<AuditEvent>,
+    cause: &'static str,
+) {
+    if events.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(send_within(
+                tx.clone(),
+                shared.clone(),
+                events,
+                Instant::now(),
+            ));
+        }
+        Err(_) => {
+            for event in &events {
+                shared.note_dropped_event(event, cause);
+            }
+        }
+    }
+}
+
+/// Sends `events` in order, each waiting for room as its class's policy
+/// allows from `started` on; those that found no room in time are counted as
+/// dropped, and so are the rest when this future is dropped unfinished
+/// (except those that wait until room: a task goes on waiting for them).
 /// Returns how many were queued.
 async fn send_within(
     tx: mpsc::Sender<Message>,
     shared: Arc<Shared>,
     events: Vec<AuditEvent>,
-    deadline: Instant,
+    started: Instant,
 ) -> usize {
     let mut unsent = Unsent {
+        tx: tx.clone(),
         shared: shared.clone(),
         events: events.into(),
         cause: "cancelled while waiting for room in the queue",
     };
     let mut sent = 0;
-    while let Some(mut event) = unsent.events.pop_front() {
+    'events: while let Some(mut event) = unsent.events.pop_front() {
+        let deadline = shared.policy_for(&event).deadline(started);
         loop {
             // Registered before trying, so room made in between is not missed.
             let room = shared.room.notified();
@@ -384,10 +455,20 @@ async fn send_within(
                     return sent;
                 }
                 Err(full) => {
-                    if tokio::time::timeout_at(deadline, room).await.is_err() {
-                        unsent.events.push_front(full);
-                        unsent.cause = "queue full";
-                        return sent;
+                    let timed_out = match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, room).await.is_err(),
+                        None => {
+                            // Held here (not in `event`) while waiting, so a
+                            // cancellation finds it in `unsent`.
+                            unsent.events.push_front(full);
+                            room.await;
+                            event = unsent.events.pop_front().expect("pushed above");
+                            continue;
+                        }
+                    };
+                    if timed_out {
+                        shared.note_dropped_event(&full, "queue full");
+                        continue 'events;
                     }
                     event = full;
                 }
@@ -397,8 +478,10 @@ async fn send_within(
     sent
 }
 
-/// Counts the events still unsent as dropped when it goes out of scope.
+/// Counts the events still unsent as dropped when it goes out of scope, except
+/// those that wait until room: a task goes on waiting for them.
 struct Unsent {
+    tx: mpsc::Sender<Message>,
     shared: Arc<Shared>,
     events: std::collections::VecDeque<AuditEvent>,
     cause: &'static str,
@@ -406,9 +489,16 @@ struct Unsent {
 
 impl Drop for Unsent {
     fn drop(&mut self) {
-        for event in &self.events {
+        if self.events.is_empty() {
+            return;
+        }
+        let (keep, lost): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|event| {
+            self.cause != "auditor shut down" && self.shared.waits_until_room(event)
+        });
+        for event in &lost {
             self.shared.note_dropped_event(event, self.cause);
         }
+        wait_detached(&self.tx, &self.shared, keep, self.cause);
     }
 }
 
@@ -420,6 +510,8 @@ pub struct AuditorBuilder {
     security_reserve: Option<usize>,
     is_security: fn(&AuditEvent) -> bool,
     policy: FullPolicy,
+    /// `None`: the same as `policy`.
+    security_policy: Option<FullPolicy>,
     writer: WriterConfig,
 }
 
@@ -431,6 +523,10 @@ struct WriterConfig {
     backoff: Backoff,
     sink_timeout: Duration,
     redaction: Redaction,
+    /// Keep the security events of a batch the sink failed, to write again.
+    keep_failed_security: bool,
+    /// The most kept events; with this many, the writer takes no new ones.
+    keep_limit: usize,
 }
 
 impl Default for AuditorBuilder {
@@ -440,12 +536,15 @@ impl Default for AuditorBuilder {
             security_reserve: None,
             is_security: is_security_event,
             policy: FullPolicy::default(),
+            security_policy: None,
             writer: WriterConfig {
                 max_batch: DEFAULT_MAX_BATCH,
                 attempts: DEFAULT_ATTEMPTS,
                 backoff: doubling(DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF),
                 sink_timeout: DEFAULT_SINK_TIMEOUT,
                 redaction: Redaction::new(),
+                keep_failed_security: false,
+                keep_limit: DEFAULT_CAPACITY,
             },
         }
     }
@@ -480,9 +579,38 @@ impl AuditorBuilder {
         self
     }
 
-    /// What recording does when the queue is full (default `Wait(5ms)`).
+    /// What recording does when the queue is full (default `Wait(5ms)`), for
+    /// every event unless [`when_full_security`](Self::when_full_security)
+    /// sets another policy for security events.
     pub fn when_full(mut self, policy: FullPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// What recording a security event (see
+    /// [`security_events`](Self::security_events)) does when the queue is full
+    /// to its last slot (default: the [`when_full`](Self::when_full) policy).
+    ///
+    /// [`FullPolicy::UNTIL_ROOM`] never drops one while the auditor runs: its
+    /// request waits for room instead (after the reserve is used up, so only
+    /// when the queue is full however it sheds the others).
+    pub fn when_full_security(mut self, policy: FullPolicy) -> Self {
+        self.security_policy = Some(policy);
+        self
+    }
+
+    /// Whether a batch the sink failed on every attempt keeps its security
+    /// events to write again, rather than dropping them with the others
+    /// (default `false`: the whole batch is dropped).
+    ///
+    /// Kept events are written again with the next batch, or alone after the
+    /// [longest backoff](Self::sink_backoff) when nothing new arrives. At most
+    /// a queue's [`capacity`](Self::capacity) of them are kept: with that many,
+    /// the writer takes nothing new until the sink accepts them, so the queue
+    /// fills and recording waits or sheds as the full policies say. Events
+    /// still kept when the auditor shuts down are dropped (and counted).
+    pub fn keep_failed_security_events(mut self, keep: bool) -> Self {
+        self.writer.keep_failed_security = keep;
         self
     }
 
@@ -518,7 +646,8 @@ impl AuditorBuilder {
 
     /// Starts the background writer on the current Tokio runtime and returns the
     /// auditor. Panics outside a Tokio runtime.
-    pub fn build<S: Sink>(self, sink: S) -> Auditor {
+    pub fn build<S: Sink>(mut self, sink: S) -> Auditor {
+        self.writer.keep_limit = self.capacity;
         let (tx, rx) = mpsc::channel(self.capacity);
         let reserve = self
             .security_reserve
@@ -531,6 +660,7 @@ impl AuditorBuilder {
             sink_errors: AtomicU64::new(0),
             dropped_security: AtomicU64::new(0),
             policy: self.policy,
+            security_policy: self.security_policy.unwrap_or(self.policy),
             queued: AtomicUsize::new(0),
             ordinary_limit: self.capacity - reserve,
             is_security: self.is_security,
@@ -554,7 +684,28 @@ async fn run<S: Sink>(
 ) {
     let mut inbox = Vec::with_capacity(config.max_batch);
     let mut batch = Vec::with_capacity(config.max_batch);
-    while rx.recv_many(&mut inbox, config.max_batch).await > 0 {
+    loop {
+        // `batch` is empty unless it holds security events the sink failed
+        // (`keep_failed_security_events`): they go again with the next events,
+        // or alone after the longest backoff; with too many kept, alone.
+        let received = if batch.is_empty() {
+            rx.recv_many(&mut inbox, config.max_batch).await
+        } else if batch.len() >= config.keep_limit {
+            tokio::time::sleep(config.backoff.max_delay()).await;
+            write_batch(&mut sink, &mut batch, &shared, &config).await;
+            continue;
+        } else {
+            tokio::select! {
+                received = rx.recv_many(&mut inbox, config.max_batch) => received,
+                () = tokio::time::sleep(config.backoff.max_delay()) => {
+                    write_batch(&mut sink, &mut batch, &shared, &config).await;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let events = inbox
             .iter()
             .filter(|m| matches!(m, Message::Event(_)))
@@ -576,6 +727,12 @@ async fn run<S: Sink>(
             }
         }
         write_batch(&mut sink, &mut batch, &shared, &config).await;
+    }
+    if !batch.is_empty() {
+        // Kept security events the sink still refuses at shutdown.
+        for event in &batch {
+            shared.note_dropped_event(event, "sink failed");
+        }
     }
     let dropped = shared.dropped.load(Relaxed);
     if dropped > 0 {
@@ -629,8 +786,15 @@ async fn write_batch<S: Sink>(
                 error = %error_chain(&*error),
                 "audit sink failed; events dropped"
             );
-            shared.note_dropped(len, "sink failed");
-            batch.clear();
+            if config.keep_failed_security {
+                batch.retain(|event| (shared.is_security)(event));
+            } else {
+                batch.clear();
+            }
+            let lost = len - batch.len() as u64;
+            if lost > 0 {
+                shared.note_dropped(lost, "sink failed");
+            }
             return;
         }
         let backoff = config.backoff.exponential(attempt);

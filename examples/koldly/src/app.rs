@@ -205,12 +205,14 @@ impl<S> App for S where
 /// Connects and migrates the database, then builds the router with its stack.
 pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = Db::connect(&config.database_url).await.map_err(|e| {
-        StartError(format!(
-            "database {}: {e}",
-            crate::config::redact_url(&config.database_url)
-        ))
-    })?;
+    let db = Db::connect_with(&config.database_url, config.db_pool)
+        .await
+        .map_err(|e| {
+            StartError(format!(
+                "database {}: {e}",
+                crate::config::redact_url(&config.database_url)
+            ))
+        })?;
     tracing::info!(backend = ?db.backend, "database connected and migrated");
     let passwords =
         Passwords::new(config.argon2).map_err(|e| StartError(format!("argon2 parameters: {e}")))?;
@@ -292,6 +294,7 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         state.config.body_limit,
         audit::layer(auditor.clone(), state.config.trusted_proxies.clone()),
         state.config.overload.map(overload_layer),
+        state.config.route_timeouts.clone(),
     );
     let mailer = state
         .config
@@ -479,6 +482,7 @@ fn stack(
     body_limit: usize,
     audit: AuditLayer,
     overload: Option<OverloadLayer>,
+    timeouts: TimeoutTable,
 ) -> impl App {
     let overload = match overload {
         Some(layer) => Either::Left(layer),
@@ -510,7 +514,7 @@ fn stack(
         )
         .layer(audit)
         .layer(ErrorHandlerLayer::new())
-        .layer(RouteTimeoutLayer::new(timeouts()))
+        .layer(RouteTimeoutLayer::new(timeouts))
         .layer(overload)
         .option_layer((body_limit > AXUM_DEFAULT_BODY_LIMIT).then(DefaultBodyLimit::disable))
         .layer(RequestBodyLimitLayer::new(body_limit))

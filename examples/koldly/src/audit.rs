@@ -10,7 +10,8 @@ use http::Method;
 use steadfast::{
     BoxError,
     audit::{
-        AuditContext, AuditEvent, AuditLayer, Auditor, Outcome, Sink, TracingSink, TrustedProxies,
+        AuditContext, AuditEvent, AuditLayer, Auditor, AuditorBuilder, FullPolicy, Outcome, Sink,
+        TracingSink, TrustedProxies,
     },
 };
 
@@ -159,9 +160,24 @@ pub fn layer(auditor: Auditor, proxies: TrustedProxies) -> AuditLayer {
         .trusted_proxies(proxies)
 }
 
-/// The auditor: a bounded queue and a background writer to [`DbSink`].
+/// The auditor: a bounded queue and a background writer to [`DbSink`],
+/// configured by [`builder`].
 pub fn auditor(db: Db) -> Auditor {
-    Auditor::builder().build(DbSink::new(db))
+    builder().build(DbSink::new(db))
+}
+
+/// koldly's audit configuration: steadfast's defaults (a 4096-event queue, an
+/// eighth of it reserved for security events, `Wait(5ms)` for the others),
+/// except that authentication and authorisation events are never dropped
+/// while the server runs. When the queue is full to its last slot, a request
+/// whose security event does not fit waits for room
+/// ([`FullPolicy::UNTIL_ROOM`]) instead of losing it; and a batch the
+/// database refused on every attempt keeps its security events to write
+/// again. The others are shed first, as the library does by default.
+pub fn builder() -> AuditorBuilder {
+    Auditor::builder()
+        .when_full_security(FullPolicy::UNTIL_ROOM)
+        .keep_failed_security_events(true)
 }
 
 /// Writes each event to the log, then to `audit_log` (one transaction per batch).

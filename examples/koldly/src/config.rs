@@ -384,6 +384,10 @@ pub struct Config {
     pub sending: SendingConfig,
     /// Billing with Stripe (`STRIPE_*`, see [`crate::billing::config`]).
     pub stripe: crate::billing::config::StripeConfig,
+    /// Per-route time limits (default [`crate::app::timeouts`]); tests shorten them.
+    pub route_timeouts: steadfast::timeout::TimeoutTable,
+    /// The database pool's limits (see [`crate::db::PoolSettings`]).
+    pub db_pool: crate::db::PoolSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -460,6 +464,8 @@ impl Config {
             jobs: JobsConfig::default(),
             sending: SendingConfig::default(),
             stripe: crate::billing::config::StripeConfig::disabled(),
+            route_timeouts: crate::app::timeouts(),
+            db_pool: crate::db::PoolSettings::default(),
         }
     }
 

@@ -128,8 +128,37 @@ impl From<sqlx::Error> for ApiError {
                         .with_retry_after(Duration::from_secs(1)),
                 )
             }
+            err if is_unreachable(&err) => {
+                tracing::error!(error = %err, "database unreachable");
+                Self::from(
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                        .with_detail("The database is unavailable. Try again shortly.")
+                        .with_retry_after(Duration::from_secs(1)),
+                )
+            }
             err => Self::internal("database error", err),
         }
+    }
+}
+
+/// Whether `err` says the database could not be reached or the connection
+/// broke (reset, closed, a failed TLS handshake, the server shutting down),
+/// rather than that the statement was wrong: the pool replaces the connection,
+/// so a retry may succeed. Answered 503 like an exhausted pool.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08 (connection exception), 57P01–57P03 (the server shutting
+        // down or starting up).
+        err => err
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
     }
 }
 
@@ -187,5 +216,25 @@ mod tests {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
+    }
+
+    #[test]
+    fn a_broken_connection_is_a_503_and_a_bad_statement_a_500() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_unreachable(&reset));
+        let problem = ApiError::from(reset).0;
+        assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            problem.headers().contains_key(http::header::RETRY_AFTER),
+            "a 503 says when to retry"
+        );
+        assert!(is_unreachable(&sqlx::Error::PoolClosed));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+        assert_eq!(
+            ApiError::from(sqlx::Error::ColumnNotFound("x".into()))
+                .0
+                .status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

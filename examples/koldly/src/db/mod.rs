@@ -54,6 +54,36 @@ pub enum Backend {
     Postgres,
 }
 
+/// The limits of koldly's pool (and the job engine's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// How long a caller waits for a connection (the pool's ping of an idle
+    /// one and any connect included) before `PoolTimedOut`, answered 503 with
+    /// `Retry-After`. Default 10 s, under every route timeout (12 s and
+    /// more), so a database that stopped answering is a 503 before the
+    /// request's deadline.
+    ///
+    /// On PostgreSQL it also bounds the check of a connection handed back to
+    /// the pool: one that does not answer its ping within it is dropped, so a
+    /// query cancelled while the network swallowed its bytes cannot hold its
+    /// connection's slot for good.
+    pub acquire_timeout: Duration,
+    /// Connections kept open (default 2).
+    pub min_connections: u32,
+    /// The most connections (default 10).
+    pub max_connections: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: Duration::from_secs(10),
+            min_connections: 2,
+            max_connections: 10,
+        }
+    }
+}
+
 /// The connection pool and its engine.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -79,14 +109,20 @@ pub(crate) enum QueuePool {
 
 impl QueuePool {
     /// Connects and applies apalis's migrations.
-    async fn open(backend: Backend, url: &str) -> Result<Self, sqlx::Error> {
+    async fn open(
+        backend: Backend,
+        url: &str,
+        settings: PoolSettings,
+    ) -> Result<Self, sqlx::Error> {
         let to_sqlx = |e: Box<dyn std::error::Error + Send + Sync>| {
             sqlx::Error::Migrate(Box::new(sqlx::migrate::MigrateError::Source(e)))
         };
         match backend {
             Backend::Postgres => {
+                let limit = settings.acquire_timeout;
                 let pool = sqlx::postgres::PgPoolOptions::new()
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_release(move |conn, _meta| ping_on_release(conn, limit))
                     .max_connections(5)
                     .connect(url)
                     .await?;
@@ -98,7 +134,7 @@ impl QueuePool {
             Backend::Sqlite => {
                 let url = sqlite_queue_url(url);
                 let mut options = sqlx::sqlite::SqlitePoolOptions::new()
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(settings.acquire_timeout)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute("PRAGMA busy_timeout = 5000;").await?;
@@ -129,6 +165,34 @@ impl QueuePool {
     }
 }
 
+/// Checks a PostgreSQL connection handed back to the pool, within `limit`:
+/// `Err` (a broken or silent connection) makes the pool drop it without a
+/// goodbye, so its slot is free again.
+///
+/// sqlx pings every released connection itself, to flush what a cancelled
+/// query left behind, but without a time limit. A query cancelled by its route
+/// timeout while the network swallowed its bytes (a black hole: no reset, no
+/// answer) then left a ping waiting forever, and the connection's slot with
+/// it: after such an outage the pool never got its capacity back
+/// (`tests/faults_db.rs`, RELIABILITY.md K1c). This ping runs first and gives
+/// up at `limit`. It costs one more round trip per release on a healthy
+/// connection (sqlx's own ping then finds it idle).
+fn ping_on_release<C: sqlx::Connection>(
+    conn: &mut C,
+    limit: Duration,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        match tokio::time::timeout(limit, conn.ping()).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a released connection did not answer its ping",
+            ))),
+        }
+    })
+}
+
 /// The URL of apalis's SQLite file beside koldly's `url` (`<file>-jobs`).
 fn sqlite_queue_url(url: &str) -> String {
     if url.contains(":memory:") {
@@ -141,12 +205,19 @@ fn sqlite_queue_url(url: &str) -> String {
 }
 
 impl Db {
+    /// Connects (creating a SQLite file if needed) and applies the migrations,
+    /// with the default [`PoolSettings`].
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
     /// Connects (creating a SQLite file if needed) and applies the migrations.
     ///
-    /// Pool: connect timeout 10 s, 2 to 10 connections. SQLite connections run
+    /// Pool: as `settings` say (by default 2 to 10 connections, 10 s to acquire
+    /// one). SQLite connections run
     /// with `foreign_keys=ON`, WAL and a 5 s busy timeout; PostgreSQL TLS follows
     /// the URL's `sslmode` (rustls, webpki roots).
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self, sqlx::Error> {
         install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
             let url = if url.contains("mode=") || url.contains(":memory:") {
@@ -165,9 +236,13 @@ impl Db {
             ));
         };
         let mut options = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(10))
-            .min_connections(2)
-            .max_connections(10);
+            .acquire_timeout(settings.acquire_timeout)
+            .min_connections(settings.min_connections)
+            .max_connections(settings.max_connections);
+        if backend == Backend::Postgres {
+            let limit = settings.acquire_timeout;
+            options = options.after_release(move |conn, _meta| ping_on_release(conn, limit));
+        }
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -185,7 +260,7 @@ impl Db {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        let queue = QueuePool::open(backend, &url).await?;
+        let queue = QueuePool::open(backend, &url, settings).await?;
         Ok(Self {
             pool,
             backend,
