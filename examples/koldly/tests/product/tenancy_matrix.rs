@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use crate::client::{User, campaign, email_row, get, json, request, snapshot, user_on};
 use crate::mailgun::{jobs_done, prospect, with_key};
 use crate::on_both;
+use crate::sending::verified_sender;
 use crate::support::openapi::documented_operations;
-use crate::support::schema_example::{example, resolve};
+use crate::support::schema_example::{Members, example, resolve};
 use crate::support::{Backend, Reply, TestServer};
 
 /// Path templates whose parameter is not an owned resource's id, and why
@@ -102,8 +103,16 @@ fn fill(template: &str, mut ids: impl Iterator<Item = String>) -> String {
 }
 
 /// The content type and a small valid body of the operation's request, from
-/// its documented schema (JSON preferred); none when it documents no body.
-fn request_body(doc: &Value, operation: &Value) -> Option<(String, String)> {
+/// its documented schema (JSON preferred), with `members` of its objects, and
+/// each `{resource}_id(s)` member naming the caller's own resource of that kind
+/// (so a body that refers to another resource passes its checks); none when
+/// the operation documents no body.
+fn request_body(
+    doc: &Value,
+    operation: &Value,
+    members: Members,
+    own: &BTreeMap<&'static str, String>,
+) -> Option<(String, String)> {
     let body = resolve(doc, &operation["requestBody"]);
     let content = body["content"].as_object()?;
     let (content_type, media) = content
@@ -111,15 +120,61 @@ fn request_body(doc: &Value, operation: &Value) -> Option<(String, String)> {
         .find(|(t, _)| t.as_str() == "application/json")
         .or_else(|| content.iter().next())?;
     let text = match content_type.as_str() {
-        "application/json" => example(doc, &media["schema"]).to_string(),
+        "application/json" => {
+            let mut body = example(doc, &media["schema"], members);
+            refer_to_own(&mut body, own);
+            body.to_string()
+        }
         "text/csv" => "email\nlead@example.com\n".to_owned(),
         _ => String::new(),
     };
     Some((content_type.clone(), text))
 }
 
-/// Ann's resources, one per resource key the matrix knows: the key's id.
-async fn create_fixtures(server: &TestServer, ann: &User) -> BTreeMap<&'static str, String> {
+/// The singular name of a resource key's kind: `sender` for
+/// `/api/senders/{id}`, `icp_template` for `/api/icp-templates/{id}`.
+fn kind(key: &str) -> String {
+    let plural = key.rsplit('/').nth(1).unwrap_or_default().replace('-', "_");
+    match plural.strip_suffix("ies") {
+        Some(stem) => format!("{stem}y"),
+        None => plural.strip_suffix('s').unwrap_or(&plural).to_owned(),
+    }
+}
+
+/// Replaces, anywhere in `body`, the value of a `{kind}_id` member (and each
+/// element of a `{kind}_ids` one) with the id of `own`'s resource of that kind.
+fn refer_to_own(body: &mut Value, own: &BTreeMap<&'static str, String>) {
+    let id_of = |name: &str| {
+        own.iter()
+            .find(|(key, _)| kind(key) == name)
+            .map(|(_, id)| Value::String(id.clone()))
+    };
+    match body {
+        Value::Object(members) => {
+            for (name, value) in members.iter_mut() {
+                if let Some(id) = name.strip_suffix("_id").and_then(id_of) {
+                    *value = id;
+                } else if let (Some(id), Value::Array(items)) =
+                    (name.strip_suffix("_ids").and_then(id_of), &mut *value)
+                {
+                    items.iter_mut().for_each(|item| *item = id.clone());
+                } else {
+                    refer_to_own(value, own);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| refer_to_own(item, own)),
+        _ => {}
+    }
+}
+
+/// `owner`'s resources, one per resource key the matrix knows: the key's id.
+/// `tag` keeps two owners' addresses apart.
+async fn create_fixtures(
+    server: &TestServer,
+    ann: &User,
+    tag: &str,
+) -> BTreeMap<&'static str, String> {
     let id = |reply: Reply| -> String {
         assert!(
             reply.status.is_success(),
@@ -142,22 +197,16 @@ async fn create_fixtures(server: &TestServer, ann: &User) -> BTreeMap<&'static s
         ann,
         "POST",
         "/api/icp-templates",
-        json!({"name": "Ann's ICP"}),
+        json!({"name": "An ICP"}),
     )
     .await);
-    let sender = id(json(
-        server,
-        ann,
-        "POST",
-        "/api/senders",
-        json!({"email": "ann@ann.example", "name": "Ann"}),
-    )
-    .await);
-    let other = campaign(server, ann, "Ann's drafts").await["id"]
+    // Verified: a send naming it gets past the sender's checks.
+    let sender = verified_sender(server, ann, &format!("{tag}@{tag}.example")).await;
+    let other = campaign(server, ann, "Drafts").await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    prospect(server, ann, &other, "ann-other@example.com").await;
+    prospect(server, ann, &other, &format!("{tag}-other@example.com")).await;
     let job = id(json(
         server,
         ann,
@@ -184,7 +233,7 @@ async fn row_counts(server: &TestServer, backend: Backend) -> BTreeMap<String, i
     let tables_sql = match backend {
         Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
         Backend::Postgres => {
-            "SELECT table_name FROM information_schema.tables \
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
              WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
         }
     };
@@ -257,7 +306,9 @@ async fn every_documented_id_route_refuses_another_account(backend: Backend) {
     let doc = server.api.document().clone();
     let ann = user_on(&server, "ann@example.com", "growth").await;
     let eve = user_on(&server, "eve@example.com", "growth").await;
-    let ids = create_fixtures(&server, &ann).await;
+    let ids = create_fixtures(&server, &ann, "ann").await;
+    // Eve's own resources, for the members of her bodies that name one.
+    let eves = create_fixtures(&server, &eve, "eve").await;
     let keys: Vec<&str> = ids.keys().copied().collect();
     let calls = plan(&doc, &keys).unwrap_or_else(|uncovered| panic!("{uncovered}"));
     // A floor against a matrix that silently shrinks (a broken document
@@ -271,11 +322,6 @@ async fn every_documented_id_route_refuses_another_account(backend: Backend) {
     let mut failures = Vec::new();
     for call in &calls {
         let operation = &doc["paths"][&call.template][call.method.to_lowercase()];
-        let body = request_body(&doc, operation);
-        let (content_type, text) = match &body {
-            Some((t, b)) => (Some(t.as_str()), b.as_str()),
-            None => (None, ""),
-        };
         let foreign_path = fill(
             &call.template,
             call.resources.iter().map(|r| ids[r.as_str()].clone()),
@@ -286,26 +332,38 @@ async fn every_documented_id_route_refuses_another_account(backend: Backend) {
                 .iter()
                 .map(|_| uuid::Uuid::now_v7().to_string()),
         );
-        let foreign = request(
-            &server,
-            Some(&eve),
-            &call.method,
-            &foreign_path,
-            content_type,
-            text,
-            None,
-        )
-        .await;
-        let missing = request(
-            &server,
-            Some(&eve),
-            &call.method,
-            &missing_path,
-            content_type,
-            text,
-            None,
-        )
-        .await;
+        // The required members first; a body refused as it is (a PATCH that
+        // changes nothing) again with every documented member.
+        let mut tried = Vec::new();
+        for members in [Members::Required, Members::All] {
+            let body = request_body(&doc, operation, members, &eves);
+            let (content_type, text) = match &body {
+                Some((t, b)) => (Some(t.as_str()), b.clone()),
+                None => (None, String::new()),
+            };
+            let mut replies = Vec::new();
+            for path in [&foreign_path, &missing_path] {
+                replies.push(
+                    request(
+                        &server,
+                        Some(&eve),
+                        &call.method,
+                        path,
+                        content_type,
+                        &text,
+                        None,
+                    )
+                    .await,
+                );
+            }
+            let refused_body = replies[0].status == 422;
+            tried.push((text, replies));
+            if body.is_none() || !refused_body {
+                break;
+            }
+        }
+        let (text, replies) = tried.pop().expect("a call was made");
+        let (foreign, missing) = (&replies[0], &replies[1]);
         let label = format!("{} {} (body {text:?})", call.method, call.template);
         if foreign.status != 404 || foreign.content_type() != "application/problem+json" {
             failures.push(format!(
@@ -314,11 +372,11 @@ async fn every_documented_id_route_refuses_another_account(backend: Backend) {
                 foreign.content_type(),
                 String::from_utf8_lossy(&foreign.body)
             ));
-        } else if shape(&foreign) != shape(&missing) {
+        } else if shape(foreign) != shape(missing) {
             failures.push(format!(
                 "{label}: another account's id answered {} but a missing one {}",
-                shape(&foreign),
-                shape(&missing)
+                shape(foreign),
+                shape(missing)
             ));
         }
     }
@@ -398,6 +456,26 @@ fn a_route_without_a_fixture_is_named() {
     );
 }
 
+/// A body's `{kind}_id(s)` members name the caller's own resource of that kind.
+#[test]
+fn body_ids_name_the_callers_own_resources() {
+    assert_eq!(kind("/api/senders/{id}"), "sender");
+    assert_eq!(kind("/api/icp-templates/{id}"), "icp_template");
+    assert_eq!(kind("/api/inbox/replies/{id}"), "reply");
+    let own = BTreeMap::from([
+        ("/api/senders/{id}", "s1".to_owned()),
+        ("/api/prospects/{id}", "p1".to_owned()),
+    ]);
+    let mut body = json!({"sender_id": "x", "prospect_ids": ["x", "x"],
+                          "step": {"sender_id": "x"}, "widget_id": "x"});
+    refer_to_own(&mut body, &own);
+    assert_eq!(
+        body,
+        json!({"sender_id": "s1", "prospect_ids": ["p1", "p1"],
+               "step": {"sender_id": "s1"}, "widget_id": "x"})
+    );
+}
+
 /// The bodies the matrix sends are small valid instances of the documented
 /// schemas: required members only, each within its bounds.
 #[test]
@@ -419,7 +497,7 @@ fn bodies_are_small_valid_instances_of_their_schemas() {
         }
     });
     assert_eq!(
-        example(&doc, &schema),
+        example(&doc, &schema, Members::Required),
         json!({"name": "xxx", "steps": [{"delay_days": 2}, {"delay_days": 2}],
                "kind": "a", "email": "lead@example.com", "note": "x"})
     );

@@ -2,22 +2,33 @@
 //! sends when it needs a request the route accepts as far as its body goes,
 //! without a hand-written body per route (the cross-tenant matrix).
 //!
-//! Only the required members are filled in, each with the least value its
-//! schema allows (an `example`, `const` or `default` when the schema gives
-//! one), so the instance stays inside bounds the route may add by hand.
+//! [`Members::Required`] fills in only the required members, each with the
+//! least value its schema allows (an `example`, `const` or `default` when the
+//! schema gives one), so the instance stays inside bounds the route may add by
+//! hand; [`Members::All`] fills in every documented member (for a PATCH that
+//! must change something).
 
 use serde_json::{Map, Value, json};
 
+/// Which members of an object an instance has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Members {
+    /// The required ones.
+    Required,
+    /// Every documented one.
+    All,
+}
+
 /// A small instance of `schema`, its `$ref`s looked up in `doc`.
-pub fn example(doc: &Value, schema: &Value) -> Value {
-    instance(doc, schema, 0)
+pub fn example(doc: &Value, schema: &Value, members: Members) -> Value {
+    instance(doc, schema, members, 0)
 }
 
 /// Deeper than this, a schema is recursive: its optional parts are left out
 /// and a required recursive member gets `null`.
 const MAX_DEPTH: usize = 12;
 
-fn instance(doc: &Value, schema: &Value, depth: usize) -> Value {
+fn instance(doc: &Value, schema: &Value, members: Members, depth: usize) -> Value {
     if depth > MAX_DEPTH {
         return Value::Null;
     }
@@ -41,7 +52,7 @@ fn instance(doc: &Value, schema: &Value, depth: usize) -> Value {
     if let Some(parts) = schema["allOf"].as_array() {
         let mut merged = Map::new();
         for part in parts {
-            match instance(doc, part, depth + 1) {
+            match instance(doc, part, members, depth + 1) {
                 Value::Object(members) => merged.extend(members),
                 other if parts.len() == 1 => return other,
                 _ => {}
@@ -55,14 +66,14 @@ fn instance(doc: &Value, schema: &Value, depth: usize) -> Value {
                 .iter()
                 .find(|o| resolve(doc, o)["type"] != "null")
                 .or(options.first());
-            return option.map_or(Value::Null, |o| instance(doc, o, depth + 1));
+            return option.map_or(Value::Null, |o| instance(doc, o, members, depth + 1));
         }
     }
     match type_of(schema) {
-        "object" => object(doc, schema, depth),
+        "object" => object(doc, schema, members, depth),
         "array" => {
             let n = schema["minItems"].as_u64().unwrap_or(0).max(1) as usize;
-            let item = instance(doc, &schema["items"], depth + 1);
+            let item = instance(doc, &schema["items"], members, depth + 1);
             Value::Array(vec![item; n])
         }
         "string" => string(schema),
@@ -89,14 +100,27 @@ fn type_of(schema: &Value) -> &str {
     }
 }
 
-fn object(doc: &Value, schema: &Value, depth: usize) -> Value {
-    let mut members = Map::new();
-    for name in schema["required"].as_array().into_iter().flatten() {
-        let Some(name) = name.as_str() else { continue };
+fn object(doc: &Value, schema: &Value, members: Members, depth: usize) -> Value {
+    let names: Vec<&str> = match members {
+        Members::Required => schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect(),
+        Members::All => schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| name.as_str())
+            .collect(),
+    };
+    let mut object = Map::new();
+    for name in names {
         let member = &schema["properties"][name];
-        members.insert(name.to_owned(), instance(doc, member, depth + 1));
+        object.insert(name.to_owned(), instance(doc, member, members, depth + 1));
     }
-    Value::Object(members)
+    Value::Object(object)
 }
 
 fn string(schema: &Value) -> Value {
