@@ -270,7 +270,61 @@ async fn documented_campaign_bounds_are_enforced(backend: Backend) {
     server.stop().await;
 }
 
+/// The `Idempotency-Key`'s documented length is the one enforced
+/// (schemathesis found the document allowing an empty key, a 400): at the
+/// bounds a key is accepted, past them it is the layer's `invalid-key` 400.
+async fn documented_idempotency_key_bounds_are_enforced(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let ann = user_on(&server, "ann@example.com", "growth").await;
+    let doc = server.api.document();
+    let key = doc["paths"]["/api/campaigns"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("POST /api/campaigns documents Idempotency-Key");
+    let (shortest, longest) = (
+        key["schema"]["minLength"].as_u64().unwrap() as usize,
+        key["schema"]["maxLength"].as_u64().unwrap() as usize,
+    );
+    assert_eq!((shortest, longest), (1, 255));
+    let create = |key: String| {
+        let (server, ann) = (&server, &ann);
+        async move {
+            request(
+                server,
+                Some(ann),
+                "POST",
+                "/api/campaigns",
+                Some("application/json"),
+                &json!({"name": format!("C{}", key.len())}).to_string(),
+                Some(&key),
+            )
+            .await
+        }
+    };
+    for length in [shortest, longest] {
+        let res = create("k".repeat(length)).await;
+        assert_eq!(
+            res.status,
+            201,
+            "{length}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+    }
+    for length in [shortest - 1, longest + 1] {
+        let res = create("k".repeat(length)).await;
+        let problem = res.assert_problem(400);
+        assert!(
+            problem["type"].as_str().unwrap().ends_with("#invalid-key"),
+            "{length}: {problem}"
+        );
+    }
+    server.stop().await;
+}
+
 on_both!(
+    documented_idempotency_key_bounds_are_enforced,
     odd_ids_and_nul_characters,
     a_null_optional_body_is_no_body,
     documented_campaign_bounds_are_enforced
