@@ -152,9 +152,10 @@ problem_responses! {
 pub struct IdempotencyKey {
     /// A unique key per request (a UUID, for instance), the same when retrying
     /// it: a retry gets the first answer replayed (`Idempotent-Replayed: true`)
-    /// instead of doing the work twice. At most 255 ASCII characters; keys are
-    /// scoped by the signed-in user, or by the client address.
-    #[param(rename = "Idempotency-Key", max_length = 255)]
+    /// instead of doing the work twice. 1 to 255 printable ASCII characters
+    /// (an empty key is refused: schemathesis found the document allowing it);
+    /// keys are scoped by the signed-in user, or by the client address.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
 }
 

@@ -48,6 +48,9 @@ impl LifecycleStatus {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCampaign {
+    // The document states the rules `validate` enforces (NAME_MAX,
+    // DAILY_SEND_LIMIT): schemathesis found it accepting what was refused.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -58,6 +61,7 @@ pub struct CreateCampaign {
     #[serde(default)]
     status: Option<LifecycleStatus>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     daily_send_limit: Option<i64>,
     #[serde(default)]
     icp_template_id: Option<String>,
@@ -102,7 +106,9 @@ impl CreateCampaign {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCampaign {
+    /// Absent keeps the name; it cannot be cleared (`null` is refused).
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
@@ -113,6 +119,7 @@ pub struct UpdateCampaign {
     #[serde(default)]
     status: Option<LifecycleStatus>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     daily_send_limit: Option<i64>,
 }
 
@@ -156,6 +163,7 @@ impl UpdateCampaign {
 #[serde(deny_unknown_fields)]
 pub struct DuplicateCampaign {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
 }
 

@@ -35,7 +35,7 @@ fn days_ahead(server: &TestServer, days: i64) -> String {
 
 /// A reply from `lead` to a message of `owner`'s campaign `c`, with `text`;
 /// returns its inbox id and the prospect's queued follow-up.
-async fn reply(
+pub async fn reply(
     server: &TestServer,
     owner: &User,
     c: &str,

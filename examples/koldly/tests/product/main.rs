@@ -25,4 +25,5 @@ mod sending_providers;
 mod stripe_webhooks;
 mod suppressions;
 mod tenancy;
+mod tenancy_matrix;
 mod webhooks;

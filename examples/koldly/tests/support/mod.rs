@@ -8,6 +8,7 @@ pub mod fake_anthropic;
 pub mod fake_mailgun;
 pub mod fake_stripe;
 pub mod openapi;
+pub mod schema_example;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
