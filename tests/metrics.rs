@@ -71,8 +71,27 @@ fn counter(name: &str, labels: &str, n: u64) -> (String, Value) {
     (format!("{name}{{{labels}}}"), Value::Counter(n))
 }
 
-fn expected<const N: usize>(entries: [(String, Value); N]) -> BTreeMap<String, Value> {
-    BTreeMap::from(entries)
+fn histogram(name: &str, labels: &str, samples: &[f64]) -> (String, Value) {
+    (
+        format!("{name}{{{labels}}}"),
+        Value::Histogram(samples.to_vec()),
+    )
+}
+
+/// Asserts that everything recorded is exactly `entries`.
+#[track_caller]
+fn assert_recorded<const N: usize>(snapshotter: &Snapshotter, entries: [(String, Value); N]) {
+    assert_eq!(recorded(snapshotter), BTreeMap::from(entries));
+}
+
+/// Installs a debugging recorder for the rest of the enclosing block, on this
+/// thread, and binds its snapshotter to `$snapshotter`.
+macro_rules! record_metrics {
+    ($snapshotter:ident) => {
+        let recorder = DebuggingRecorder::new();
+        let $snapshotter = recorder.snapshotter();
+        let _guard = metrics::set_default_local_recorder(&recorder);
+    };
 }
 
 /// An upstream that answers each status of `script` in turn, then the last
@@ -100,6 +119,22 @@ fn get() -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// A GET through a `RetryLayer` with `policy` in front of `svc`.
+async fn get_through<S>(policy: RetryPolicy, svc: S) -> Response<()>
+where
+    S: tower::Service<
+            Request<steadfast::retry::RetryBody<Full<Bytes>>>,
+            Response = Response<()>,
+            Error = Infallible,
+        > + Clone,
+{
+    RetryLayer::new(policy)
+        .layer(svc)
+        .oneshot(get())
+        .await
+        .unwrap()
+}
+
 fn exact() -> RetryPolicy {
     RetryPolicy::new()
         .base_delay(ms(100))
@@ -109,37 +144,26 @@ fn exact() -> RetryPolicy {
 
 #[tokio::test(start_paused = true)]
 async fn each_retry_counts_its_class_and_its_delay() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = upstream(&[503, 502, 200], calls.clone());
-    let res = RetryLayer::new(exact())
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let res = get_through(exact(), svc).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::RETRY_ATTEMPTS, "class=overloaded", 1),
             counter(names::RETRY_ATTEMPTS, "class=server", 1),
-            (
-                format!("{}{{delay_source=backoff}}", names::RETRY_DELAY),
-                Value::Histogram(vec![0.1, 0.2]),
-            ),
-        ])
+            histogram(names::RETRY_DELAY, "delay_source=backoff", &[0.1, 0.2]),
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_the_delay_source() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let calls = Arc::new(AtomicUsize::new(0));
     let count = calls.clone();
@@ -154,36 +178,23 @@ async fn retry_after_is_the_delay_source() {
             Ok::<_, Infallible>(res.body(()).unwrap())
         }
     });
-    RetryLayer::new(exact())
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    get_through(exact(), svc).await;
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::RETRY_ATTEMPTS, "class=overloaded", 1),
-            (
-                format!("{}{{delay_source=retry-after}}", names::RETRY_DELAY),
-                Value::Histogram(vec![2.0]),
-            ),
-        ])
+            histogram(names::RETRY_DELAY, "delay_source=retry-after", &[2.0]),
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     // Exhausted: one retry allowed, two 503s.
     let svc = upstream(&[503], Arc::default());
-    let res = RetryLayer::new(exact().max_retries(1))
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    let res = get_through(exact().max_retries(1), svc).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Not idempotent: a POST without a key on a 503.
     let calls = Arc::new(AtomicUsize::new(0));
@@ -201,20 +212,12 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = upstream(&[502], calls.clone());
     let broke = exact().budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0));
-    RetryLayer::new(broke)
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    get_through(broke, svc).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The deadline: the first delay (100 ms) would end after it.
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = upstream(&[503], calls.clone());
-    RetryLayer::new(exact().deadline(ms(50)))
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    get_through(exact().deadline(ms(50)), svc).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A Retry-After over the ceiling.
     let svc = service_fn(|_req: Request<_>| async {
@@ -226,36 +229,25 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
                 .unwrap(),
         )
     });
-    RetryLayer::new(exact())
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    get_through(exact(), svc).await;
     // A 404 is not retryable: no give-up.
     let svc = upstream(&[404], Arc::default());
-    RetryLayer::new(exact())
-        .layer(svc)
-        .oneshot(get())
-        .await
-        .unwrap();
+    get_through(exact(), svc).await;
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::RETRY_ATTEMPTS, "class=overloaded", 1),
-            (
-                format!("{}{{delay_source=backoff}}", names::RETRY_DELAY),
-                Value::Histogram(vec![0.1]),
-            ),
+            histogram(names::RETRY_DELAY, "delay_source=backoff", &[0.1]),
             counter(
                 names::RETRY_GIVE_UPS,
                 "class=overloaded,reason=exhausted",
-                1
+                1,
             ),
             counter(
                 names::RETRY_GIVE_UPS,
                 "class=overloaded,reason=not_idempotent",
-                1
+                1,
             ),
             counter(names::RETRY_GIVE_UPS, "class=server,reason=budget", 1),
             counter(names::RETRY_BUDGET_REFUSALS, "class=server", 1),
@@ -263,17 +255,15 @@ async fn give_ups_are_counted_by_class_and_reason_and_client_errors_are_none() {
             counter(
                 names::RETRY_GIVE_UPS,
                 "class=overloaded,reason=retry_after",
-                1
+                1,
             ),
-        ])
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn run_counts_like_the_layer() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let calls = AtomicUsize::new(0);
     let out = exact()
@@ -284,16 +274,13 @@ async fn run_counts_like_the_layer() {
         })
         .await;
     assert!(out.is_err());
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::RETRY_ATTEMPTS, "class=connect", 1),
-            (
-                format!("{}{{delay_source=backoff}}", names::RETRY_DELAY),
-                Value::Histogram(vec![0.1]),
-            ),
+            histogram(names::RETRY_DELAY, "delay_source=backoff", &[0.1]),
             counter(names::RETRY_GIVE_UPS, "class=connect,reason=exhausted", 1),
-        ])
+        ],
     );
 }
 
@@ -306,9 +293,7 @@ fn order(key: &str, body: &'static str) -> Request<Full<Bytes>> {
 
 #[tokio::test(start_paused = true)]
 async fn idempotency_counts_claims_replays_conflicts_and_mismatches() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     // The handler of "slow" waits until released, so its duplicate finds it in flight.
     let release = Arc::new(tokio::sync::Notify::new());
@@ -353,14 +338,14 @@ async fn idempotency_counts_claims_replays_conflicts_and_mismatches() {
     assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::CREATED);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::IDEMPOTENCY_CLAIMS, "", 2),
             counter(names::IDEMPOTENCY_REPLAYS, "", 1),
             counter(names::IDEMPOTENCY_MISMATCHES, "", 1),
             counter(names::IDEMPOTENCY_CONFLICTS, "reason=in_flight", 1),
-        ])
+        ],
     );
 }
 
@@ -415,9 +400,7 @@ fn down() -> steadfast::idempotency::StoreError {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_store_is_counted_by_operation() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let handler = service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
@@ -425,21 +408,19 @@ async fn a_failing_store_is_counted_by_operation() {
     let svc = IdempotencyLayer::new(DownStore).layer(handler);
     let res = svc.oneshot(order("\"k\"", "{}")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([counter(
+    assert_recorded(
+        &snapshotter,
+        [counter(
             names::IDEMPOTENCY_STORE_ERRORS,
             "operation=claim",
-            1
-        )])
+            1,
+        )],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_counted_by_route_template() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let handler = service_fn(|_req: Request<()>| async {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -454,9 +435,9 @@ async fn timeouts_are_counted_by_route_template() {
         let res = svc.clone().oneshot(req).await.unwrap();
         assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     }
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([counter(names::TIMEOUTS, "route=/reports/{id}", 2)])
+    assert_recorded(
+        &snapshotter,
+        [counter(names::TIMEOUTS, "route=/reports/{id}", 2)],
     );
 }
 
@@ -479,9 +460,7 @@ impl Sink for FlakySink {
 
 #[tokio::test(start_paused = true)]
 async fn audit_counts_written_dropped_and_sink_errors() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     // Two failures, then writes: the first batch is written on its third try.
     let sink = FlakySink {
@@ -514,21 +493,19 @@ async fn audit_counts_written_dropped_and_sink_errors() {
     }
     full.flush().await;
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::AUDIT_SINK_ERRORS, "", 2),
             counter(names::AUDIT_WRITTEN, "", 2),
             counter(names::AUDIT_DROPPED, "reason=queue_full", 2),
-        ])
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn breaker_transitions_are_counted_from_and_to() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let status = Arc::new(AtomicUsize::new(500));
     let svc = BreakerLayer::server(
@@ -564,21 +541,19 @@ async fn breaker_transitions_are_counted_from_and_to() {
     let probe = svc.clone().oneshot(Request::new(())).await.unwrap();
     assert_eq!(probe.status(), StatusCode::OK);
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::BREAKER_TRANSITIONS, "from=closed,to=open", 1),
             counter(names::BREAKER_TRANSITIONS, "from=open,to=half_open", 1),
             counter(names::BREAKER_TRANSITIONS, "from=half_open,to=closed", 1),
-        ])
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn overload_refusals_are_counted_by_reason() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     let overload = OverloadLayer::new(
         OverloadConfig::new()
@@ -608,20 +583,18 @@ async fn overload_refusals_are_counted_by_reason() {
     assert_eq!(running.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(queued.await.unwrap().unwrap().status(), StatusCode::OK);
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::OVERLOAD_REFUSALS, "reason=queue_full", 1),
             counter(names::OVERLOAD_REFUSALS, "reason=deadline", 1),
-        ])
+        ],
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedges_are_counted_sent_and_refused_by_the_budget() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _guard = metrics::set_default_local_recorder(&recorder);
+    record_metrics!(snapshotter);
 
     // Every call takes 100 ms; the hedge goes after 10 ms.
     let slow = || {
@@ -643,11 +616,11 @@ async fn hedges_are_counted_sent_and_refused_by_the_budget() {
         .await
         .unwrap();
 
-    assert_eq!(
-        recorded(&snapshotter),
-        expected([
+    assert_recorded(
+        &snapshotter,
+        [
             counter(names::HEDGES, "outcome=sent", 1),
             counter(names::HEDGES, "outcome=budget_refused", 1),
-        ])
+        ],
     );
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, RequestBuilder};
 use steadfast::{
     Deadline, ErrorClass,
     classify::classify_error,
@@ -145,6 +145,31 @@ fn client(middleware: RetryMiddleware) -> ClientWithMiddleware {
         .build()
 }
 
+/// `GET /` of `addr` through `middleware`: the answer, whatever its status.
+async fn get(middleware: RetryMiddleware, addr: SocketAddr) -> reqwest::Response {
+    get_with(middleware, addr, |request| request).await
+}
+
+/// `GET /` of `addr` through `middleware`, the request completed by `extend`.
+async fn get_with(
+    middleware: RetryMiddleware,
+    addr: SocketAddr,
+    extend: impl FnOnce(RequestBuilder) -> RequestBuilder,
+) -> reqwest::Response {
+    extend(client(middleware).get(format!("http://{addr}/")))
+        .send()
+        .await
+        .expect("an answer")
+}
+
+/// Asserts the answer's status and how many connections the server accepted
+/// (one per attempt).
+#[track_caller]
+fn assert_answered(res: &reqwest::Response, status: StatusCode, server: &Server, attempts: usize) {
+    assert_eq!(res.status(), status);
+    assert_eq!(server.accepted(), attempts, "attempts");
+}
+
 fn classes(events: &Mutex<Vec<RetryEvent>>) -> Vec<ErrorClass> {
     events
         .lock()
@@ -158,14 +183,9 @@ fn classes(events: &Mutex<Vec<RetryEvent>>) -> Vec<ErrorClass> {
 async fn a_get_survives_two_reset_connections() {
     let (addr, server) = flaky([Step::Reset, Step::Reset]).await;
     let (policy, events) = recorded(quick());
-    let res = client(RetryMiddleware::new(policy))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .expect("retried through the resets");
-    assert_eq!(res.status(), StatusCode::OK);
+    let res = get(RetryMiddleware::new(policy), addr).await;
+    assert_answered(&res, StatusCode::OK, &server, 3);
     assert_eq!(res.text().await.unwrap(), "hello");
-    assert_eq!(server.accepted(), 3);
     assert_eq!(classes(&events), [ErrorClass::Network, ErrorClass::Network]);
 }
 
@@ -247,13 +267,8 @@ async fn a_post_is_resent_when_the_connection_is_refused() {
 async fn a_timed_out_attempt_is_retried() {
     let (addr, server) = flaky([Step::Hang]).await;
     let (policy, events) = recorded(quick().attempt_timeout(Duration::from_millis(100)));
-    let res = client(RetryMiddleware::new(policy))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(server.accepted(), 2);
+    let res = get(RetryMiddleware::new(policy), addr).await;
+    assert_answered(&res, StatusCode::OK, &server, 2);
     assert_eq!(classes(&events), [ErrorClass::Timeout]);
 }
 
@@ -284,14 +299,9 @@ async fn retry_after_sets_the_delay() {
     let (addr, server) = flaky([Step::Answer(429, Some("1"))]).await;
     let (policy, events) = recorded(quick());
     let started = tokio::time::Instant::now();
-    let res = client(RetryMiddleware::new(policy))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    let res = get(RetryMiddleware::new(policy), addr).await;
+    assert_answered(&res, StatusCode::OK, &server, 2);
     assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert_eq!(server.accepted(), 2);
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].delay, Duration::from_secs(1));
@@ -301,41 +311,28 @@ async fn retry_after_sets_the_delay() {
 #[tokio::test]
 async fn a_retry_after_beyond_the_ceiling_returns_the_answer() {
     let (addr, server) = flaky([Step::Answer(503, Some("60"))]).await;
-    let res = client(RetryMiddleware::new(quick()))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let res = get(RetryMiddleware::new(quick()), addr).await;
+    assert_answered(&res, StatusCode::SERVICE_UNAVAILABLE, &server, 1);
     assert_eq!(res.headers()["retry-after"], "60");
-    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
 async fn an_empty_budget_returns_the_failure_at_once() {
     let (addr, server) = flaky([Step::Answer(503, None)]).await;
     let broke = quick().budget(RetryBudget::new(Duration::from_secs(10), 0, 0.0));
-    let res = client(RetryMiddleware::new(broke))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(server.accepted(), 1);
+    let res = get(RetryMiddleware::new(broke), addr).await;
+    assert_answered(&res, StatusCode::SERVICE_UNAVAILABLE, &server, 1);
 }
 
 #[tokio::test]
 async fn a_deadline_in_the_extensions_is_honoured() {
     let (addr, server) = flaky([Step::Answer(503, None)]).await;
     // The first delay (10 ms) would end after the request's deadline.
-    let res = client(RetryMiddleware::new(quick()))
-        .get(format!("http://{addr}/"))
-        .with_extension(Deadline::after(Duration::from_millis(5)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(server.accepted(), 1);
+    let res = get_with(RetryMiddleware::new(quick()), addr, |r| {
+        r.with_extension(Deadline::after(Duration::from_millis(5)))
+    })
+    .await;
+    assert_answered(&res, StatusCode::SERVICE_UNAVAILABLE, &server, 1);
 }
 
 #[tokio::test]
@@ -358,14 +355,11 @@ async fn the_policy_deadline_stops_an_attempt_in_flight() {
 #[tokio::test]
 async fn retry_if_never_sends_once() {
     let (addr, server) = flaky([Step::Answer(503, None)]).await;
-    let res = client(RetryMiddleware::new(quick()))
-        .get(format!("http://{addr}/"))
-        .with_extension(RetryIf::never())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(server.accepted(), 1);
+    let res = get_with(RetryMiddleware::new(quick()), addr, |r| {
+        r.with_extension(RetryIf::never())
+    })
+    .await;
+    assert_answered(&res, StatusCode::SERVICE_UNAVAILABLE, &server, 1);
 }
 
 #[tokio::test]
@@ -401,13 +395,8 @@ async fn a_body_within_the_limit_is_replayed_identically() {
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let (addr, server) = flaky([Step::Answer(404, None)]).await;
-    let res = client(RetryMiddleware::new(quick()))
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    assert_eq!(server.accepted(), 1);
+    let res = get(RetryMiddleware::new(quick()), addr).await;
+    assert_answered(&res, StatusCode::NOT_FOUND, &server, 1);
 }
 
 #[tokio::test]

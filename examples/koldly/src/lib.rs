@@ -22,6 +22,10 @@ pub mod dashboard;
 pub mod db;
 pub mod emails;
 pub mod error;
+// The fuzz targets' bodies, for `fuzz/` and the corpus replay test.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod http_client;
 pub mod icp;

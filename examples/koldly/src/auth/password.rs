@@ -16,6 +16,10 @@ pub struct Passwords {
     /// A hash of a random password, verified against when the account is unknown
     /// so that every failed login costs the same time.
     dummy_hash: Arc<str>,
+    /// One permit per core: hashes beyond that only time-slice the same cores,
+    /// while each holds its own `m_cost` buffer (19 MiB with OWASP's costs), so
+    /// they wait for a permit instead (the soak's memory bound relies on it).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The longest password accepted (hashing cost stays bounded).
@@ -31,16 +35,20 @@ impl Passwords {
             .hash_password(b"dummy password for unknown accounts", &salt)
             .map_err(|_| argon2::Error::AlgorithmInvalid)?
             .to_string();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             argon2: Arc::new(argon2),
             dummy_hash: dummy_hash.into(),
+            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
     /// Hashes `password` (PHC string) on the blocking pool.
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
         let argon2 = self.argon2.clone();
+        let permit = self.permit().await;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let salt = SaltString::generate(&mut OsRng);
             argon2
                 .hash_password(password.as_bytes(), &salt)
@@ -57,7 +65,9 @@ impl Passwords {
         let argon2 = self.argon2.clone();
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let permit = self.permit().await;
         let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             PasswordHash::new(&hash)
                 .map(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
                 .unwrap_or(false)
@@ -65,6 +75,16 @@ impl Passwords {
         .await
         .unwrap_or(false);
         known && matched
+    }
+
+    /// A hashing slot, held by the blocking task until its hash is done (even
+    /// when the request that asked for it is gone).
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 }
 
