@@ -182,14 +182,18 @@ async fn an_instance_killed_mid_load_loses_nothing() {
     let load = Load::start(vec![doomed.addr, survivor.addr], &account, 200, 16);
     load.until_acked(60).await;
     doomed.kill().await;
+    let acked_at_kill = load.acked.load(std::sync::atomic::Ordering::SeqCst);
     let outcomes = load.outcomes().await;
     let acked = outcomes.values().flatten().count();
+    let (_, before) = keyed_load::campaigns(&pool, &account).await;
     let retries = keyed_load::retry_all(survivor.addr, &account, &outcomes).await;
     let (lost, duplicated) =
         keyed_load::check_exactly_once(&pool, &account, &outcomes, &retries).await;
+    let committed = keyed_load::committed_unacknowledged(&outcomes, &retries, &before);
     println!(
-        "FIGURE two_instances_kill: keys={} acked={acked} unacknowledged={} \
-         retries_replayed={} retries_ran={} conflicts_409={} lost={lost} duplicated={duplicated}",
+        "FIGURE two_instances_kill: keys={} acked_at_kill={acked_at_kill} acked={acked} unacknowledged={} \
+         committed_unacknowledged={committed} retries_replayed={} retries_ran={} conflicts_409={} \
+         lost={lost} duplicated={duplicated}",
         outcomes.len(),
         outcomes.len() - acked,
         retries.replayed,

@@ -59,12 +59,15 @@ async fn a_process_killed_mid_request_loses_no_acknowledged_write() {
 
     let second = KoldlyProcess::start(koldly(&url, &redis)).await;
     let back = killed.elapsed();
+    let (_, before) = keyed_load::campaigns(&pool, &account).await;
     let retries = keyed_load::retry_all(second.addr, &account, &outcomes).await;
     let (lost, duplicated) =
         keyed_load::check_exactly_once(&pool, &account, &outcomes, &retries).await;
+    let committed = keyed_load::committed_unacknowledged(&outcomes, &retries, &before);
     println!(
         "FIGURE kill_mid_request: keys={} acked_before_kill={acked} unacknowledged={} \
-         retries_replayed={} retries_ran={} conflicts_409={} lost={lost} duplicated={duplicated} \
+         committed_unacknowledged={committed} retries_replayed={} retries_ran={} conflicts_409={} \
+         lost={lost} duplicated={duplicated} \
          restart_ms={}",
         outcomes.len(),
         outcomes.len() - acked,

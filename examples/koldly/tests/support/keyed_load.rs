@@ -210,6 +210,20 @@ pub async fn campaigns(
     (per_name, rows.into_iter().map(|(id, _)| id).collect())
 }
 
+/// How many creates that were not acknowledged had committed their row
+/// anyway (`before`: the account's campaigns before the retries): the
+/// process died after the commit, before its answer left.
+pub fn committed_unacknowledged(
+    outcomes: &BTreeMap<usize, Option<String>>,
+    retries: &Retries,
+    before: &BTreeSet<String>,
+) -> usize {
+    outcomes
+        .iter()
+        .filter(|(n, acked)| acked.is_none() && before.contains(&retries.ids[n]))
+        .count()
+}
+
 /// Checks what must hold after a load, a kill and the retries: every
 /// acknowledged campaign is in the database, every key made exactly one row,
 /// and the rows are the ones the retries named. Returns (lost, duplicated).
