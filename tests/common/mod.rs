@@ -73,16 +73,25 @@ impl Reply {
 
 /// Sends a request over a fresh HTTP/1 client and reads the whole response.
 pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+    try_send(req).await.expect("request failed")
+}
+
+/// [`send`], returning the failure (a refused connection, a connection reset
+/// before the whole response arrived) instead of panicking: for tests whose
+/// server may die mid-request.
+pub async fn try_send(
+    req: Request<Full<Bytes>>,
+) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(req).await.expect("request failed");
+    let res = client.request(req).await?;
     let (parts, body) = res.into_parts();
-    let body = body.collect().await.expect("body failed").to_bytes();
-    Reply {
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
         status: parts.status,
         headers: parts.headers,
         body,
-    }
+    })
 }
 
 /// GET `http://{addr}{path}`.

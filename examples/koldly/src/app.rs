@@ -392,6 +392,7 @@ pub fn routes<St: Store + Clone>(state: AppState, store: St) -> Router {
     let product = product_routes(&state, store.clone());
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
+        .lock_ttl(state.config.idempotency_lock_ttl)
         .max_request_bytes(state.config.body_limit);
     let idempotent = OpenApiRouter::new()
         .nest("/api/auth", auth::idempotent_api_routes())
@@ -422,6 +423,7 @@ fn product_routes<St: Store>(state: &AppState, store: St) -> OpenApiRouter<AppSt
     let idempotency = IdempotencyLayer::new(store)
         .scope(idempotency_scope(state.config.trusted_proxies.clone()))
         .methods([http::Method::POST])
+        .lock_ttl(state.config.idempotency_lock_ttl)
         .max_request_bytes(state.config.body_limit);
     OpenApiRouter::new()
         .merge(campaigns::routes())

@@ -45,6 +45,12 @@ pub struct Cli {
     /// several instances (default: in memory, one instance).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// How long, in seconds, an `Idempotency-Key` stays claimed by a request
+    /// that never completes (its process died): retries are answered 409
+    /// until then. Above the longest a keyed request may take; 1 to 3600.
+    #[arg(long, env = "IDEMPOTENCY_LOCK_TTL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idempotency_lock_ttl_secs: u64,
     /// Comma-separated addresses or CIDR ranges of reverse proxies whose
     /// `X-Forwarded-For` is believed (default: none; the peer is the client).
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_range)]
@@ -347,6 +353,8 @@ pub struct Config {
     pub jwt_ttl: Duration,
     /// Redis for the shared idempotency store.
     pub redis_url: Option<String>,
+    /// How long a keyed request's claim holds when it never completes.
+    pub idempotency_lock_ttl: Duration,
     /// Base URL for links.
     pub public_url: String,
     /// Mail provider; `None` writes to the outbox table.
@@ -440,6 +448,7 @@ impl Config {
             jwt_secret: None,
             jwt_ttl: Duration::from_secs(7 * 24 * 3600),
             redis_url: None,
+            idempotency_lock_ttl: Duration::from_secs(60),
             public_url: "http://127.0.0.1:8080".to_owned(),
             postmark: None,
             mail_from: "Koldly <no-reply@koldly.local>".to_owned(),
@@ -541,6 +550,7 @@ impl Config {
                 "OVERLOAD_MAX_CONCURRENCY must be at least 1".into(),
             ));
         }
+        config.idempotency_lock_ttl = Duration::from_secs(cli.idempotency_lock_ttl_secs);
         config.overload = cli.overload_protection.then_some(OverloadSettings {
             max_concurrency: cli.overload_max_concurrency,
             max_queue: cli.overload_max_queue,
@@ -698,6 +708,7 @@ mod tests {
             "DATABASE_URL",
             "JWT_SECRET",
             "REDIS_URL",
+            "IDEMPOTENCY_LOCK_TTL_SECS",
             "TRUSTED_PROXIES",
             "PUBLIC_URL",
             "POSTMARK_TOKEN",
@@ -812,6 +823,23 @@ mod tests {
             assert_eq!(err.0, message);
         }
         assert!(Config::from_lookup(lookup(&[("OVERLOAD_PROTECTION", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn idempotency_lock_ttl_is_read_and_checked() {
+        let default = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(default.idempotency_lock_ttl, Duration::from_secs(60));
+        let c = Config::from_lookup(lookup(&[("IDEMPOTENCY_LOCK_TTL_SECS", "3")])).unwrap();
+        assert_eq!(c.idempotency_lock_ttl, Duration::from_secs(3));
+        for bad in ["0", "3601", "soon"] {
+            let err = Config::from_lookup(lookup(&[("IDEMPOTENCY_LOCK_TTL_SECS", bad)]))
+                .err()
+                .unwrap();
+            assert!(
+                err.0.contains("--idempotency-lock-ttl-secs"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -153,7 +153,7 @@ async fn submit(
                 daily_send_limit: DEFAULT_DAILY_SEND_LIMIT,
                 icp_template_id: None,
             };
-            let id = campaign_rows::insert(&mut tx, &user.id, &new, now).await?;
+            let id = campaign_rows::insert(&mut tx, &user.id, &new, None, now).await?;
             (id, StatusCode::CREATED)
         }
     };

@@ -149,7 +149,42 @@ async fn redis_shares_keys_between_instances(backend: Backend) {
     b.stop().await;
 }
 
+/// A keyed create whose completion never reached the idempotency store (its
+/// process was killed after the commit; here a restart empties the in-memory
+/// store) is not made twice: the key on the campaign's row answers the retry
+/// with that campaign, before the plan's limit is counted. Regression test of
+/// the duplicate `tests/kills.rs` found.
+async fn a_keyed_create_the_store_forgot_is_not_made_twice(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let (ann, _) = server.signup("ann@example.com", "ann password 1").await;
+    let body = r#"{"name":"Spring"}"#;
+    let first = keyed(&server, "/api/campaigns", "create-1", Some(&ann), body).await;
+    assert_eq!(first.status, 201);
+    let server = server.restart().await;
+    let retry = keyed(&server, "/api/campaigns", "create-1", Some(&ann), body).await;
+    assert_eq!(
+        retry.status,
+        201,
+        "not the free plan's one-campaign limit: {}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    assert_eq!(retry.json()["id"], first.json()["id"]);
+    assert_eq!(retry.headers["location"], first.headers["location"]);
+    // A new key is a new campaign: over the free plan's limit.
+    keyed(&server, "/api/campaigns", "create-2", Some(&ann), body)
+        .await
+        .assert_problem(403);
+    // The key is the user's: another user's same key makes their own.
+    let (bea, _) = server.signup("bea@example.com", "bea password 1").await;
+    let theirs = keyed(&server, "/api/campaigns", "create-1", Some(&bea), body).await;
+    assert_eq!(theirs.status, 201);
+    assert_ne!(theirs.json()["id"], first.json()["id"]);
+    assert_eq!(count(&server, "SELECT COUNT(*) FROM campaigns").await, 2);
+    server.stop().await;
+}
+
 on_both!(
     retried_requests_take_effect_once,
-    redis_shares_keys_between_instances
+    redis_shares_keys_between_instances,
+    a_keyed_create_the_store_forgot_is_not_made_twice
 );

@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, StatusCode, header};
-use steadfast::audit::AuditContext;
+use steadfast::{audit::AuditContext, idempotency::IdempotencyKey as IdempotencyKeyValue};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use self::input::{CreateCampaign, DuplicateCampaign, UpdateCampaign};
@@ -147,11 +147,30 @@ async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     JsonBody(body): JsonBody<CreateCampaign>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, "new", None);
     let mut new = body.validate()?;
+    // The idempotency layer (scoped by user) has checked the key already.
+    let key = IdempotencyKeyValue::from_headers(&headers).ok().flatten();
+    let key = key.as_ref().map(IdempotencyKeyValue::as_str);
     let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    // The layer's record of a completed request lives in its store, written
+    // after this transaction commits: a process killed between the two leaves
+    // the key merely claimed, and a retry after the claim expires would run
+    // again. The key on the row (same transaction) answers that retry with
+    // the campaign it made. The user's row lock taken above serialises it.
+    if let Some(key) = key
+        && let Some(id) = campaigns::created_with_key(&mut tx, &user.id, key).await?
+    {
+        let campaign = campaigns::find(&mut tx, &user.id, &id)
+            .await?
+            .ok_or_else(|| ApiError::internal("campaign create", "the keyed row is missing"))?;
+        tx.commit().await?;
+        note_change(&audit, &user.id, TARGET, &id, None);
+        return Ok(created(campaign));
+    }
     let active = campaigns::count_active(&mut tx, &user.id).await?;
     check_active_campaigns(&audit, &user.id, "new", plan, active)?;
     if let Some(template) = &new.icp_template_id {
@@ -172,7 +191,7 @@ async fn create(
             new.description = description;
         }
     }
-    let id = campaigns::insert(&mut tx, &user.id, &new, state.now()).await?;
+    let id = campaigns::insert(&mut tx, &user.id, &new, key, state.now()).await?;
     let campaign = campaigns::find(&mut tx, &user.id, &id)
         .await?
         .ok_or_else(|| ApiError::internal("campaign create", "the new row is missing"))?;

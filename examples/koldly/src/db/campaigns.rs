@@ -161,18 +161,20 @@ pub async fn count_active(conn: &mut AnyConnection, user_id: &str) -> Result<i64
     row.try_get("n")
 }
 
-/// Inserts a campaign of `user_id`; returns its id.
+/// Inserts a campaign of `user_id`, with the `Idempotency-Key` of the request
+/// that creates it (if any); returns its id.
 pub async fn insert(
     conn: &mut AnyConnection,
     user_id: &str,
     new: &NewCampaign,
+    idempotency_key: Option<&str>,
     now: i64,
 ) -> Result<String, sqlx::Error> {
     let id = new_id();
     sqlx::query(
         "INSERT INTO campaigns (id, user_id, icp_template_id, name, description, product_description, \
-         target_industry, status, daily_send_limit, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+         target_industry, status, daily_send_limit, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(&id)
     .bind(user_id)
@@ -183,10 +185,25 @@ pub async fn insert(
     .bind(new.target_industry.as_deref())
     .bind(&new.status)
     .bind(new.daily_send_limit)
+    .bind(idempotency_key)
     .bind(now)
     .execute(conn)
     .await?;
     Ok(id)
+}
+
+/// The id of the campaign of `user_id` a request with `idempotency_key`
+/// created, if one did.
+pub async fn created_with_key(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    idempotency_key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM campaigns WHERE user_id = $1 AND idempotency_key = $2")
+        .bind(user_id)
+        .bind(idempotency_key)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Copies campaign `id` of `user_id` (content and template, not prospects or

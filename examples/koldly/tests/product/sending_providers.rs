@@ -15,6 +15,7 @@ use crate::{
     support::{
         Backend, TestServer,
         fake_mailgun::{self, Answer, FakeMailgun, field},
+        process::{self, wait_for},
     },
 };
 
@@ -150,34 +151,16 @@ on_both!(mailgun_failures_are_classified);
 /// A koldly process (the real binary) on `database_url`, sending through
 /// `mailgun` every 50 ms.
 fn koldly_process(database_url: &str, mailgun: &FakeMailgun) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_koldly"))
-        .env("DATABASE_URL", database_url)
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("JWT_SECRET", "a jwt secret of at least thirty-two bytes")
+    process::command(database_url)
         .env("MAIL_API_BASE", mailgun.base())
         .env("MAIL_API_KEY", fake_mailgun::KEY)
         .env("SENDING_TICK_MS", "50")
-        .env("RUST_LOG", "warn")
-        .env_remove("REDIS_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("koldly starts")
 }
 
 fn postgres_available() -> bool {
     crate::support::common::service_url("DATABASE_URL").is_some()
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !done().await {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

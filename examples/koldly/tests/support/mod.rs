@@ -7,8 +7,10 @@ pub mod common;
 pub mod fake_anthropic;
 pub mod fake_mailgun;
 pub mod fake_stripe;
+pub mod keyed_load;
 pub mod openapi;
 pub mod schema_example;
+pub mod process;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
