@@ -116,7 +116,7 @@ mod runner;
 use std::{sync::Arc, time::Duration};
 
 pub use handler::{JobContext, JobError, JobFuture, JobHandler, Registry};
-pub use periodic::PeriodicHandle;
+pub use periodic::{Every, PeriodicHandle, spawn_schedule};
 pub use runner::{
     JobPipeline, JobRunner, RecordOutcome, RetriedAttempts, RunAttempt, RunnerHandle,
     default_backoff,

@@ -19,9 +19,19 @@ use crate::{
 };
 
 async fn start_with(backend: Backend, mailgun: &FakeMailgun) -> TestServer {
+    start_tweaked(backend, mailgun, |c| c.sending.tick = None).await
+}
+
+/// A server sending through `mailgun`, after `tweak` adjusts its
+/// configuration.
+pub async fn start_tweaked(
+    backend: Backend,
+    mailgun: &FakeMailgun,
+    tweak: impl FnOnce(&mut koldly::config::Config),
+) -> TestServer {
     let base = mailgun.base();
     TestServer::start(backend, move |c| {
-        c.sending.tick = None;
+        tweak(c);
         c.sending.mailgun = Some(MailgunConfig {
             base,
             key: fake_mailgun::KEY.to_owned(),
@@ -170,7 +180,7 @@ fn postgres_available() -> bool {
     crate::support::common::service_url("DATABASE_URL").is_some()
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     tokio::time::timeout(Duration::from_secs(60), async {
         while !done().await {
             tokio::time::sleep(Duration::from_millis(100)).await;
