@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::{
-    client::{get, user},
+    client::{get, user, user_on},
     on_both,
     sending::{advance, approved_campaign, send, set_clock, statuses, verified_sender},
     sending_providers::{start_tweaked, wait_for},
@@ -50,7 +50,8 @@ async fn the_sending_schedule_sends_each_due_row_once(backend: Backend) {
     let fake = FakeMailgun::start(vec![]).await;
     let server = start_tweaked(backend, &fake, |c| c.sending.tick = Some(TICK)).await;
     set_clock(&server, "2027-06-01T10:00:00Z");
-    let ann = user(&server, "ann@example.com").await;
+    // Two campaigns: a plan that allows them.
+    let ann = user_on(&server, "ann@example.com", "scale").await;
     let sender = verified_sender(&server, &ann, "sales@ann.example").await;
     // Two rows: 1000 a day over 24 hours spaces them 86 s apart on the
     // manual clock, which only the test moves.
@@ -114,6 +115,10 @@ async fn a_send_under_way_at_shutdown_is_left_to_the_lease_rules(backend: Backen
     let fake = FakeMailgun::start(vec![Answer::Hang]).await;
     let server = start_tweaked(backend, &fake, |c| {
         c.sending.tick = Some(TICK);
+        // Shutdown reaches the sending schedule after the HTTP drain, and
+        // well before the mail client's own 10 s attempt timeout would end
+        // the call.
+        c.shutdown_grace = Duration::from_secs(1);
         c.jobs.shutdown_grace = Duration::from_secs(1);
     })
     .await;
@@ -150,6 +155,16 @@ async fn a_send_under_way_at_shutdown_is_left_to_the_lease_rules(backend: Backen
         statuses(&server, &c).await == ["unknown"]
     })
     .await;
+    let error: String =
+        sqlx::query_scalar("SELECT last_error FROM campaign_sending_queue WHERE campaign_id = $1")
+            .bind(&c)
+            .fetch_one(server.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        error, "the worker stopped during the provider call; not resent",
+        "the lease rules, not the cut-off call, decided"
+    );
     let overview = get(&server, &ann, &format!("/api/campaigns/{c}/sending"))
         .await
         .json();
