@@ -68,6 +68,9 @@
 //! several sweeps one creates the task (PostgreSQL refuses the duplicate key,
 //! which counts as done; SQLite ignores it). Tested with two processes'
 //! schedules ticking every second (`tests/jobs.rs`).
+//! Sending runs on a second schedule of the same kind, with its own cadence
+//! (`SENDING_TICK_MS`, see [`crate::sending::periodic`]), under the same
+//! rule: its unit of work is the atomic claim of one row under a lease.
 //!
 //! Cost: apalis polls each kind's queue every `JOB_POLL_MS` and beats every
 //! third of the lease; two writes to the row per attempt, one per end; a
