@@ -124,8 +124,9 @@ pub struct AppHandles {
     pub periodic: Arc<PeriodicHandle>,
     /// The background job runner: stopped gracefully at shutdown.
     pub jobs: RunnerHandle,
-    /// The sending worker (unless `SENDING_TICK_MS=0`): stopped at shutdown.
-    pub sending: Option<sending::worker::WorkerHandle>,
+    /// The sending tick's schedule on apalis-cron (unless
+    /// `SENDING_TICK_MS=0`): stopped at shutdown, first.
+    pub sending: Option<Arc<PeriodicHandle>>,
 }
 
 impl AppHandles {
@@ -134,12 +135,16 @@ impl AppHandles {
         &self.state.db
     }
 
-    /// After the server stopped: stops the job runner (running jobs get its
-    /// grace period), finishes background work (10 s at most), writes every
-    /// queued audit event, then closes the pool.
+    /// After the server stopped: stops the sending schedule (a tick under
+    /// way gets the job runner's grace period to record its sends, past it
+    /// its row is left to the lease rules), stops the job runner (running
+    /// jobs get its grace period), finishes background work (10 s at most),
+    /// writes every queued audit event, then closes the pool.
     pub async fn close(&self) {
-        if let Some(worker) = &self.sending {
-            worker.stop().await;
+        if let Some(sending) = &self.sending {
+            sending
+                .shutdown(self.state.config.jobs.shutdown_grace)
+                .await;
         }
         let interrupted = self.jobs.shutdown().await;
         if interrupted > 0 {
@@ -306,11 +311,13 @@ pub async fn build_app(config: Config) -> Result<(impl App, AppHandles), StartEr
         .jobs
         .runner(job_kinds(&state), state.config.jobs.clone())
         .spawn();
+    // Sending's own apalis-cron schedule, beside the periodic work above
+    // (see `sending::periodic`).
     let sending = state
         .config
         .sending
         .tick
-        .map(|every| sending::worker::Worker::new(&state).spawn(every));
+        .map(|every| Arc::new(sending::worker::Worker::new(&state).schedule(every)));
     Ok((
         app,
         AppHandles {

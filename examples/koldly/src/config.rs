@@ -209,7 +209,8 @@ pub struct Cli {
     /// Its key.
     #[arg(long, env = "MAIL_API_KEY", hide_env_values = true)]
     pub mail_api_key: Option<String>,
-    /// How often the sending worker ticks, in ms (0: no worker in this process).
+    /// How often the sending tick runs (an apalis-cron schedule), in ms,
+    /// rounded up to whole seconds (0: this process sends nothing).
     #[arg(long, env = "SENDING_TICK_MS", default_value_t = 5000)]
     pub sending_tick_ms: u64,
     /// How long a message may stay `sending` before it is `unknown`.

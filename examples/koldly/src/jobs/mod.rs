@@ -68,6 +68,9 @@
 //! several sweeps one creates the task (PostgreSQL refuses the duplicate key,
 //! which counts as done; SQLite ignores it). Tested with two processes'
 //! schedules ticking every second (`tests/jobs.rs`).
+//! Sending runs on a second schedule of the same kind, with its own cadence
+//! (`SENDING_TICK_MS`, see [`crate::sending::periodic`]), under the same
+//! rule: its unit of work is the atomic claim of one row under a lease.
 //!
 //! Cost: apalis polls each kind's queue every `JOB_POLL_MS` and beats every
 //! third of the lease; two writes to the row per attempt, one per end; a
@@ -116,7 +119,7 @@ mod runner;
 use std::{sync::Arc, time::Duration};
 
 pub use handler::{JobContext, JobError, JobFuture, JobHandler, Registry};
-pub use periodic::PeriodicHandle;
+pub use periodic::{Every, PeriodicHandle, spawn_schedule};
 pub use runner::{
     JobPipeline, JobRunner, RecordOutcome, RetriedAttempts, RunAttempt, RunnerHandle,
     default_backoff,

@@ -9,11 +9,20 @@
 //! exactly one resends it per attempt), and the sweep pushes a job's task
 //! keyed by the job's id, which apalis's table keeps unique per queue (of
 //! several sweeps, one task is created).
+//!
+//! [`spawn_schedule`] is the one way koldly runs work on a schedule: the
+//! sending tick ([`crate::sending::periodic`]) runs on it too, with its own
+//! cadence ([`Every`]).
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
 
 use apalis::prelude::{Data, WorkerBuilder, WorkerError};
-use apalis_cron::{CronScheduler, Tick};
+use apalis_cron::{CronScheduler, Schedule, Tick, timezone::Utc};
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::{JobQueue, runner};
@@ -22,7 +31,7 @@ use crate::{db::jobs, mail::Mailer};
 /// How many orphaned jobs one sweep pushes at most.
 const SWEEP_BATCH: i64 = 100;
 
-/// What one tick does.
+/// What one tick of koldly's periodic work does.
 #[derive(Clone)]
 struct PeriodicWork {
     queue: JobQueue,
@@ -45,11 +54,59 @@ impl PeriodicWork {
     }
 }
 
-async fn tick(_tick: Tick, work: Data<PeriodicWork>) {
-    work.run().await;
+/// The work of one tick of a schedule, as [`spawn_schedule`] runs it.
+type TickWork = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The apalis task function of every schedule: a tick fires while the
+/// previous one of the same schedule still runs (apalis-cron does not wait)
+/// is skipped, so a process never runs two ticks of one schedule at once.
+async fn tick(_tick: Tick, work: Data<ScheduledWork>) {
+    let Ok(_running) = work.running.try_lock() else {
+        tracing::debug!(
+            schedule = work.name,
+            "previous tick still running; tick skipped"
+        );
+        return;
+    };
+    (work.work)().await;
 }
 
-/// The running schedule: stop it with [`shutdown`](Self::shutdown).
+#[derive(Clone)]
+struct ScheduledWork {
+    name: &'static str,
+    work: TickWork,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// An apalis-cron schedule of one tick every `every` (whole seconds, at
+/// least one; apalis-cron's ticks are whole seconds of UTC), counted from
+/// the tick that fired (or from the start).
+#[derive(Debug, Clone, Copy)]
+pub struct Every(u64);
+
+impl Every {
+    /// Every `every`, rounded up to whole seconds (at least one).
+    pub fn new(every: Duration) -> Self {
+        let secs = every.as_secs() + u64::from(every.subsec_nanos() > 0);
+        Self(secs.max(1))
+    }
+
+    /// The period, in whole seconds.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+impl Schedule<Utc> for Every {
+    fn next_tick(&mut self, _: &Utc) -> Option<Tick<Utc>> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Some(Tick::new(now + self.0))
+    }
+}
+
+/// A running schedule: stop it with [`shutdown`](Self::shutdown).
 pub struct PeriodicHandle {
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -70,6 +127,55 @@ impl PeriodicHandle {
     }
 }
 
+/// Runs `work` on each tick of `schedule` (apalis-cron, UTC), one tick at a
+/// time (a tick that fires while the previous one runs is skipped), until
+/// the handle's [`shutdown`](PeriodicHandle::shutdown). `name` names the
+/// schedule in logs and apalis's worker name.
+///
+/// apalis-cron ends its worker with an error when it is polled after its
+/// next tick has passed (a process suspended, the system clock set
+/// forward); the schedule is then started again, so it never stops for
+/// good before its shutdown.
+pub fn spawn_schedule<S, W, F>(name: &'static str, schedule: S, work: W) -> PeriodicHandle
+where
+    S: Schedule<Utc> + Clone + Send + Sync + Unpin + 'static,
+    W: Fn() -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let work = ScheduledWork {
+        name,
+        work: Arc::new(move || Box::pin(work())),
+        running: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let worker = WorkerBuilder::new(format!("koldly-{name}-{}", uuid::Uuid::new_v4()))
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(work.clone())
+                .build(tick);
+            let mut signal_stopped = stopped.clone();
+            let signal = async move {
+                let _ = signal_stopped.wait_for(|stop| *stop).await;
+                Ok::<(), WorkerError>(())
+            };
+            match worker.run_until(signal).await {
+                Ok(()) => break,
+                Err(_) if *stopped.borrow() => break,
+                Err(e) => {
+                    tracing::warn!(schedule = name, error = %e, "schedule stopped with an error; started again");
+                    // Not in a tight loop should the error repeat.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    PeriodicHandle {
+        stop,
+        task: Mutex::new(Some(task)),
+    }
+}
+
 impl JobQueue {
     /// Starts koldly's periodic work on this queue's schedule
     /// (`JobsConfig::periodic`): each tick resends the outbox's resendable
@@ -79,24 +185,10 @@ impl JobQueue {
             queue: self.clone(),
             mailer,
         };
-        let (stop, mut stopped) = watch::channel(false);
-        let worker = WorkerBuilder::new(format!("koldly-periodic-{}", uuid::Uuid::new_v4()))
-            .backend(CronScheduler::new(self.config.periodic.clone()))
-            .data(work)
-            .build(tick);
-        let task = tokio::spawn(async move {
-            let signal = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-                Ok::<(), WorkerError>(())
-            };
-            if let Err(e) = worker.run_until(signal).await {
-                tracing::error!(error = %e, "periodic worker stopped with an error");
-            }
-        });
-        PeriodicHandle {
-            stop,
-            task: Mutex::new(Some(task)),
-        }
+        spawn_schedule("periodic", self.config.periodic.clone(), move || {
+            let work = work.clone();
+            async move { work.run().await }
+        })
     }
 
     /// Pushes again onto apalis the jobs still `queued` whose row has not

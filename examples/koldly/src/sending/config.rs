@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `MAIL_API_BASE` | a Mailgun-compatible API, e.g. `https://api.mailgun.net/v3/mg.example.com` (campaign mail then goes there) | unset: the `sent_mail` table |
 //! | `MAIL_API_KEY` | its key (basic auth `api:KEY`) | — |
-//! | `SENDING_TICK_MS` | how often a worker looks for due messages (0: this process sends nothing) | 5000 |
+//! | `SENDING_TICK_MS` | how often this process's sending tick (an apalis-cron schedule, see [`super::periodic`]) looks for due messages, rounded up to whole seconds (0: this process sends nothing) | 5000 |
 //! | `SENDING_LEASE_SECS` | how long a claimed message may stay `sending` before it is `unknown` | 120 |
 
 use std::time::Duration;
@@ -14,7 +14,8 @@ use super::provider::MailgunConfig;
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub struct SendingConfig {
-    /// The worker's period; `None` runs no worker in this process.
+    /// The sending tick's period (rounded up to whole seconds by its
+    /// schedule); `None` runs no sending in this process.
     pub tick: Option<Duration>,
     /// A claimed row's lease: longer than a provider call can take (the mail
     /// client gives up after 25 s).

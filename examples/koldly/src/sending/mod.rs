@@ -24,8 +24,19 @@
 //!
 //! The worker ([`worker`]) sends due rows on a periodic tick; see its docs for
 //! the guarantees.
+//!
+//! ## How sending is scheduled
+//!
+//! The tick runs on the job engine: an apalis-cron schedule of its own
+//! ([`periodic`]), every `SENDING_TICK_MS` (whole seconds; `0` sends nothing
+//! from this process), started with the outbox/orphan schedule when the app
+//! starts and stopped with it at shutdown. Every process runs it; what keeps
+//! a message from going out twice across processes is not the schedule but
+//! the per-row atomic claim under a lease, with the row `sending` before the
+//! provider call (a send cut short ends `unknown`, never resent blindly).
 
 pub mod config;
+pub mod periodic;
 pub mod provider;
 pub mod schedule;
 pub mod senders;

@@ -1,4 +1,5 @@
-//! The queue worker: each tick (every `SENDING_TICK_MS`, in every process)
+//! The queue worker: each tick (on the job engine's schedule, every
+//! `SENDING_TICK_MS`, in every process: see [`super::periodic`])
 //!
 //! 1. moves `sending` rows whose lease passed (a worker died mid-call) to
 //!    `unknown`, then resolves `unknown` rows the provider can look up
@@ -20,16 +21,15 @@
 //!    when the failure proves the provider did not take it (at most
 //!    [`MAX_ATTEMPTS`] claims); `failed` with the reason; or `unknown`.
 //!
-//! The tick is periodic work of every process rather than a job of
-//! [`crate::jobs`]: that engine has no periodic or delayed jobs, and every
-//! row is claimed under its own lease here, so several processes ticking at
-//! once is safe by construction (tested with two processes on one
-//! PostgreSQL).
+//! The tick runs on an apalis-cron schedule of the job engine
+//! ([`super::periodic`]); every row is claimed under its own lease here, so
+//! several processes ticking at once is safe by construction (tested with
+//! two processes on one PostgreSQL). Tests call [`Worker::tick`] directly on
+//! the manual clock.
 
 use std::{sync::Arc, time::Duration};
 
 use steadfast::retry::{Backoff, Jitter};
-use tokio::{sync::watch, task::JoinHandle};
 
 use super::{
     config::SendingConfig,
@@ -134,31 +134,9 @@ impl Worker {
         &self.inner.owner
     }
 
-    /// Runs a tick every `every` until the handle stops it; a tick in progress
-    /// finishes first.
-    pub fn spawn(self, every: Duration) -> WorkerHandle {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            tracing::info!(
-                provider = self.inner.provider.name(),
-                ?every,
-                "sending worker started"
-            );
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    () = tokio::time::sleep(every) => {}
-                }
-                let report = self.tick().await;
-                if report != TickReport::default() {
-                    tracing::info!(?report, "sending tick");
-                }
-            }
-        });
-        WorkerHandle {
-            stop,
-            task: Arc::new(std::sync::Mutex::new(Some(task))),
-        }
+    /// The provider's name, for logs.
+    pub(super) fn provider_name(&self) -> &'static str {
+        self.inner.provider.name()
     }
 
     /// One tick (see the module docs).
@@ -441,22 +419,4 @@ fn escape_html(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// A running worker: [`stop`](Self::stop) it at shutdown.
-#[derive(Clone)]
-pub struct WorkerHandle {
-    stop: watch::Sender<bool>,
-    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
-}
-
-impl WorkerHandle {
-    /// Stops ticking; a tick in progress finishes (its sends are recorded).
-    pub async fn stop(&self) {
-        let _ = self.stop.send(true);
-        let task = self.task.lock().expect("worker handle lock").take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
-    }
 }

@@ -22,6 +22,7 @@ mod plan_limits;
 mod prospects;
 mod sending;
 mod sending_providers;
+mod sending_schedule;
 mod stripe_webhooks;
 mod suppressions;
 mod tenancy;

@@ -20,9 +20,19 @@ use crate::{
 };
 
 async fn start_with(backend: Backend, mailgun: &FakeMailgun) -> TestServer {
+    start_tweaked(backend, mailgun, |c| c.sending.tick = None).await
+}
+
+/// A server sending through `mailgun`, after `tweak` adjusts its
+/// configuration.
+pub async fn start_tweaked(
+    backend: Backend,
+    mailgun: &FakeMailgun,
+    tweak: impl FnOnce(&mut koldly::config::Config),
+) -> TestServer {
     let base = mailgun.base();
     TestServer::start(backend, move |c| {
-        c.sending.tick = None;
+        tweak(c);
         c.sending.mailgun = Some(MailgunConfig {
             base,
             key: fake_mailgun::KEY.to_owned(),
