@@ -277,7 +277,10 @@ async fn ai_job_under_a_failing_provider_fails_with_its_reason(backend: Backend)
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     let error = job["error"].as_str().expect("a reason");
-    assert!(error.contains("503") || error.contains("language model"), "{error}");
+    assert!(
+        error.contains("503") || error.contains("language model"),
+        "{error}"
+    );
     assert!(!error.contains("sk-ant"), "no secret in the reason");
     assert_eq!(drafts(&server, &campaign).await, 0);
     let attempts = fake.calls();
@@ -325,7 +328,11 @@ async fn ai_job_black_holed_then_restored_succeeds_on_a_retry(backend: Backend) 
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2, "{job}");
     assert_eq!(job["progress"]["done"], 1);
-    assert_eq!(drafts(&server, &campaign).await, 1, "one draft, no duplicate");
+    assert_eq!(
+        drafts(&server, &campaign).await,
+        1,
+        "one draft, no duplicate"
+    );
     assert_eq!(fake.calls(), 1, "one call once the provider was back");
     println!(
         "FIGURE koldly_ai_job_black_hole ({backend:?}): an email-generation job with the provider \

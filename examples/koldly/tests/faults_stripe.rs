@@ -185,11 +185,7 @@ async fn black_holed_stripe_then_back_creates_one_customer_and_session(backend: 
         hung_took <= ROUTE_TIMEOUT + SLACK,
         "the checkout ends by its route timeout: {hung_took:?}"
     );
-    assert!(
-        matches!(hung.status.as_u16(), 503 | 504),
-        "{}",
-        hung.status
-    );
+    assert!(matches!(hung.status.as_u16(), 503 | 504), "{}", hung.status);
     hung.assert_problem(hung.status.as_u16());
     assert!(rig.stripe.seen().is_empty(), "nothing reached Stripe");
 

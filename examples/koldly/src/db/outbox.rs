@@ -152,12 +152,7 @@ pub async fn resendable(
 /// Takes a resendable message for one more attempt: `pending` again, if it is
 /// still failed, resendable and at `attempts` attempts. Of several instances
 /// running the job, exactly one gets `true` for each attempt state.
-pub async fn claim(
-    pool: &AnyPool,
-    id: &str,
-    attempts: i64,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
+pub async fn claim(pool: &AnyPool, id: &str, attempts: i64, now: i64) -> Result<bool, sqlx::Error> {
     let res = sqlx::query(
         "UPDATE mail_outbox SET status = 'pending', resend = 0, pending_since = $3 \
          WHERE id = $1 AND status = 'failed' AND resend = 1 AND attempts = $2",
