@@ -81,6 +81,14 @@ pub const MAX_ATTEMPTS: i64 = 5;
 /// How many messages one run of the outbox job resends at most.
 const RESEND_BATCH: i64 = 50;
 
+/// How long a message may stay `pending` before the outbox job takes it for
+/// cut off (its request ended by its route timeout, or the process stopped,
+/// before the send was marked) and sends it again. It must exceed the longest
+/// a live send can take, so that a send in progress is never duplicated: the
+/// send's own backstop is 30 s (in `post`; the client's retries stop at 25 s,
+/// 10 s an attempt), so 60 s.
+pub const STALE_PENDING_AFTER: Duration = Duration::from_secs(60);
+
 impl Mailer {
     /// A mailer; `provider` `None` keeps mail in the outbox. Background
     /// deliveries run on `background`.
@@ -147,12 +155,57 @@ impl Mailer {
 
     /// The outbox job's one run: sends again each failed message whose failure
     /// proved the provider did not take it (see [`MailError::resend_safe`]),
-    /// each claimed first by one atomic update so that of several instances
-    /// exactly one resends it per attempt. Returns how many were delivered.
+    /// and each message left `pending` longer than [`STALE_PENDING_AFTER`]
+    /// (its sender was cut off, so nothing else would ever send or report
+    /// it), each claimed first by one atomic update so that of several
+    /// instances exactly one resends it per attempt. Every attempt carries the
+    /// message's outbox id as its `Idempotency-Key`. Returns how many were
+    /// delivered.
     pub async fn resend_failed(&self) -> usize {
         if self.inner.provider.is_none() {
             return 0;
         }
+        self.resend_stale_pending().await + self.resend_refused().await
+    }
+
+    /// Sends again the messages whose sender was cut off (see
+    /// [`resend_failed`](Self::resend_failed)).
+    async fn resend_stale_pending(&self) -> usize {
+        let pool = &self.inner.db.pool;
+        let now = self.inner.clock.now();
+        let before = now - STALE_PENDING_AFTER.as_secs() as i64;
+        let stale = match outbox::stale_pending(pool, before, MAX_ATTEMPTS, RESEND_BATCH).await {
+            Ok(stale) => stale,
+            Err(err) => {
+                tracing::error!(error = %err, "outbox job: stale pending messages not read");
+                return 0;
+            }
+        };
+        let mut delivered = 0;
+        for row in stale {
+            match outbox::claim_stale(pool, &row.id, row.attempts, before, now).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::error!(outbox_id = row.id, error = %err, "outbox job: claim failed");
+                    continue;
+                }
+            }
+            tracing::warn!(
+                outbox_id = row.id,
+                kind = row.kind,
+                "outbox job: message left pending by a cut-off send, sending it again"
+            );
+            let msg = message_of(&row);
+            if self.deliver(row.id, &msg, None).await.is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Sends again the failed messages the provider proved it did not take.
+    async fn resend_refused(&self) -> usize {
         let pool = &self.inner.db.pool;
         let due = match outbox::resendable(pool, MAX_ATTEMPTS, RESEND_BATCH).await {
             Ok(due) => due,
@@ -163,7 +216,7 @@ impl Mailer {
         };
         let mut delivered = 0;
         for row in due {
-            match outbox::claim(pool, &row.id, row.attempts).await {
+            match outbox::claim(pool, &row.id, row.attempts, self.inner.clock.now()).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {

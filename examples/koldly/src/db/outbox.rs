@@ -152,13 +152,65 @@ pub async fn resendable(
 /// Takes a resendable message for one more attempt: `pending` again, if it is
 /// still failed, resendable and at `attempts` attempts. Of several instances
 /// running the job, exactly one gets `true` for each attempt state.
-pub async fn claim(pool: &AnyPool, id: &str, attempts: i64) -> Result<bool, sqlx::Error> {
+pub async fn claim(pool: &AnyPool, id: &str, attempts: i64, now: i64) -> Result<bool, sqlx::Error> {
     let res = sqlx::query(
-        "UPDATE mail_outbox SET status = 'pending', resend = 0 \
+        "UPDATE mail_outbox SET status = 'pending', resend = 0, pending_since = $3 \
          WHERE id = $1 AND status = 'failed' AND resend = 1 AND attempts = $2",
     )
     .bind(id)
     .bind(attempts)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// `pending` messages that became pending at or before `before` (stored, or
+/// claimed, and never marked since: their sender was cut off) with fewer than
+/// `max_attempts` attempts, oldest first.
+pub async fn stale_pending(
+    pool: &AnyPool,
+    before: i64,
+    max_attempts: i64,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, sqlx::Error> {
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM mail_outbox WHERE status = 'pending' \
+         AND COALESCE(pending_since, created_at) <= $1 AND attempts < $2 \
+         ORDER BY created_at, id LIMIT $3"
+    );
+    let rows = sqlx::query(sql)
+        .bind(before)
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Takes a stale `pending` message (see [`stale_pending`]) for one more
+/// attempt: counts the cut-off attempt, records why, and makes it pending
+/// from `now`, if it is still pending since at or before `before` at
+/// `attempts` attempts. Of several instances, exactly one gets `true`.
+pub async fn claim_stale(
+    pool: &AnyPool,
+    id: &str,
+    attempts: i64,
+    before: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let res = sqlx::query(
+        "UPDATE mail_outbox SET attempts = attempts + 1, pending_since = $4, \
+         last_error = 'delivery cut off before an outcome; sent again' \
+         WHERE id = $1 AND status = 'pending' AND attempts = $2 \
+         AND COALESCE(pending_since, created_at) <= $3",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(before)
+    .bind(now)
     .execute(pool)
     .await?;
     Ok(res.rows_affected() == 1)
