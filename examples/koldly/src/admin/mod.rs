@@ -115,9 +115,9 @@ fn forbidden() -> ApiError {
     )
 }
 
-/// The metrics' `period`, as documented (read with `ListQuery::one_of`).
+// Documents the metrics' `period` (read with `ListQuery::one_of`).
+/// The period the figures cover.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = MetricsPeriod)]
 #[allow(dead_code)]
 enum Period {
     /// The last 24 hours.
@@ -139,7 +139,7 @@ enum Period {
     path = "/api/admin/metrics",
     tag = "admin",
     security(("bearer" = [])),
-    params(("period" = Option<Period>, Query, description = "`24h`, `7d` (default) or `30d`")),
+    params(("period" = inline(Option<Period>), Query, description = "`24h`, `7d` (default) or `30d`")),
     responses(
         (status = 200, description = "Platform-wide figures over the period.", body = schema::MetricsView),
         Problems<(Unauthorized, Forbidden, InvalidQuery)>,

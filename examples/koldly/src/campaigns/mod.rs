@@ -96,10 +96,10 @@ pub(crate) fn check_active_campaigns(
     })
 }
 
-/// The `status` filter of the campaign list, as documented (the handler reads
-/// it with `ListQuery::one_of`; `tests/openapi.rs` checks both agree).
+// Documents the campaign list's `status` filter (the handler reads it with
+// `ListQuery::one_of`; `tests/openapi.rs` checks both agree).
+/// Which campaigns to list.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = CampaignListFilter)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum ListFilter {
@@ -120,7 +120,7 @@ pub enum ListFilter {
     security(("bearer" = [])),
     params(
         PageParams,
-        ("status" = Option<ListFilter>, Query, description = "`active` (default), `archived` or `all`"),
+        ("status" = inline(Option<ListFilter>), Query, description = "`active` (default), `archived` or `all`"),
     ),
     responses(
         (status = 200, description = "A page of campaigns, newest first, each with its counts.", body = Page<Campaign>),

@@ -115,9 +115,9 @@ fn id_filter(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
     }
 }
 
-/// A yes/no filter of the reply list, as documented (read by [`bool_filter`]).
+// Documents the reply list's yes/no filters (read by `bool_filter`).
+/// Whether to keep the replies with the flag, without it, or both.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = ReplyBoolFilter)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 enum BoolFilter {
@@ -129,9 +129,9 @@ enum BoolFilter {
     All,
 }
 
-/// The reply list's `sort`, as documented (read in [`list`]).
+// Documents the reply list's `sort` (read in `list`).
+/// The order of the replies.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = ReplySort)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 enum SortParam {
@@ -162,10 +162,10 @@ fn bool_filter(query: &ListQuery, name: &str, default: Option<&str>) -> ApiResul
     params(
         PageParams,
         ("campaign_id" = Option<String>, Query, description = "Only the replies to this campaign (a UUID)"),
-        ("category" = Option<CategoryInput>, Query, description = "Only the replies in this category"),
-        ("is_read" = Option<BoolFilter>, Query, description = "`true`, `false` or `all` (the default: both)"),
-        ("is_archived" = Option<BoolFilter>, Query, description = "`false` (default), `true` or `all`"),
-        ("sort" = Option<SortParam>, Query, description = "`newest` (default), `oldest` or `confidence`"),
+        ("category" = inline(Option<CategoryInput>), Query, description = "Only the replies in this category"),
+        ("is_read" = inline(Option<BoolFilter>), Query, description = "`true`, `false` or `all` (the default: both)"),
+        ("is_archived" = inline(Option<BoolFilter>), Query, description = "`false` (default), `true` or `all`"),
+        ("sort" = inline(Option<SortParam>), Query, description = "`newest` (default), `oldest` or `confidence`"),
     ),
     responses(
         (status = 200, description = "A page of the caller's replies and their total.", body = ReplyPage),

@@ -50,9 +50,9 @@ pub const STATUSES: &[&str] = &[
     "unsubscribed",
 ];
 
-/// [`STATUSES`] as the document states them (`tests/openapi.rs` checks both agree).
+// Documents [`STATUSES`] (`tests/openapi.rs` checks both agree).
+/// A prospect's status.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[schema(as = ProspectStatus)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum StatusFilter {
@@ -216,7 +216,7 @@ async fn import_prospects(
     params(
         ("id" = String, Path, description = "The campaign's id"),
         PageParams,
-        ("status" = Option<StatusFilter>, Query, description = "Only prospects with this status"),
+        ("status" = inline(Option<StatusFilter>), Query, description = "Only prospects with this status"),
     ),
     responses(
         (status = 200, description = "A page of prospects, newest first, each with its newest email's status.", body = Page<Prospect>),
