@@ -156,7 +156,12 @@ pub struct IdempotencyKey {
     /// (an empty key is refused: schemathesis found the document allowing it);
     /// keys are scoped by the signed-in user, or by the client address.
     /// The layer refuses `"` and `,` in a key sent unquoted, hence the pattern.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!#-+\\x2D-~]+$")]
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!#-+\\x2D-~]+$"
+    )]
     idempotency_key: Option<String>,
 }
 

@@ -402,7 +402,11 @@ async fn documented_filter_values_are_accepted(backend: Backend) {
     );
     for (template, path, name) in [
         ("/api/campaigns", "/api/campaigns", "status"),
-        ("/api/campaigns/{id}/prospects", prospects.as_str(), "status"),
+        (
+            "/api/campaigns/{id}/prospects",
+            prospects.as_str(),
+            "status",
+        ),
         ("/api/inbox/replies", "/api/inbox/replies", "category"),
         ("/api/inbox/replies", "/api/inbox/replies", "is_read"),
         ("/api/inbox/replies", "/api/inbox/replies", "is_archived"),
@@ -516,7 +520,10 @@ async fn documented_request_rules_are_the_enforced_ones(backend: Backend) {
     }
     assert_eq!(schemas["Edit"]["properties"]["subject"]["type"], "string");
     assert_eq!(schemas["Edit"]["properties"]["subject"]["minLength"], 1);
-    assert_eq!(schemas["TemplateBody"]["properties"]["name"]["type"], "string");
+    assert_eq!(
+        schemas["TemplateBody"]["properties"]["name"]["type"],
+        "string"
+    );
     assert!(
         schemas["NewIcpTemplate"]["allOf"][1]["required"]
             .as_array()
@@ -562,22 +569,38 @@ async fn documented_request_rules_are_the_enforced_ones(backend: Backend) {
         .await;
     assert_eq!(empty_patch.status, 422);
     let nameless = server
-        .authed("POST", "/api/icp-templates", &token, r#"{"industry":"SaaS"}"#)
+        .authed(
+            "POST",
+            "/api/icp-templates",
+            &token,
+            r#"{"industry":"SaaS"}"#,
+        )
         .await;
     assert_eq!(nameless.status, 422);
     let named = server
         .authed("POST", "/api/icp-templates", &token, r#"{"name":"SaaS"}"#)
         .await;
-    assert_eq!(named.status, 201, "{}", String::from_utf8_lossy(&named.body));
+    assert_eq!(
+        named.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&named.body)
+    );
     let null_name = server
         .authed(
             "PATCH",
-            &format!("/api/icp-templates/{}", named.json()["id"].as_str().unwrap()),
+            &format!(
+                "/api/icp-templates/{}",
+                named.json()["id"].as_str().unwrap()
+            ),
             &token,
             r#"{"name":null}"#,
         )
         .await;
-    assert_eq!(null_name.status, 422, "the document says a name is a string");
+    assert_eq!(
+        null_name.status, 422,
+        "the document says a name is a string"
+    );
     server.stop().await;
 }
 

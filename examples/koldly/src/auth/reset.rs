@@ -184,7 +184,11 @@ pub async fn verify_token(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     token: String,
-    #[schema(min_length = 10, max_length = 64, pattern = "[A-Za-z].*[0-9]|[0-9].*[A-Za-z]")]
+    #[schema(
+        min_length = 10,
+        max_length = 64,
+        pattern = "[A-Za-z].*[0-9]|[0-9].*[A-Za-z]"
+    )]
     password: String,
 }
 
