@@ -45,8 +45,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardingBody {
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     product_description: String,
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     icp_description: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     sender_name: String,
 }
 

@@ -155,7 +155,13 @@ pub struct IdempotencyKey {
     /// instead of doing the work twice. 1 to 255 printable ASCII characters
     /// (an empty key is refused: schemathesis found the document allowing it);
     /// keys are scoped by the signed-in user, or by the client address.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
+    /// The layer refuses `"` and `,` in a key sent unquoted, hence the pattern.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!#-+\\x2D-~]+$"
+    )]
     idempotency_key: Option<String>,
 }
 
@@ -247,6 +253,7 @@ where
         .split_for_parts();
     StackProblems.modify(&mut doc);
     OperationIds.modify(&mut doc);
+    TimeZoneNames.modify(&mut doc);
     let router = router.merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc.clone()));
     (router, doc)
 }
@@ -282,3 +289,68 @@ pub struct Message {
     /// What happened, for a person.
     pub message: String,
 }
+
+/// An id in a request body where only a UUID can name anything (a hyphenated
+/// UUID, as koldly's ids are): `#[schema(value_type = crate::openapi::Uuid)]`
+/// on a `String` field documents what the handler checks with
+/// `uuid::Uuid::try_parse`.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)]
+#[allow(dead_code)]
+pub struct Uuid(String);
+
+/// An IANA time zone name (`Europe/Paris`) in a request body:
+/// `#[schema(value_type = crate::openapi::TimeZoneName)]` on a `String` field.
+/// Its `enum` is the tz database compiled into koldly, filled in by
+/// [`TimeZoneNames`] when the document is built: a client generated from the
+/// document knows which names the server takes.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = String)]
+#[allow(dead_code)]
+pub struct TimeZoneName(String);
+
+/// Lists the bundled tz database's names as the `enum` of [`TimeZoneName`]
+/// (every one of them is accepted: `jiff::tz::TimeZone::get`).
+pub struct TimeZoneNames;
+
+impl Modify for TimeZoneNames {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let Some(components) = doc.components.as_mut() else {
+            return;
+        };
+        if !components.schemas.contains_key("TimeZoneName") {
+            return;
+        }
+        let mut names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|name| name.as_str().to_owned())
+            .filter(|name| name.len() <= 64 && jiff::tz::TimeZone::get(name).is_ok())
+            .collect();
+        names.sort();
+        let schema = openapi::ObjectBuilder::new()
+            .schema_type(openapi::schema::Type::String)
+            .description(Some("An IANA time zone name, e.g. `Europe/Paris`."))
+            .enum_values(Some(names))
+            .build();
+        components
+            .schemas
+            .insert("TimeZoneName".to_owned(), schema.into());
+    }
+}
+
+/// An email address in a request body, as `auth::normalize_email` takes it
+/// (the `email_address` crate's rules with a required top-level domain, at
+/// most 254 bytes): `#[schema(value_type = crate::openapi::EmailAddress)]`.
+/// The pattern is the common subset (unquoted local part, a dotted host name),
+/// so every address it allows is accepted.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(
+    value_type = String,
+    max_length = 254,
+    pattern = "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)]
+#[allow(dead_code)]
+pub struct EmailAddress(String);

@@ -339,8 +339,276 @@ async fn idempotency_key_is_documented_where_honoured(backend: Backend) {
     server.stop().await;
 }
 
+/// `schema`, or what its `$ref` names in `doc`.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => doc
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling {reference}")),
+        None => schema,
+    }
+}
+
+/// The documented `enum` of the query parameter `name` of `GET path`.
+fn query_enum(doc: &Value, path: &str, name: &str) -> Vec<String> {
+    let parameters = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+    let parameter = parameters
+        .iter()
+        .find(|p| p["name"] == name && p["in"] == "query")
+        .unwrap_or_else(|| panic!("GET {path} documents no {name}"));
+    resolve(doc, &parameter["schema"])["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("GET {path}: {name} has no enum"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn sorted(values: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    let mut values: Vec<String> = values.into_iter().map(Into::into).collect();
+    values.sort();
+    values
+}
+
+/// The list filters the handlers check against a list are documented as that
+/// list (`enum`), every documented value is accepted and another refused
+/// (schemathesis' `positive_data_acceptance` found them documented as free
+/// strings, so a client built from the document could send anything).
+async fn documented_filter_values_are_accepted(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let doc = server.api.document().clone();
+    let (token, _) = server
+        .signup("filters@example.com", "correct horse 42")
+        .await;
+    let created = server
+        .authed("POST", "/api/campaigns", &token, r#"{"name":"Spring"}"#)
+        .await;
+    assert_eq!(created.status, 201);
+    let prospects = format!(
+        "/api/campaigns/{}/prospects",
+        created.json()["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        query_enum(&doc, "/api/campaigns/{id}/prospects", "status"),
+        koldly::prospects::STATUSES
+    );
+    assert_eq!(
+        sorted(query_enum(&doc, "/api/inbox/replies", "category")),
+        sorted(koldly::inbox::CATEGORIES.iter().copied())
+    );
+    assert_eq!(
+        query_enum(&doc, "/api/admin/metrics", "period"),
+        ["24h", "7d", "30d"]
+    );
+    for (template, path, name) in [
+        ("/api/campaigns", "/api/campaigns", "status"),
+        (
+            "/api/campaigns/{id}/prospects",
+            prospects.as_str(),
+            "status",
+        ),
+        ("/api/inbox/replies", "/api/inbox/replies", "category"),
+        ("/api/inbox/replies", "/api/inbox/replies", "is_read"),
+        ("/api/inbox/replies", "/api/inbox/replies", "is_archived"),
+        ("/api/inbox/replies", "/api/inbox/replies", "sort"),
+    ] {
+        for value in query_enum(&doc, template, name) {
+            let reply = server
+                .authed("GET", &format!("{path}?{name}={value}"), &token, "")
+                .await;
+            assert_eq!(
+                reply.status,
+                200,
+                "GET {template}?{name}={value}: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        let refused = server
+            .authed("GET", &format!("{path}?{name}=bogus"), &token, "")
+            .await;
+        assert_eq!(refused.status, 400, "GET {template}?{name}=bogus");
+    }
+    server.stop().await;
+}
+
+/// The time zones are documented as the names of the bundled tz database, on
+/// both operations that take one, and every one of them is accepted.
+async fn documented_time_zones_are_accepted(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let doc = server.api.document().clone();
+    let schemas = &doc["components"]["schemas"];
+    let zones: Vec<String> = schemas["TimeZoneName"]["enum"]
+        .as_array()
+        .expect("TimeZoneName has an enum")
+        .iter()
+        .map(|z| z.as_str().unwrap().to_owned())
+        .collect();
+    assert!(zones.len() > 300, "only {} zones", zones.len());
+    assert!(zones.iter().any(|z| z == "Europe/Paris"));
+    assert_eq!(
+        schemas["TimezoneRequest"]["properties"]["timezone"]["$ref"],
+        "#/components/schemas/TimeZoneName"
+    );
+    assert!(
+        schemas["SendRequest"]["properties"]["timezone"]
+            .to_string()
+            .contains("#/components/schemas/TimeZoneName"),
+        "{}",
+        schemas["SendRequest"]["properties"]["timezone"]
+    );
+    let (token, _) = server.signup("zones@example.com", "correct horse 42").await;
+    for zone in &zones {
+        let body = serde_json::json!({ "timezone": zone }).to_string();
+        let reply = server
+            .authed("PUT", "/api/account/timezone", &token, &body)
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{zone}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let refused = server
+        .authed(
+            "PUT",
+            "/api/account/timezone",
+            &token,
+            r#"{"timezone":"Mars/Olympus_Mons"}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    server.stop().await;
+}
+
+/// Item counts, lengths, a name that cannot be `null` and PATCH bodies that
+/// must change something are documented as the handlers enforce them, and
+/// the documented boundary is what the server accepts.
+async fn documented_request_rules_are_the_enforced_ones(backend: Backend) {
+    use koldly::emails::input::{MAX_BULK_IDS, MAX_PROSPECT_IDS};
+    let server = TestServer::start(backend, |_| {}).await;
+    let doc = server.api.document().clone();
+    let schemas = &doc["components"]["schemas"];
+    let bounds = |schema: &Value| {
+        (
+            schema["minItems"].as_u64(),
+            schema["maxItems"].as_u64().map(|n| n as usize),
+        )
+    };
+    assert_eq!(
+        bounds(&schemas["Generate"]["properties"]["prospect_ids"]),
+        (Some(1), Some(MAX_PROSPECT_IDS))
+    );
+    assert_eq!(
+        bounds(&schemas["BulkApprove"]["properties"]["ids"]),
+        (Some(1), Some(MAX_BULK_IDS))
+    );
+    assert_eq!(
+        bounds(&schemas["ProspectRows"]),
+        (Some(1), Some(koldly::prospects::import::MAX_ROWS))
+    );
+    assert_eq!(
+        bounds(&schemas["SequenceInput"]["properties"]["steps"]),
+        (None, Some(koldly::sending::MAX_STEPS))
+    );
+    assert!(
+        resolve(&doc, &schemas["BulkApprove"]["properties"]["ids"]["items"])["pattern"].is_string(),
+        "ids are documented as UUIDs"
+    );
+    for patch in ["Edit", "Patch"] {
+        assert_eq!(schemas[patch]["minProperties"], 1, "{patch}");
+    }
+    assert_eq!(schemas["Edit"]["properties"]["subject"]["type"], "string");
+    assert_eq!(schemas["Edit"]["properties"]["subject"]["minLength"], 1);
+    assert_eq!(
+        schemas["TemplateBody"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert!(
+        schemas["NewIcpTemplate"]["allOf"][1]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"name".into())
+    );
+    for request in ["SignupRequest", "ResetRequest"] {
+        assert_eq!(
+            schemas[request]["properties"]["password"]["minLength"], 10,
+            "{request}"
+        );
+    }
+
+    // The boundaries: the shortest documented password is accepted, one
+    // character less refused; an empty id list and an empty PATCH are refused
+    // as documented; an ICP template without a name is refused on POST only.
+    let ok = server
+        .post(
+            "/api/auth/signup",
+            r#"{"email":"rules@example.com","password":"abcdefghi1","name":"R"}"#,
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", String::from_utf8_lossy(&ok.body));
+    let token = ok.json()["token"].as_str().unwrap().to_owned();
+    let short = server
+        .post(
+            "/api/auth/signup",
+            r#"{"email":"short@example.com","password":"abcdefgh1","name":"S"}"#,
+        )
+        .await;
+    assert_eq!(short.status, 422);
+    let empty_ids = server
+        .authed("POST", "/api/emails/approve", &token, r#"{"ids":[]}"#)
+        .await;
+    assert_eq!(empty_ids.status, 422);
+    let empty_patch = server
+        .authed(
+            "PATCH",
+            "/api/inbox/replies/0190a8f2-0000-7000-8000-000000000001",
+            &token,
+            "{}",
+        )
+        .await;
+    assert_eq!(empty_patch.status, 422);
+    let nameless = server
+        .authed(
+            "POST",
+            "/api/icp-templates",
+            &token,
+            r#"{"industry":"SaaS"}"#,
+        )
+        .await;
+    assert_eq!(nameless.status, 422);
+    let named = server
+        .authed("POST", "/api/icp-templates", &token, r#"{"name":"SaaS"}"#)
+        .await;
+    assert_eq!(
+        named.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&named.body)
+    );
+    let null_name = server
+        .authed(
+            "PATCH",
+            &format!(
+                "/api/icp-templates/{}",
+                named.json()["id"].as_str().unwrap()
+            ),
+            &token,
+            r#"{"name":null}"#,
+        )
+        .await;
+    assert_eq!(
+        null_name.status, 422,
+        "the document says a name is a string"
+    );
+    server.stop().await;
+}
+
 on_both!(
     idempotency_key_is_documented_where_honoured,
+    documented_filter_values_are_accepted,
+    documented_time_zones_are_accepted,
+    documented_request_rules_are_the_enforced_ones,
     replies_are_checked_against_their_schemas,
     document_and_router_agree,
     document_is_openapi_31_with_bearer_and_problems,

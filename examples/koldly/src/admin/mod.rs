@@ -115,6 +115,22 @@ fn forbidden() -> ApiError {
     )
 }
 
+// Documents the metrics' `period` (read with `ListQuery::one_of`).
+/// The period the figures cover.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+enum Period {
+    /// The last 24 hours.
+    #[serde(rename = "24h")]
+    Day,
+    /// The last 7 days (the default).
+    #[serde(rename = "7d")]
+    Week,
+    /// The last 30 days.
+    #[serde(rename = "30d")]
+    Month,
+}
+
 /// `GET /api/admin/metrics`: users, signups, active users, campaigns, emails
 /// sent, replies (in the period, platform-wide) and subscribers and list-price
 /// MRR by plan.
@@ -123,7 +139,7 @@ fn forbidden() -> ApiError {
     path = "/api/admin/metrics",
     tag = "admin",
     security(("bearer" = [])),
-    params(("period" = Option<String>, Query, description = "`24h`, `7d` (default) or `30d`")),
+    params(("period" = inline(Option<Period>), Query, description = "`24h`, `7d` (default) or `30d`")),
     responses(
         (status = 200, description = "Platform-wide figures over the period.", body = schema::MetricsView),
         Problems<(Unauthorized, Forbidden, InvalidQuery)>,

@@ -22,8 +22,15 @@ use steadfast::Problem;
 /// `POST /api/auth/signup`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
+    #[schema(value_type = crate::openapi::EmailAddress)]
     email: String,
+    #[schema(
+        min_length = 10,
+        max_length = 64,
+        pattern = "[A-Za-z].*[0-9]|[0-9].*[A-Za-z]"
+    )]
     password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
 }
 

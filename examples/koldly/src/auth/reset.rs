@@ -29,6 +29,7 @@ pub const RESET_TTL_SECS: i64 = 3600;
 /// `POST /api/auth/forgot-password`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ForgotRequest {
+    #[schema(value_type = crate::openapi::EmailAddress)]
     email: String,
 }
 
@@ -183,6 +184,11 @@ pub async fn verify_token(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ResetRequest {
     token: String,
+    #[schema(
+        min_length = 10,
+        max_length = 64,
+        pattern = "[A-Za-z].*[0-9]|[0-9].*[A-Za-z]"
+    )]
     password: String,
 }
 

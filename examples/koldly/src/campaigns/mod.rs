@@ -96,6 +96,21 @@ pub(crate) fn check_active_campaigns(
     })
 }
 
+// Documents the campaign list's `status` filter (the handler reads it with
+// `ListQuery::one_of`; `tests/openapi.rs` checks both agree).
+/// Which campaigns to list.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ListFilter {
+    /// Not archived (the default).
+    Active,
+    /// Archived only.
+    Archived,
+    /// Both.
+    All,
+}
+
 /// `GET /api/campaigns?status=active|archived|all&limit=&cursor=`: newest
 /// first, each with its counts.
 #[utoipa::path(
@@ -105,7 +120,7 @@ pub(crate) fn check_active_campaigns(
     security(("bearer" = [])),
     params(
         PageParams,
-        ("status" = Option<String>, Query, description = "`active` (default), `archived` or `all`"),
+        ("status" = inline(Option<ListFilter>), Query, description = "`active` (default), `archived` or `all`"),
     ),
     responses(
         (status = 200, description = "A page of campaigns, newest first, each with its counts.", body = Page<Campaign>),

@@ -220,6 +220,7 @@ async fn get_timezone(
 #[serde(deny_unknown_fields)]
 pub struct TimezoneRequest {
     /// IANA name, e.g. `Europe/Paris`.
+    #[schema(value_type = crate::openapi::TimeZoneName)]
     timezone: String,
 }
 

@@ -22,6 +22,7 @@ pub struct Generate {
     /// Draft for these prospects of the campaign; absent: every prospect
     /// without an email yet.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::openapi::Uuid>>, min_items = 1, max_items = 500)]
     pub prospect_ids: Option<Vec<String>>,
 }
 
@@ -66,12 +67,15 @@ impl Regenerate {
 /// `PATCH /api/emails/{id}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct Edit {
-    /// New subject.
+    /// New subject: one line, not blank.
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\r\\n]*\\S[^\\r\\n]*$")]
     pub subject: Option<String>,
-    /// New body.
+    /// New body, not blank.
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 10000, pattern = "\\S")]
     pub body: Option<String>,
 }
 
@@ -121,6 +125,7 @@ impl Reject {
 #[serde(deny_unknown_fields)]
 pub struct BulkApprove {
     /// The emails to approve.
+    #[schema(value_type = Vec<crate::openapi::Uuid>, min_items = 1, max_items = 100)]
     pub ids: Vec<String>,
 }
 

@@ -59,7 +59,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateBody {
+    /// Required when creating; absent keeps it; never `null`.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     description: Option<Option<String>>,
@@ -68,13 +70,27 @@ pub struct TemplateBody {
     #[serde(default, deserialize_with = "nullable")]
     company_size: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_items = 50)]
     job_titles: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(max_items = 50)]
     pain_points: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "nullable")]
     value_proposition: Option<Option<String>>,
     #[serde(default)]
     is_favorite: Option<bool>,
+}
+
+/// How `POST /api/icp-templates` is documented: a [`TemplateBody`] whose
+/// `name` is required (`PATCH` takes the same body with every member optional).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NewIcpTemplate)]
+#[allow(dead_code)]
+pub struct NewTemplateBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    name: String,
+    #[serde(flatten)]
+    template: TemplateBody,
 }
 
 impl TemplateBody {
@@ -163,7 +179,7 @@ async fn list(
     tag = "icp-templates",
     params(IdempotencyKey),
     security(("bearer" = [])),
-    request_body(content = TemplateBody, description = "`name` is required."),
+    request_body(content = NewTemplateBody, description = "`name` is required."),
     responses(
         (status = 201, description = "The template; `Location` names it.", body = IcpTemplate,
             headers(("location" = String, description = "`/api/icp-templates/{id}`"))),

@@ -117,6 +117,34 @@ fn id_filter(query: &ListQuery, name: &str) -> ApiResult<Option<String>> {
     }
 }
 
+// Documents the reply list's yes/no filters (read by `bool_filter`).
+/// Whether to keep the replies with the flag, without it, or both.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum BoolFilter {
+    /// Only the replies with the flag.
+    True,
+    /// Only the replies without it.
+    False,
+    /// Both.
+    All,
+}
+
+// Documents the reply list's `sort` (read in `list`).
+/// The order of the replies.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum SortParam {
+    /// Newest first (the default).
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Most confident categorization first.
+    Confidence,
+}
+
 fn bool_filter(query: &ListQuery, name: &str, default: Option<&str>) -> ApiResult<Option<bool>> {
     Ok(
         match query.one_of(name, &["true", "false", "all"], default)? {
@@ -136,10 +164,10 @@ fn bool_filter(query: &ListQuery, name: &str, default: Option<&str>) -> ApiResul
     params(
         PageParams,
         ("campaign_id" = Option<String>, Query, description = "Only the replies to this campaign (a UUID)"),
-        ("category" = Option<String>, Query, description = "`uncategorized`, `interested`, `not_interested`, `out_of_office`, `objection`, `question`, `unsubscribe`, `bounce` or `other`"),
-        ("is_read" = Option<String>, Query, description = "`true` or `false` (default: both)"),
-        ("is_archived" = Option<String>, Query, description = "`false` (default), `true` or `all`"),
-        ("sort" = Option<String>, Query, description = "`newest` (default), `oldest` or `confidence`"),
+        ("category" = inline(Option<CategoryInput>), Query, description = "Only the replies in this category"),
+        ("is_read" = inline(Option<BoolFilter>), Query, description = "`true`, `false` or `all` (the default: both)"),
+        ("is_archived" = inline(Option<BoolFilter>), Query, description = "`false` (default), `true` or `all`"),
+        ("sort" = inline(Option<SortParam>), Query, description = "`newest` (default), `oldest` or `confidence`"),
     ),
     responses(
         (status = 200, description = "A page of the caller's replies and their total.", body = ReplyPage),
@@ -233,12 +261,19 @@ impl CategoryInput {
 /// The body of `PATCH /api/inbox/replies/{id}`: at least one field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct Patch {
     /// Read or unread.
+    #[serde(default)]
+    #[schema(value_type = bool)]
     is_read: Option<bool>,
     /// Archived or not.
+    #[serde(default)]
+    #[schema(value_type = bool)]
     is_archived: Option<bool>,
     /// A category set by hand (`unsubscribe` suppresses the address).
+    #[serde(default)]
+    #[schema(value_type = CategoryInput)]
     category: Option<CategoryInput>,
 }
 

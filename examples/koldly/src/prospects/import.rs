@@ -44,6 +44,13 @@ pub struct ProspectRow {
     linkedin_url: Option<String>,
 }
 
+/// How the JSON import is documented: 1 to [`MAX_ROWS`] rows (the handler
+/// reads a `Vec<ProspectRow>` and counts them).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(min_items = 1, max_items = 500)]
+#[allow(dead_code)]
+pub struct ProspectRows(Vec<ProspectRow>);
+
 /// A refused row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidRow {

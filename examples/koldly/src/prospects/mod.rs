@@ -18,7 +18,7 @@ use serde::Serialize;
 use steadfast::audit::AuditContext;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use self::import::{InvalidRow, ProspectRow, Rows};
+use self::import::{InvalidRow, ProspectRows, Rows};
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
@@ -49,6 +49,30 @@ pub const STATUSES: &[&str] = &[
     "bounced",
     "unsubscribed",
 ];
+
+// Documents [`STATUSES`] (`tests/openapi.rs` checks both agree).
+/// A prospect's status.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum StatusFilter {
+    /// Just added.
+    New,
+    /// Researched.
+    Researched,
+    /// An email was drafted.
+    EmailGenerated,
+    /// Waiting to be sent.
+    Queued,
+    /// Sent to.
+    Contacted,
+    /// Answered.
+    Replied,
+    /// The address bounced.
+    Bounced,
+    /// Asked to hear no more.
+    Unsubscribed,
+}
 
 /// What `{id}` names in `/api/prospects/{id}`.
 #[derive(Debug)]
@@ -96,7 +120,7 @@ pub struct ImportSummary {
     request_body(
         description = "1 to 500 prospects: a JSON array, or CSV with a header row (`email` required; \
                        first_name, last_name, company, title, website, industry, linkedin_url).",
-        content((Vec<ProspectRow> = "application/json"), (String = "text/csv")),
+        content((ProspectRows = "application/json"), (String = "text/csv")),
     ),
     responses(
         (status = 200, description = "What the import did; refused rows are listed with their reason.", body = ImportSummary),
@@ -192,8 +216,7 @@ async fn import_prospects(
     params(
         ("id" = String, Path, description = "The campaign's id"),
         PageParams,
-        ("status" = Option<String>, Query, description = "Only prospects with this status: new, researched, \
-          email_generated, queued, contacted, replied, bounced or unsubscribed"),
+        ("status" = inline(Option<StatusFilter>), Query, description = "Only prospects with this status"),
     ),
     responses(
         (status = 200, description = "A page of prospects, newest first, each with its newest email's status.", body = Page<Prospect>),

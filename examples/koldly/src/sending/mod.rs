@@ -127,7 +127,9 @@ pub const DEFAULT_DAILY_LIMIT: i64 = 50;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
+    #[schema(minimum = 0, maximum = 23)]
     start: i64,
+    #[schema(minimum = 1, maximum = 24)]
     end: i64,
 }
 
@@ -135,12 +137,15 @@ pub struct Window {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
+    #[schema(value_type = crate::openapi::Uuid)]
     sender_id: String,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     daily_limit: Option<i64>,
     #[serde(default)]
     window: Option<Window>,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::TimeZoneName>)]
     timezone: Option<String>,
     #[serde(default)]
     stop_on_reply: Option<bool>,
@@ -446,8 +451,12 @@ pub const MAX_STEPS: usize = 10;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepInput {
+    // Also: not less than the step before (JSON Schema cannot say so).
+    #[schema(minimum = 1, maximum = 365)]
     delay_days: i64,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     subject: String,
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     body: String,
 }
 
@@ -455,6 +464,7 @@ pub struct StepInput {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceInput {
+    #[schema(max_items = 10)]
     steps: Vec<StepInput>,
 }
 

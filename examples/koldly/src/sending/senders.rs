@@ -53,9 +53,12 @@ impl Resource for SenderResource {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSender {
+    #[schema(value_type = crate::openapi::EmailAddress)]
     email: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::EmailAddress>)]
     reply_to: Option<String>,
 }
 
