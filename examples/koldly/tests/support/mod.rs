@@ -9,8 +9,8 @@ pub mod fake_mailgun;
 pub mod fake_stripe;
 pub mod keyed_load;
 pub mod openapi;
-pub mod schema_example;
 pub mod process;
+pub mod schema_example;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
