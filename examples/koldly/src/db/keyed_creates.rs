@@ -3,7 +3,21 @@
 //! idempotency layer's store forgot (a crash between the commit and the
 //! store's completion) finds the first run's resource ([`crate::keyed`]).
 
-use sqlx::{AnyConnection, Row};
+use sqlx::{Any, AnyConnection, Row, Transaction};
+
+use super::{Backend, Db};
+
+/// Opens the transaction of a keyed create, which reads the key's record
+/// before it writes: in SQLite `BEGIN IMMEDIATE`, taking the write lock at
+/// once (a deferred transaction that read first could not upgrade without a
+/// busy error); in PostgreSQL a plain one (two requests racing on one key
+/// meet on its primary key).
+pub async fn begin(db: &Db) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    match db.backend {
+        Backend::Postgres => db.pool.begin().await,
+        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
+    }
+}
 
 /// What an earlier request with the key made.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
-    db::icp_templates::{self, IcpTemplate, TemplateFields},
+    db::{
+        icp_templates::{self, IcpTemplate, TemplateFields},
+        keyed_creates,
+    },
     error::{ApiError, ApiResult},
     keyed::Keyed,
     openapi::{
@@ -183,7 +186,7 @@ async fn create(
     // A retry the idempotency store forgot answers the first run's template.
     let keyed = Keyed::new(&headers, "/api/icp-templates");
     let now = state.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = keyed_creates::begin(&state.db).await?;
     let template = match keyed.earlier(&mut tx, &user.id, TARGET, now).await? {
         Some(id) => icp_templates::find(&mut tx, &user.id, &id)
             .await?

@@ -18,7 +18,7 @@ use crate::{
     audit::note_change,
     auth::{self, extract::AuthUser},
     db::{
-        outbox,
+        keyed_creates, outbox,
         senders::{self, Sender},
     },
     error::{ApiError, ApiResult},
@@ -117,7 +117,7 @@ pub async fn create(
     // record in one transaction: a retry the idempotency store forgot (a
     // crash after the commit) answers the sender without mailing again.
     let keyed = Keyed::new(&headers, "/api/senders");
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = keyed_creates::begin(&state.db).await?;
     if let Some(id) = keyed.earlier(&mut tx, &user.id, "sender", now).await? {
         tx.commit().await?;
         let sender = senders::find(&state.db.pool, &user.id, &id)
