@@ -31,6 +31,7 @@ pub mod http_client;
 pub mod icp;
 pub mod inbox;
 pub mod jobs;
+pub mod keyed;
 pub mod logging;
 pub mod mail;
 pub mod onboarding;

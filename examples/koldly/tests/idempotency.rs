@@ -183,8 +183,154 @@ async fn a_keyed_create_the_store_forgot_is_not_made_twice(backend: Backend) {
     server.stop().await;
 }
 
+/// The same for every other keyed route that creates a row or queues work
+/// ([`koldly::keyed`]): after a restart empties the in-memory store, a retry
+/// with the key answers what the first request made (same status, id and
+/// `Location`) and nothing is made, mailed or queued twice; the key on
+/// another route is refused, and another user's same key is their own.
+async fn keyed_creates_the_store_forgot_are_answered_not_repeated(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let (ann, ann_id) = server.signup("ann@example.com", "ann password 1").await;
+    // Room for a campaign and its copy.
+    sqlx::query("UPDATE users SET subscription_plan = 'scale' WHERE id = $1")
+        .bind(&ann_id)
+        .execute(server.pool())
+        .await
+        .unwrap();
+    let campaign = keyed(
+        &server,
+        "/api/campaigns",
+        "c-1",
+        Some(&ann),
+        r#"{"name":"Spring"}"#,
+    )
+    .await;
+    assert_eq!(campaign.status, 201);
+    let campaign = campaign.json()["id"].as_str().unwrap().to_owned();
+    let imported = keyed(
+        &server,
+        &format!("/api/campaigns/{campaign}/prospects"),
+        "p-1",
+        Some(&ann),
+        r#"[{"email":"lead@example.com"}]"#,
+    )
+    .await;
+    assert!(
+        imported.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&imported.body)
+    );
+
+    let generate = format!("/api/campaigns/{campaign}/emails/generate");
+    let duplicate = format!("/api/campaigns/{campaign}/duplicate");
+    let requests: [(&str, &str, &str, u16); 4] = [
+        ("/api/icp-templates", "icp-1", r#"{"name":"Founders"}"#, 201),
+        (&duplicate, "dup-1", r#"{"name":"Copy"}"#, 201),
+        (
+            "/api/senders",
+            "sender-1",
+            r#"{"email":"out@example.com","name":"Out"}"#,
+            201,
+        ),
+        (&generate, "gen-1", "{}", 202),
+    ];
+    let mut firsts = Vec::new();
+    for (path, key, body, status) in requests {
+        let first = keyed(&server, path, key, Some(&ann), body).await;
+        assert_eq!(
+            first.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&first.body)
+        );
+        firsts.push(first);
+    }
+    let counts = async |server: &TestServer| {
+        [
+            count(server, "SELECT COUNT(*) FROM icp_templates").await,
+            count(server, "SELECT COUNT(*) FROM campaigns").await,
+            count(server, "SELECT COUNT(*) FROM senders").await,
+            count(
+                server,
+                "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'sender_verification'",
+            )
+            .await,
+            count(
+                server,
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'emails.generate'",
+            )
+            .await,
+        ]
+    };
+    let before = counts(&server).await;
+    assert_eq!(
+        before,
+        [1, 2, 1, 1, 1],
+        "one of each, as the first requests made"
+    );
+
+    let server = server.restart().await;
+    for ((path, key, body, status), first) in requests.iter().zip(&firsts) {
+        let retry = keyed(&server, path, key, Some(&ann), body).await;
+        assert_eq!(
+            retry.status,
+            *status,
+            "{path}: {}",
+            String::from_utf8_lossy(&retry.body)
+        );
+        assert!(
+            !retry.headers.contains_key("idempotent-replayed"),
+            "{path}: the store forgot; the database answered"
+        );
+        assert_eq!(retry.json()["id"], first.json()["id"], "{path}");
+        assert_eq!(
+            retry.headers["location"], first.headers["location"],
+            "{path}"
+        );
+    }
+    assert_eq!(
+        counts(&server).await,
+        before,
+        "nothing made, mailed or queued twice"
+    );
+
+    // A key that made something is refused on another route, as the layer
+    // refuses it for a different request.
+    keyed(
+        &server,
+        "/api/icp-templates",
+        "dup-1",
+        Some(&ann),
+        r#"{"name":"Other"}"#,
+    )
+    .await
+    .assert_problem(422);
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM icp_templates").await,
+        1
+    );
+    // The key is the user's: another user's same key makes their own.
+    let (bea, _) = server.signup("bea@example.com", "bea password 1").await;
+    let theirs = keyed(
+        &server,
+        "/api/icp-templates",
+        "icp-1",
+        Some(&bea),
+        r#"{"name":"Founders"}"#,
+    )
+    .await;
+    assert_eq!(theirs.status, 201);
+    assert_ne!(theirs.json()["id"], firsts[0].json()["id"]);
+    assert_eq!(
+        count(&server, "SELECT COUNT(*) FROM icp_templates").await,
+        2
+    );
+    server.stop().await;
+}
+
 on_both!(
     retried_requests_take_effect_once,
     redis_shares_keys_between_instances,
-    a_keyed_create_the_store_forgot_is_not_made_twice
+    a_keyed_create_the_store_forgot_is_not_made_twice,
+    keyed_creates_the_store_forgot_are_answered_not_repeated
 );

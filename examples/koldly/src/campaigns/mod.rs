@@ -29,6 +29,7 @@ use crate::{
         icp_templates,
     },
     error::{ApiError, ApiResult},
+    keyed::Keyed,
     openapi::{
         IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems,
         Unauthorized,
@@ -294,12 +295,24 @@ async fn duplicate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     PathId(id, _): PathId<CampaignResource>,
     OptionalJsonBody(body): OptionalJsonBody<DuplicateCampaign>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let name = body.validate()?;
+    let keyed = Keyed::new(&headers, format!("/api/campaigns/{id}/duplicate"));
+    let now = state.now();
     let (mut tx, plan) = plans::begin_limited(&state.db, &user.id).await?;
+    // A retry the idempotency store forgot answers the first run's copy,
+    // before the plan's limit counts it (the user's row lock serialises).
+    if let Some(copy) = keyed.earlier(&mut tx, &user.id, TARGET, now).await? {
+        let campaign = campaigns::find(&mut tx, &user.id, &copy)
+            .await?
+            .ok_or_else(not_found)?;
+        tx.commit().await?;
+        return Ok(created(campaign));
+    }
     if campaigns::archived_state(&mut tx, &user.id, &id)
         .await?
         .is_none()
@@ -308,9 +321,10 @@ async fn duplicate(
     }
     let active = campaigns::count_active(&mut tx, &user.id).await?;
     check_active_campaigns(&audit, &user.id, &id, plan, active)?;
-    let copy = campaigns::duplicate(&mut tx, &user.id, &id, name.as_deref(), state.now())
+    let copy = campaigns::duplicate(&mut tx, &user.id, &id, name.as_deref(), now)
         .await?
         .ok_or_else(not_found)?;
+    keyed.record(&mut tx, &user.id, TARGET, &copy, now).await?;
     let campaign = campaigns::find(&mut tx, &user.id, &copy)
         .await?
         .ok_or_else(|| ApiError::internal("campaign duplicate", "the new row is missing"))?;

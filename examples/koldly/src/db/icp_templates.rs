@@ -101,7 +101,7 @@ fn json_list(list: &[String]) -> String {
 
 /// Inserts a template of `user_id`; `fields.name` must be set.
 pub async fn insert(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user_id: &str,
     fields: &TemplateFields,
     now: i64,
@@ -124,9 +124,28 @@ pub async fn insert(
         .bind(fields.value_proposition.clone().flatten())
         .bind(i64::from(fields.is_favorite.unwrap_or(false)))
         .bind(now)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await?;
     from_row(&row)
+}
+
+/// The template `id` of `user_id` (the owner in the same statement).
+pub async fn find(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    id: &str,
+) -> Result<Option<IcpTemplate>, sqlx::Error> {
+    let sql = concat!(
+        "SELECT ",
+        columns_sql!(),
+        " FROM icp_templates WHERE id = $1 AND user_id = $2"
+    );
+    let row = sqlx::query(sql)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
 }
 
 /// One page of `user_id`'s templates: favourites first, then newest first.

@@ -9,7 +9,7 @@
 //! reads it in one statement with the owner filter ([`find_owned`]).
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row, any::AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
 use super::new_id;
 
@@ -92,6 +92,16 @@ pub struct NewJob<'a> {
 
 /// Queues a job; returns it.
 pub async fn enqueue(pool: &AnyPool, new: NewJob<'_>, now: i64) -> Result<Job, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert(&mut conn, new, now).await
+}
+
+/// Queues a job on `conn` (in the caller's transaction); returns it.
+pub async fn insert(
+    conn: &mut AnyConnection,
+    new: NewJob<'_>,
+    now: i64,
+) -> Result<Job, sqlx::Error> {
     let sql = concat!(
         "INSERT INTO jobs (id, user_id, kind, payload, max_attempts, run_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
@@ -105,7 +115,7 @@ pub async fn enqueue(pool: &AnyPool, new: NewJob<'_>, now: i64) -> Result<Job, s
         .bind(new.max_attempts.max(1))
         .bind(new.run_at)
         .bind(now)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await?;
     from_row(&row)
 }

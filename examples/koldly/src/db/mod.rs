@@ -19,6 +19,7 @@ pub mod icp_templates;
 pub mod inbox;
 pub(crate) mod job_queue;
 pub mod jobs;
+pub mod keyed_creates;
 pub mod onboarding;
 pub mod outbox;
 pub mod prospects;

@@ -5,7 +5,7 @@
 //! expires_at > now`, so a link works once.
 
 use serde::Serialize;
-use sqlx::{AnyPool, Row, any::AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row, any::AnyRow};
 
 use super::new_id;
 use crate::pagination::{Cursor, PageRequest};
@@ -56,7 +56,7 @@ fn from_row(row: &AnyRow) -> Result<Sender, sqlx::Error> {
 /// Adds sender `email` for `user_id`, unverified; when the user already has
 /// it, updates its name and reply-to and keeps its verification. Returns it.
 pub async fn upsert(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     user_id: &str,
     email: &str,
     name: &str,
@@ -76,7 +76,7 @@ pub async fn upsert(
     .bind(name)
     .bind(reply_to)
     .bind(now)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     from_row(&row)
 }
@@ -153,21 +153,20 @@ pub async fn delete(
 }
 
 /// Stores a verification link's hash for `sender_id`, first invalidating the
-/// sender's unused ones, in one transaction.
+/// sender's unused ones, on `conn` (the caller's transaction: both or none).
 pub async fn issue_token(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     sender_id: &str,
     token_hash: &str,
     expires_at: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE sender_verification_tokens SET used_at = $1 WHERE sender_id = $2 AND used_at IS NULL",
     )
     .bind(now)
     .bind(sender_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO sender_verification_tokens (id, sender_id, token_hash, expires_at, created_at) \
@@ -178,9 +177,9 @@ pub async fn issue_token(
     .bind(token_hash)
     .bind(expires_at)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Uses a verification link and marks its sender verified, atomically:

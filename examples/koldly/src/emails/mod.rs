@@ -45,6 +45,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     jobs::routes::JobView,
+    keyed::Keyed,
     openapi::{
         IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, PlanLimit, Problems,
         Unauthorized,
@@ -142,11 +143,19 @@ async fn generate_drafts(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     PathId(campaign_id, _): PathId<CampaignResource>,
     OptionalJsonBody(body): OptionalJsonBody<Generate>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, "campaign", &campaign_id, None);
     let named = body.validate()?;
+    let keyed = Keyed::new(
+        &headers,
+        format!("/api/campaigns/{campaign_id}/emails/generate"),
+    );
+    if let Some(job) = state.jobs.keyed_earlier(&keyed, &user.id).await? {
+        return Ok(accepted(job));
+    }
     {
         let mut conn = state.db.pool.acquire().await?;
         if campaigns::archived_state(&mut conn, &user.id, &campaign_id)
@@ -185,7 +194,8 @@ async fn generate_drafts(
     let count = prospect_ids.len();
     let job = state
         .jobs
-        .enqueue(
+        .enqueue_keyed(
+            &keyed,
             &user.id,
             GENERATE,
             &GeneratePayload {
@@ -220,11 +230,16 @@ async fn regenerate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     PathId(id, _): PathId<EmailResource>,
     OptionalJsonBody(body): OptionalJsonBody<Regenerate>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, &id, None);
     let feedback = body.validate()?;
+    let keyed = Keyed::new(&headers, format!("/api/emails/{id}/regenerate"));
+    if let Some(job) = state.jobs.keyed_earlier(&keyed, &user.id).await? {
+        return Ok(accepted(job));
+    }
     let email = emails::find(&state.db.pool, &user.id, &id)
         .await?
         .ok_or_else(not_found)?;
@@ -234,7 +249,8 @@ async fn regenerate(
     check_budget(&state, &audit, &user, TARGET, &id).await?;
     let job = state
         .jobs
-        .enqueue(
+        .enqueue_keyed(
+            &keyed,
             &user.id,
             REGENERATE,
             &RegeneratePayload {

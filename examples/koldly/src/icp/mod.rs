@@ -16,8 +16,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     audit::note_change,
     auth::extract::AuthUser,
-    db::icp_templates::{self, IcpTemplate, TemplateFields},
+    db::{
+        icp_templates::{self, IcpTemplate, TemplateFields},
+        keyed_creates,
+    },
     error::{ApiError, ApiResult},
+    keyed::Keyed,
     openapi::{
         IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
     },
@@ -190,11 +194,28 @@ async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     JsonBody(body): JsonBody<TemplateBody>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, "new", None);
     let fields = body.validate(true)?;
-    let template = icp_templates::insert(&state.db.pool, &user.id, &fields, state.now()).await?;
+    // A retry the idempotency store forgot answers the first run's template.
+    let keyed = Keyed::new(&headers, "/api/icp-templates");
+    let now = state.now();
+    let mut tx = keyed_creates::begin(&state.db).await?;
+    let template = match keyed.earlier(&mut tx, &user.id, TARGET, now).await? {
+        Some(id) => icp_templates::find(&mut tx, &user.id, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(IcpTemplateResource::NAME))?,
+        None => {
+            let template = icp_templates::insert(&mut tx, &user.id, &fields, now).await?;
+            keyed
+                .record(&mut tx, &user.id, TARGET, &template.id, now)
+                .await?;
+            template
+        }
+    };
+    tx.commit().await?;
     note_change(&audit, &user.id, TARGET, &template.id, None);
     let location = HeaderValue::try_from(format!("/api/icp-templates/{}", template.id))
         .expect("an id is a valid header value");

@@ -47,6 +47,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     jobs::routes::JobView,
+    keyed::Keyed,
     openapi::{
         IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
     },
@@ -336,13 +337,19 @@ fn accepted(job: Job) -> Response {
 }
 
 /// Queues a job of `kind` on reply `id` of the user, after checking it is theirs.
+/// A retry with the `Idempotency-Key` of a request the idempotency store
+/// forgot answers the job that request queued ([`crate::keyed`]).
 async fn enqueue(
     state: &AppState,
+    keyed: &Keyed,
     user_id: &str,
     id: &str,
     kind: &str,
     force: bool,
 ) -> ApiResult<Response> {
+    if let Some(job) = state.jobs.keyed_earlier(keyed, user_id).await? {
+        return Ok(accepted(job));
+    }
     if inbox::find(&state.db.pool, user_id, id).await?.is_none() {
         return Err(not_found());
     }
@@ -350,7 +357,10 @@ async fn enqueue(
         reply_id: id.to_owned(),
         force,
     };
-    let job = state.jobs.enqueue(user_id, kind, &payload).await?;
+    let job = state
+        .jobs
+        .enqueue_keyed(keyed, user_id, kind, &payload)
+        .await?;
     Ok(accepted(job))
 }
 
@@ -372,10 +382,12 @@ async fn categorize(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     PathId(id, _): PathId<ReplyResource>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, &id, None);
-    enqueue(&state, &user.id, &id, CATEGORIZE, true).await
+    let keyed = Keyed::new(&headers, format!("/api/inbox/replies/{id}/categorize"));
+    enqueue(&state, &keyed, &user.id, &id, CATEGORIZE, true).await
 }
 
 /// `POST /api/inbox/replies/{id}/draft`: 202 and a job drafting an answer.
@@ -395,10 +407,12 @@ async fn draft(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     PathId(id, _): PathId<ReplyResource>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, TARGET, &id, None);
-    enqueue(&state, &user.id, &id, DRAFT, false).await
+    let keyed = Keyed::new(&headers, format!("/api/inbox/replies/{id}/draft"));
+    enqueue(&state, &keyed, &user.id, &id, DRAFT, false).await
 }
 
 /// The answer of `GET /api/inbox/stats`.

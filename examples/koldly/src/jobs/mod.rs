@@ -133,7 +133,12 @@ use crate::{
         Db,
         jobs::{self, Job, NewJob},
     },
+    error::{ApiError, ApiResult},
+    keyed::Keyed,
 };
+
+/// What [`crate::keyed`] records a keyed job as.
+const KEYED_KIND: &str = "job";
 
 /// The runner's settings, as [`crate::config::Cli`] reads them from flags and
 /// environment variables.
@@ -238,13 +243,72 @@ impl JobQueue {
             now,
         )
         .await?;
+        self.push(kind, &job).await?;
+        Ok(job)
+    }
+
+    /// The job an earlier request with `keyed`'s `Idempotency-Key` queued,
+    /// if one did ([`crate::keyed`]): a retry the idempotency store forgot
+    /// answers it instead of queueing the work twice. Look it up before the
+    /// checks a new job needs (budget, ...).
+    pub async fn keyed_earlier(&self, keyed: &Keyed, user_id: &str) -> ApiResult<Option<Job>> {
+        let mut conn = self.db.pool.acquire().await?;
+        let Some(id) = keyed
+            .earlier(&mut conn, user_id, KEYED_KIND, self.clock.now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        jobs::find_owned(&self.db.pool, &id, user_id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| ApiError::not_found("job"))
+    }
+
+    /// [`enqueue`](Self::enqueue), recording in the job row's transaction
+    /// that `keyed`'s key queued it. A crash after the commit and before the
+    /// push leaves a queued row that [`sweep_orphans`](Self::sweep_orphans)
+    /// pushes.
+    pub async fn enqueue_keyed(
+        &self,
+        keyed: &Keyed,
+        user_id: &str,
+        kind: &str,
+        payload: &impl Serialize,
+    ) -> ApiResult<Job> {
+        let payload =
+            serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let now = self.clock.now();
+        let mut tx = self.db.pool.begin().await?;
+        let job = jobs::insert(
+            &mut tx,
+            NewJob {
+                user_id,
+                kind,
+                payload: &payload,
+                max_attempts: self.config.max_attempts,
+                run_at: now,
+            },
+            now,
+        )
+        .await?;
+        keyed
+            .record(&mut tx, user_id, KEYED_KIND, &job.id, now)
+            .await?;
+        tx.commit().await?;
+        self.push(kind, &job).await?;
+        Ok(job)
+    }
+
+    /// Pushes the task of `job` onto apalis; a failure marks the row failed.
+    async fn push(&self, kind: &str, job: &Job) -> Result<(), sqlx::Error> {
         if let Err(e) = runner::push(&self.db, &self.config, kind, &job.id).await {
             tracing::error!(job_id = job.id, error = %e, "job not queued in apalis");
             let now = self.clock.now();
             jobs::fail_unqueued(&self.db.pool, &job.id, "the job could not be queued", now).await?;
             return Err(sqlx::Error::Io(std::io::Error::other(e)));
         }
-        Ok(job)
+        Ok(())
     }
 
     /// A runner of `registry` on this queue's database.

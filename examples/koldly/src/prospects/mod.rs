@@ -157,6 +157,10 @@ async fn import_prospects(
     {
         return Err(ApiError::not_found(CampaignResource::NAME));
     }
+    // Naturally idempotent, so no keyed_creates record (crate::keyed): a
+    // rerun of the same import (a retry the idempotency store forgot) finds
+    // every row on the unique (campaign, lower(email)) index, inserts none
+    // and counts none against the plan; it answers them as `duplicates`.
     let used = usage::prospects_imported(&mut tx, &user.id, &period).await?;
     let (mut imported, mut duplicates) = (0i64, 0i64);
     for (_, prospect) in &valid {

@@ -228,6 +228,10 @@ async fn send(
     note_change(&audit, &user.id, TARGET, &id, None);
     let start = body.validate()?;
     let now = state.now();
+    // Naturally idempotent, so no keyed_creates record (crate::keyed): the
+    // queue is unique on `generated_email_id` (inserts `ON CONFLICT DO
+    // NOTHING`), so a rerun (a retry the idempotency store forgot) queues no
+    // email twice and answers `queued: 0`.
     let queued = match sending::start(&state.db, &user.id, &id, &start, now).await? {
         Ok(queued) => queued,
         Err(StartRefused::NoCampaign) => return Err(not_found()),

@@ -17,8 +17,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     audit::note_change,
     auth::{self, extract::AuthUser},
-    db::senders::{self, Sender},
+    db::{
+        keyed_creates, outbox,
+        senders::{self, Sender},
+    },
     error::{ApiError, ApiResult},
+    keyed::Keyed,
     mail::Message,
     openapi::{
         IdempotencyKey, Idempotent, InvalidBody, InvalidQuery, NotFound, Problems, Unauthorized,
@@ -81,6 +85,7 @@ pub async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     audit: Option<AuditContext>,
+    headers: http::HeaderMap,
     JsonBody(body): JsonBody<NewSender>,
 ) -> ApiResult<Response> {
     note_change(&audit, &user.id, "sender", "new", None);
@@ -111,19 +116,26 @@ pub async fn create(
     errors.finish()?;
     let email = email.unwrap_or_default();
     let now = state.now();
-    let sender = senders::upsert(
-        &state.db.pool,
-        &user.id,
-        &email,
-        &name,
-        reply_to.as_deref(),
-        now,
-    )
-    .await?;
+    // The sender, its link and the link's mail are written with the key's
+    // record in one transaction: a retry the idempotency store forgot (a
+    // crash after the commit) answers the sender without mailing again.
+    let keyed = Keyed::new(&headers, "/api/senders");
+    let mut tx = keyed_creates::begin(&state.db).await?;
+    if let Some(id) = keyed.earlier(&mut tx, &user.id, "sender", now).await? {
+        tx.commit().await?;
+        let sender = senders::find(&state.db.pool, &user.id, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(SenderResource::NAME))?;
+        note_change(&audit, &user.id, "sender", &sender.id, None);
+        return Ok(created(sender));
+    }
+    let sender =
+        senders::upsert(&mut tx, &user.id, &email, &name, reply_to.as_deref(), now).await?;
+    let mut mail = None;
     if !sender.verified {
         let token = auth::random_token();
         senders::issue_token(
-            &state.db.pool,
+            &mut tx,
             &sender.id,
             &auth::token_hash(&token),
             now + SENDER_VERIFY_TTL_SECS,
@@ -137,26 +149,45 @@ pub async fn create(
              If not, ignore this message: nothing will be sent from this address.\n",
             user.email
         );
-        state
-            .mailer
-            .send_later(Message {
-                to: sender.email.clone(),
-                subject: "Confirm this sender address".to_owned(),
-                body,
-                kind: "sender_verification",
-            })
-            .await
-            .map_err(|e| ApiError::internal("sender verification mail", e))?;
+        let message = Message {
+            to: sender.email.clone(),
+            subject: "Confirm this sender address".to_owned(),
+            body,
+            kind: "sender_verification",
+        };
+        let id = outbox::insert_in(
+            &mut tx,
+            &message.to,
+            &message.subject,
+            &message.body,
+            message.kind,
+            state.mailer.outbox_status(),
+            now,
+        )
+        .await?;
+        mail = Some((id, message));
+    }
+    keyed
+        .record(&mut tx, &user.id, "sender", &sender.id, now)
+        .await?;
+    tx.commit().await?;
+    if let Some((id, message)) = mail {
+        state.mailer.deliver_stored_later(id, message);
     }
     note_change(&audit, &user.id, "sender", &sender.id, None);
+    Ok(created(sender))
+}
+
+/// 201 with the sender and its `Location`.
+fn created(sender: Sender) -> Response {
     let location = HeaderValue::try_from(format!("/api/senders/{}", sender.id))
         .expect("an id is a valid header value");
-    Ok((
+    (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(sender),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /api/senders`: newest first, paginated.
