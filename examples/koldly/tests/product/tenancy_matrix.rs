@@ -190,6 +190,7 @@ async fn create_fixtures(
         .to_owned();
     let p = prospect(server, ann, &c, "ann-lead@example.com").await;
     let email = email_row(server, &c, &p, "draft", 1).await;
+    let unknown = unknown_send(server, &c, &p).await;
     let (reply, _) =
         crate::inbox::reply(server, ann, &c, "ann-lead@example.com", "Tell me more").await;
     let template = id(json(
@@ -225,7 +226,30 @@ async fn create_fixtures(
         ("/api/icp-templates/{id}", template),
         ("/api/senders/{id}", sender),
         ("/api/jobs/{id}", job),
+        ("/api/campaigns/{id}/sending/unknown/{queue_id}", unknown),
     ])
+}
+
+/// A send of `campaign` whose outcome is unknown (its process died during
+/// the provider call): the row the unknown-send routes resolve by hand.
+async fn unknown_send(server: &TestServer, campaign: &str, prospect: &str) -> String {
+    let email = email_row(server, campaign, prospect, "approved", 1).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO campaign_sending_queue \
+         (id, campaign_id, prospect_id, generated_email_id, status, scheduled_for, attempts, \
+          message_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'unknown', 1, 1, $5, 1, 1)",
+    )
+    .bind(&id)
+    .bind(campaign)
+    .bind(prospect)
+    .bind(&email)
+    .bind(format!("<{id}@koldly.test>"))
+    .execute(server.pool())
+    .await
+    .unwrap();
+    id
 }
 
 /// How many rows each table holds, from the database's own catalogue.
